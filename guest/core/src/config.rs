@@ -1,0 +1,99 @@
+//! Session configuration, validated once in `Session::new`.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::error::Error;
+use crate::url_safety::check_url;
+
+/// How a session identifies itself and how long it waits.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// A pre-registered client id (highest priority in "Client Registration").
+    pub client_id: Option<String>,
+    /// Its secret, for a confidential pre-registered client.
+    pub client_secret: Option<String>,
+    /// The issuer the pre-registered client belongs to; when set and the server
+    /// points elsewhere, the engine stops instead of sending the credentials
+    /// ("Authorization Server Binding").
+    pub client_issuer: Option<String>,
+    /// A Client ID Metadata Document URL (https with a path).
+    pub client_metadata_url: Option<String>,
+    /// `client_name` for dynamic registration.
+    pub client_name: String,
+    /// Scopes to request instead of the spec's selection.
+    pub scope: Option<String>,
+    /// Pin the callback port (`None`: any free port).
+    pub callback_port: Option<u16>,
+    /// How long to wait for the browser to come back.
+    pub callback_timeout_ms: u64,
+    /// A token expiring within this margin counts as expired.
+    pub expiry_skew_ms: u64,
+    /// Step-up authorizations allowed per session before giving up.
+    pub max_step_ups: u8,
+    /// Ask for `offline_access` when the AS lists it.
+    pub request_offline_access: bool,
+    /// Issuers allowed to omit S256 from `code_challenge_methods_supported`
+    /// (S256 is still used). Off by default; each use is reported.
+    pub allow_missing_s256: Vec<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            client_id: None,
+            client_secret: None,
+            client_issuer: None,
+            client_metadata_url: None,
+            client_name: String::from("mcp-oauth"),
+            scope: None,
+            callback_port: None,
+            callback_timeout_ms: 5 * 60 * 1000,
+            expiry_skew_ms: 60 * 1000,
+            max_step_ups: 3,
+            request_offline_access: true,
+            allow_missing_s256: Vec::new(),
+        }
+    }
+}
+
+impl core::fmt::Debug for Config {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Config")
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field("client_issuer", &self.client_issuer)
+            .field("client_metadata_url", &self.client_metadata_url)
+            .field("scope", &self.scope)
+            .field("callback_port", &self.callback_port)
+            .field("callback_timeout_ms", &self.callback_timeout_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Rejects combinations that cannot work, with a reason.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |reason: &str| {
+            Err(Error::InvalidConfig {
+                reason: String::from(reason),
+            })
+        };
+        if self.client_secret.is_some() && self.client_id.is_none() {
+            return bad("a client secret needs a client id (--client-id)");
+        }
+        if self.client_id.as_deref().is_some_and(str::is_empty) {
+            return bad("the client id is empty");
+        }
+        if let Some(u) = &self.client_metadata_url {
+            let url = check_url(u, "client metadata document")?;
+            if url.scheme() != "https" || url.path().trim_matches('/').is_empty() {
+                return bad("a client metadata URL must be https and have a path (e.g. https://app.example/client.json)");
+            }
+        }
+        if self.callback_timeout_ms == 0 {
+            return bad("the callback timeout must be more than zero");
+        }
+        Ok(())
+    }
+}

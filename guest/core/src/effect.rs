@@ -1,0 +1,277 @@
+//! The data that crosses between the engine and its driver: effects the
+//! engine asks for, inputs the driver answers with. Every effect maps to one
+//! host import in `wit/` (see the table in `lib.rs`).
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt;
+
+use crate::error::Error;
+use crate::tokens::AccessToken;
+
+/// HTTP method. The engine only ever reads metadata and posts forms or JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET.
+    Get,
+    /// POST.
+    Post,
+}
+
+/// An HTTP request the driver must send exactly as given.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// GET or POST.
+    pub method: Method,
+    /// Absolute URL, already checked by `url_safety`.
+    pub url: String,
+    /// Header name/value pairs.
+    pub headers: Vec<(String, String)>,
+    /// The body (may carry secrets: never log it).
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    pub(crate) fn get(url: &str) -> Self {
+        Self {
+            method: Method::Get,
+            url: String::from(url),
+            headers: alloc::vec![(String::from("accept"), String::from("application/json"))],
+            body: Vec::new(),
+        }
+    }
+
+    /// The value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Bodies and the Authorization header carry secrets.
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("HttpRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("header_names", &names)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// The response to an [`HttpRequest`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Header name/value pairs.
+    pub headers: Vec<(String, String)>,
+    /// The body (token responses carry secrets: never log it).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// The value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// What the engine asks the user before any registration or browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsentRequest {
+    /// The MCP server the user is connecting to.
+    pub server_url: String,
+    /// The authorization server that will be opened.
+    pub issuer: String,
+    /// The scopes that will be requested (may be empty: the AS's default).
+    pub scopes: Vec<String>,
+    /// Why authorization is needed now.
+    pub reason: ConsentReason,
+}
+
+/// Why an interactive authorization is starting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentReason {
+    /// No token yet.
+    FirstLogin,
+    /// The stored authorization can no longer be used (expired, revoked).
+    Reauthorize,
+    /// The server asked for more scope.
+    StepUp,
+}
+
+/// Something the user or the host log should know; needs only an [`Input::Ack`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// A request reached the callback listener but was not accepted; the flow
+    /// keeps waiting (missing or wrong `state`, malformed query).
+    CallbackRejected {
+        /// Why it was not accepted.
+        reason: String,
+    },
+    /// The browser could not be opened; the host should show the URL so the
+    /// user can open it by hand. The flow keeps waiting.
+    BrowserOpenFailed {
+        /// The authorization URL (built from validated parts only).
+        url: String,
+        /// The host's message.
+        reason: String,
+    },
+    /// A record could not be saved; the flow goes on with what it has in memory.
+    StorageWarning {
+        /// The kind of record (`tokens`, `registration`, ...).
+        record: String,
+        /// The host's message.
+        message: String,
+    },
+    /// The configuration overrides the S256 check for this issuer.
+    PkceCheckOverridden {
+        /// The authorization server.
+        issuer: String,
+    },
+    /// A 2025-03-26 server's metadata names an issuer other than its origin;
+    /// accepted on the legacy path only.
+    LegacyIssuerDiffers {
+        /// The authorization base URL (the server's origin).
+        origin: String,
+        /// What the document claims.
+        issuer: String,
+    },
+}
+
+/// One thing the engine needs done. Perform it, then feed the matching
+/// [`Input`] to `Session::handle`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Send this request; answer with [`Input::Http`]. Import: `http.send`.
+    Http(HttpRequest),
+    /// Read a record; answer with [`Input::Loaded`]. Import: `storage.get`.
+    Load {
+        /// Storage key (a hash; never a path).
+        key: String,
+    },
+    /// Write a record; answer with [`Input::Stored`]. Import: `storage.set`.
+    Save {
+        /// Storage key.
+        key: String,
+        /// The record (JSON; may hold secrets).
+        value: Vec<u8>,
+    },
+    /// Remove a record; answer with [`Input::Stored`]. Import: `storage.delete`.
+    Delete {
+        /// Storage key.
+        key: String,
+    },
+    /// Bind the loopback callback listener; answer with [`Input::Listening`].
+    /// Import: `callback.listener` constructor. The listener lives until the
+    /// flow ends (`Step::Done`).
+    Listen {
+        /// A pinned port, or `None` for any free port.
+        port: Option<u16>,
+    },
+    /// Ask the user; answer with [`Input::Consent`]. Import: `prompts.consent`.
+    Consent(ConsentRequest),
+    /// Open this URL in the browser; answer with [`Input::Opened`].
+    /// Import: `browser.open`.
+    OpenBrowser {
+        /// The authorization URL.
+        url: String,
+    },
+    /// Wait for the next request to the callback listener; answer with
+    /// [`Input::Callback`]. Import: `listener.next`.
+    AwaitCallback {
+        /// How long to wait at most, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// Tell the user or the log; answer with [`Input::Ack`]. Import: `prompts.notify`.
+    Notify(Event),
+}
+
+/// A transport failure: no HTTP response at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportError {
+    /// What went wrong (DNS, TLS, timeout, refused...).
+    pub message: String,
+}
+
+/// What reached the callback listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackEvent {
+    /// A request on the callback path, or a pasted redirect URL: its query
+    /// string (without the `?`).
+    Redirect {
+        /// The raw query string.
+        query: String,
+    },
+    /// The timeout passed with nothing accepted.
+    TimedOut,
+    /// The user cancelled the wait.
+    Cancelled,
+}
+
+/// The driver's answer to the last [`Effect`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Answer to [`Effect::Http`].
+    Http(Result<HttpResponse, TransportError>),
+    /// Answer to [`Effect::Load`]: the bytes, or `None` when absent or unreadable.
+    Loaded(Option<Vec<u8>>),
+    /// Answer to [`Effect::Save`] and [`Effect::Delete`].
+    Stored(Result<(), String>),
+    /// Answer to [`Effect::Listen`]: the redirect URI to use, or why binding failed.
+    Listening(Result<String, String>),
+    /// Answer to [`Effect::Consent`]: `true` to go on.
+    Consent(bool),
+    /// Answer to [`Effect::OpenBrowser`].
+    Opened(Result<(), String>),
+    /// Answer to [`Effect::AwaitCallback`].
+    Callback(CallbackEvent),
+    /// Answer to [`Effect::Notify`].
+    Ack,
+}
+
+/// Identifies one flow, so callers that joined it can fetch its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlowId(pub u64);
+
+/// What a finished operation produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A token to put in `Authorization: Bearer`.
+    Token(AccessToken),
+    /// The response needed nothing from the engine (not a 401/403).
+    Unchanged,
+    /// The stored tokens were removed.
+    LoggedOut,
+    /// What is known about the server (from `Session::inspect`).
+    Status(crate::Status),
+}
+
+/// The engine's answer to every call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Perform this effect, then call `Session::handle` with its input.
+    Effect(Effect),
+    /// Another caller is driving flow `FlowId`; wait until it is done, then
+    /// read `Session::outcome`.
+    Wait(FlowId),
+    /// The operation is over.
+    Done(Result<Outcome, Error>),
+}

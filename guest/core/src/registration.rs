@@ -1,0 +1,190 @@
+//! Client identity in the order of MCP 2026-07-28 "Client Registration":
+//! pre-registered → Client ID Metadata Document → dynamic registration
+//! (RFC 7591) → an error that says what the AS offers.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::client_auth::AuthMethod;
+use crate::discovery::AsMetadata;
+use crate::effect::{HttpRequest, HttpResponse, Method};
+use crate::error::Error;
+use crate::tokens::oauth_error;
+
+/// A dynamic registration, persisted per issuer and never sent to another.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The issuer that issued it (MCP "Authorization Server Binding").
+    pub issuer: String,
+    /// The client id.
+    pub client_id: String,
+    /// The client secret, if the AS issued one.
+    #[serde(default)]
+    pub client_secret: Option<String>,
+    /// The redirect URIs it was registered with.
+    pub redirect_uris: Vec<String>,
+    /// The token endpoint auth method the AS assigned.
+    #[serde(default)]
+    pub token_endpoint_auth_method: Option<String>,
+}
+
+impl core::fmt::Debug for Registration {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Registration")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "<redacted>"))
+            .field("redirect_uris", &self.redirect_uris)
+            .finish()
+    }
+}
+
+impl Registration {
+    /// Reusable for this flow: same issuer, and registered for this exact
+    /// redirect URI.
+    pub fn usable_for(&self, issuer: &str, redirect_uri: &str) -> bool {
+        self.issuer == issuer && self.redirect_uris.iter().any(|r| r == redirect_uri)
+    }
+}
+
+/// The auth method to ask for: `none` (a public native client) unless the AS
+/// does not offer it.
+fn requested_auth_method(md: &AsMetadata) -> AuthMethod {
+    match &md.token_endpoint_auth_methods_supported {
+        Some(list) if !list.iter().any(|m| m == "none") => {
+            if list.iter().any(|m| m == "client_secret_basic") || !list.iter().any(|m| m == "client_secret_post") {
+                AuthMethod::ClientSecretBasic
+            } else {
+                AuthMethod::ClientSecretPost
+            }
+        }
+        _ => AuthMethod::None,
+    }
+}
+
+/// RFC 7591 §2 / §3.1 registration request for a native loopback client.
+pub fn registration_request(endpoint: &str, md: &AsMetadata, client_name: &str, redirect_uri: &str) -> HttpRequest {
+    let body = serde_json::json!({
+        "client_name": client_name,
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": requested_auth_method(md).as_str(),
+        "application_type": "native",
+    });
+    HttpRequest {
+        method: Method::Post,
+        url: String::from(endpoint),
+        headers: alloc::vec![
+            (String::from("content-type"), String::from("application/json")),
+            (String::from("accept"), String::from("application/json")),
+        ],
+        body: serde_json::to_vec(&body).unwrap_or_default(),
+    }
+}
+
+#[derive(Deserialize)]
+struct RawRegistration {
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    #[serde(default)]
+    redirect_uris: Option<Vec<String>>,
+    token_endpoint_auth_method: Option<String>,
+}
+
+/// RFC 7591 §3.2.1 response → a [`Registration`] bound to `issuer`.
+pub fn parse_registration(resp: &HttpResponse, issuer: &str, redirect_uri: &str) -> Result<Registration, Error> {
+    if !(200..300).contains(&resp.status) {
+        let e = oauth_error(&resp.body);
+        return Err(Error::RegistrationFailed {
+            status: resp.status,
+            error: e.error,
+            description: e.error_description,
+        });
+    }
+    let raw: RawRegistration = serde_json::from_slice(&resp.body).map_err(|e| Error::InvalidResponse {
+        what: "registration response",
+        detail: format!("not a JSON registration ({e})"),
+    })?;
+    let client_id = raw.client_id.filter(|c| !c.is_empty()).ok_or(Error::InvalidResponse {
+        what: "registration response",
+        detail: "no client_id".to_string(),
+    })?;
+    Ok(Registration {
+        issuer: String::from(issuer),
+        client_id,
+        client_secret: raw.client_secret.filter(|s| !s.is_empty()),
+        redirect_uris: raw.redirect_uris.unwrap_or_else(|| alloc::vec![String::from(redirect_uri)]),
+        token_endpoint_auth_method: raw.token_endpoint_auth_method,
+    })
+}
+
+/// Words for the error when no identity path is open.
+pub fn offers(md: &AsMetadata, has_metadata_url: bool) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    if md.registration_endpoint.is_none() {
+        parts.push("it has no registration_endpoint (no dynamic registration)");
+    }
+    match (md.client_id_metadata_document_supported == Some(true), has_metadata_url) {
+        (true, false) => parts.push("it accepts client ID metadata documents, but no --client-metadata-url was given"),
+        (false, true) => parts.push("it does not accept client ID metadata documents"),
+        (false, false) => parts.push("it does not advertise client ID metadata documents"),
+        (true, true) => {}
+    }
+    parts.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn md() -> AsMetadata {
+        AsMetadata {
+            issuer: "https://a.example".into(),
+            authorization_endpoint: "https://a.example/authorize".into(),
+            token_endpoint: "https://a.example/token".into(),
+            registration_endpoint: Some("https://a.example/register".into()),
+            ..AsMetadata::default()
+        }
+    }
+
+    // RFC 7591 + MCP 2026-07-28 "Application Type": native, loopback redirect,
+    // both grants, auth method none.
+    #[test]
+    fn request_is_native_public_client() {
+        let r = registration_request("https://a.example/register", &md(), "mcp-oauth", "http://127.0.0.1:5000/callback");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["application_type"], "native");
+        assert_eq!(v["redirect_uris"][0], "http://127.0.0.1:5000/callback");
+        assert_eq!(v["grant_types"], serde_json::json!(["authorization_code", "refresh_token"]));
+        assert_eq!(v["token_endpoint_auth_method"], "none");
+        let mut m = md();
+        m.token_endpoint_auth_methods_supported = Some(alloc::vec!["client_secret_post".into()]);
+        let r = registration_request("https://a.example/register", &m, "x", "http://127.0.0.1:1/cb");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["token_endpoint_auth_method"], "client_secret_post");
+    }
+
+    #[test]
+    fn response_binds_to_issuer_and_redirect() {
+        let resp = HttpResponse { status: 201, headers: Vec::new(), body: br#"{"client_id":"c1","client_secret":"s"}"#.to_vec() };
+        let r = parse_registration(&resp, "https://a.example", "http://127.0.0.1:1/cb").unwrap();
+        assert!(r.usable_for("https://a.example", "http://127.0.0.1:1/cb"));
+        assert!(!r.usable_for("https://b.example", "http://127.0.0.1:1/cb"));
+        assert!(!r.usable_for("https://a.example", "http://127.0.0.1:2/cb"));
+        assert!(!format!("{r:?}").contains("\"s\""));
+        let bad = HttpResponse { status: 400, headers: Vec::new(), body: br#"{"error":"invalid_redirect_uri"}"#.to_vec() };
+        assert!(matches!(parse_registration(&bad, "i", "r"), Err(Error::RegistrationFailed { status: 400, .. })));
+    }
+
+    #[test]
+    fn offers_names_what_is_missing() {
+        let mut m = md();
+        m.registration_endpoint = None;
+        m.client_id_metadata_document_supported = Some(true);
+        let o = offers(&m, false);
+        assert!(o.contains("no registration_endpoint") && o.contains("--client-metadata-url"));
+    }
+}

@@ -1,0 +1,151 @@
+//! Persisted records: versioned JSON, one key per kind. Keys are hashes, so no
+//! key is a path whatever the server URL or issuer looks like. A record that
+//! does not decode, has another version, or belongs to another server counts
+//! as absent.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::discovery::{AsMetadata, ResourceMetadata};
+use crate::registration::Registration;
+use crate::tokens::TokenSet;
+
+/// Version of every record this engine writes.
+pub const RECORD_VERSION: u32 = 1;
+
+/// A storage key: `<kind>-<40 hex chars of SHA-256 over the parts>`.
+pub fn key(kind: &str, parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    h.update(kind.as_bytes());
+    for p in parts {
+        h.update([0u8]);
+        h.update(p.as_bytes());
+    }
+    let digest = h.finalize();
+    let hex: String = digest.iter().take(20).map(|b| format!("{b:02x}")).collect();
+    format!("{kind}-{hex}")
+}
+
+/// Where the server's authorization lives: its PRM and the issuer chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// The server URL the record is for (verbatim).
+    pub server_url: String,
+    /// The protected resource metadata (resource kept verbatim).
+    pub prm: ResourceMetadata,
+    /// Where the PRM was found.
+    #[serde(default)]
+    pub resource_metadata_url: Option<String>,
+    /// The authorization server in use.
+    pub issuer: String,
+    /// A 2025-03-26 server without PRM.
+    #[serde(default)]
+    pub legacy: bool,
+}
+
+/// Tokens for one (resource, issuer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// The resource they were issued for.
+    pub resource: String,
+    /// The issuer that issued them.
+    pub issuer: String,
+    /// The grant.
+    pub tokens: TokenSet,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Envelope<T> {
+    v: u32,
+    record: T,
+}
+
+/// Serializes a record with its version.
+pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
+    serde_json::to_vec(&Envelope {
+        v: RECORD_VERSION,
+        record,
+    })
+    .unwrap_or_default()
+}
+
+/// Deserializes a record; anything unreadable is `None`.
+pub fn decode<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Option<T> {
+    let env: Envelope<T> = serde_json::from_slice(bytes?).ok()?;
+    (env.v == RECORD_VERSION).then_some(env.record)
+}
+
+/// Key of the binding record for a server URL.
+pub fn binding_key(server_url: &str) -> String {
+    key("binding", &[server_url])
+}
+/// Key of the validated AS metadata for an issuer.
+pub fn metadata_key(issuer: &str) -> String {
+    key("metadata", &[issuer])
+}
+/// Key of the dynamic registration for an issuer.
+pub fn registration_key(issuer: &str) -> String {
+    key("registration", &[issuer])
+}
+/// Key of the tokens for a (resource, issuer).
+pub fn tokens_key(resource: &str, issuer: &str) -> String {
+    key("tokens", &[resource, issuer])
+}
+
+/// Decoders that also check the record belongs where it was found.
+pub fn decode_binding(bytes: Option<&[u8]>, server_url: &str) -> Option<Binding> {
+    decode::<Binding>(bytes).filter(|b| b.server_url == server_url)
+}
+/// See [`decode_binding`].
+pub fn decode_metadata(bytes: Option<&[u8]>, issuer: &str) -> Option<AsMetadata> {
+    decode::<AsMetadata>(bytes).filter(|m| m.issuer == issuer)
+}
+/// See [`decode_binding`].
+pub fn decode_registration(bytes: Option<&[u8]>, issuer: &str) -> Option<Registration> {
+    decode::<Registration>(bytes).filter(|r| r.issuer == issuer)
+}
+/// See [`decode_binding`].
+pub fn decode_tokens(bytes: Option<&[u8]>, resource: &str, issuer: &str) -> Option<TokenSet> {
+    decode::<TokenRecord>(bytes)
+        .filter(|t| t.resource == resource && t.issuer == issuer)
+        .map(|t| t.tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_flat_and_distinct() {
+        for k in [
+            binding_key("https://x/../../etc/passwd"),
+            tokens_key("https://r", "https://i"),
+            metadata_key("https://i"),
+        ] {
+            assert!(k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'), "{k}");
+        }
+        assert_ne!(tokens_key("a", "bc"), tokens_key("ab", "c"));
+        assert_ne!(metadata_key("i"), registration_key("i"));
+    }
+
+    #[test]
+    fn corrupt_or_foreign_records_read_as_absent() {
+        let rec = TokenRecord {
+            resource: "r".into(),
+            issuer: "i".into(),
+            tokens: TokenSet { access_token: "a".into(), expires_at: None, refresh_token: None, scope: None, client_id: "c".into() },
+        };
+        let bytes = encode(&rec);
+        assert!(decode_tokens(Some(&bytes), "r", "i").is_some());
+        assert!(decode_tokens(Some(&bytes), "r", "other").is_none());
+        assert!(decode_tokens(Some(&bytes[..bytes.len() / 2]), "r", "i").is_none());
+        assert!(decode_tokens(Some(b"\xff\xfe"), "r", "i").is_none());
+        assert!(decode_tokens(None, "r", "i").is_none());
+        let v2 = String::from_utf8(bytes).unwrap().replace("\"v\":1", "\"v\":2");
+        assert!(decode_tokens(Some(v2.as_bytes()), "r", "i").is_none());
+    }
+}

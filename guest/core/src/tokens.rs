@@ -1,0 +1,295 @@
+//! Token requests and responses (OAuth 2.1 §3.2 / RFC 6749 §5): the
+//! authorization-code and refresh grants, both carrying the same `resource`
+//! string (RFC 8707; MCP "Resource Parameter Implementation").
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+use crate::client_auth::ClientCredentials;
+use crate::effect::{HttpRequest, HttpResponse, Method};
+use crate::error::Error;
+use crate::scope;
+
+/// An access token handed to the caller for `Authorization: Bearer`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    secret: String,
+    /// Absolute expiry (unix ms), when the AS said.
+    pub expires_at: Option<u64>,
+    /// The scopes granted (or requested, when the AS did not say).
+    pub scopes: Vec<String>,
+}
+
+impl AccessToken {
+    /// The token itself. Treat it as a secret.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The value for the `Authorization` header.
+    pub fn authorization_header(&self) -> String {
+        format!("Bearer {}", self.secret)
+    }
+}
+
+impl core::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("secret", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// What the engine keeps of a grant (persisted in the token record).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenSet {
+    /// The access token.
+    pub access_token: String,
+    /// Absolute expiry, unix ms.
+    #[serde(default)]
+    pub expires_at: Option<u64>,
+    /// The refresh token, if the AS issued one.
+    #[serde(default)]
+    pub refresh_token: Option<String>,
+    /// Granted scopes, space-separated.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The client the grant was issued to (refresh must use the same one).
+    pub client_id: String,
+}
+
+impl core::fmt::Debug for TokenSet {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("TokenSet")
+            .field("access_token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "<redacted>"))
+            .field("scope", &self.scope)
+            .field("client_id", &self.client_id)
+            .finish()
+    }
+}
+
+impl TokenSet {
+    /// Usable now: unexpired beyond `skew_ms` (or of unknown lifetime).
+    pub fn is_fresh(&self, now: u64, skew_ms: u64) -> bool {
+        self.expires_at.is_none_or(|e| e > now.saturating_add(skew_ms))
+    }
+
+    /// The scopes as a list.
+    pub fn scopes(&self) -> Vec<String> {
+        self.scope.as_deref().map(scope::split).unwrap_or_default()
+    }
+
+    /// The token for the caller.
+    pub fn access(&self) -> AccessToken {
+        AccessToken {
+            secret: self.access_token.clone(),
+            expires_at: self.expires_at,
+            scopes: self.scopes(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTokenResponse {
+    access_token: Option<String>,
+    token_type: Option<String>,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+}
+
+/// An OAuth error body (RFC 6749 §5.2).
+#[derive(Deserialize, Default)]
+pub struct OAuthErrorBody {
+    /// Error code.
+    pub error: Option<String>,
+    /// Description.
+    pub error_description: Option<String>,
+}
+
+/// Reads an OAuth error body, if there is one.
+pub fn oauth_error(body: &[u8]) -> OAuthErrorBody {
+    serde_json::from_slice(body).unwrap_or_default()
+}
+
+/// The token endpoint refused: status plus the OAuth error, if any.
+pub fn token_error(resp: &HttpResponse) -> Error {
+    let e = oauth_error(&resp.body);
+    Error::TokenRequestFailed {
+        status: resp.status,
+        error: e.error,
+        description: e.error_description,
+    }
+}
+
+/// Parses a successful token response into a [`TokenSet`].
+///
+/// `previous` supplies what the AS may leave out on refresh: the refresh token
+/// (RFC 6749 §6: a new one is optional) and the scope (§5.1: omitted means
+/// "as requested").
+pub fn parse_token_response(
+    resp: &HttpResponse,
+    now: u64,
+    client_id: &str,
+    requested_scope: Option<&str>,
+    previous_refresh: Option<&str>,
+) -> Result<TokenSet, Error> {
+    if !(200..300).contains(&resp.status) {
+        return Err(token_error(resp));
+    }
+    let invalid = |detail: &str| Error::InvalidResponse {
+        what: "token response",
+        detail: detail.to_string(),
+    };
+    let raw: RawTokenResponse =
+        serde_json::from_slice(&resp.body).map_err(|_| invalid("the body is not a JSON token response"))?;
+    let access_token = raw
+        .access_token
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| invalid("no access_token"))?;
+    match raw.token_type.as_deref() {
+        Some(t) if t.eq_ignore_ascii_case("bearer") => {}
+        Some(_) => return Err(invalid("token_type is not Bearer")),
+        None => return Err(invalid("no token_type")),
+    }
+    let expires_in: Option<u64> = match raw.expires_in {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
+        // Some servers send a numeric string.
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        Some(_) => return Err(invalid("expires_in is not a number")),
+    };
+    Ok(TokenSet {
+        access_token,
+        expires_at: expires_in.map(|s| now.saturating_add(s.saturating_mul(1000))),
+        refresh_token: raw
+            .refresh_token
+            .filter(|t| !t.is_empty())
+            .or_else(|| previous_refresh.map(String::from)),
+        scope: raw.scope.or_else(|| requested_scope.map(String::from)),
+        client_id: String::from(client_id),
+    })
+}
+
+fn form_post(url: &str, mut form: Vec<(&'static str, String)>, client: &ClientCredentials) -> HttpRequest {
+    let mut headers = alloc::vec![
+        (String::from("content-type"), String::from("application/x-www-form-urlencoded")),
+        (String::from("accept"), String::from("application/json")),
+    ];
+    client.apply(&mut form, &mut headers);
+    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &form {
+        ser.append_pair(k, v);
+    }
+    HttpRequest {
+        method: Method::Post,
+        url: String::from(url),
+        headers,
+        body: ser.finish().into_bytes(),
+    }
+}
+
+/// The parts of an authorization-code exchange.
+pub struct CodeExchange<'a> {
+    /// Token endpoint URL.
+    pub token_endpoint: &'a str,
+    /// The authorization code.
+    pub code: &'a str,
+    /// The exact redirect URI of the authorization request.
+    pub redirect_uri: &'a str,
+    /// The PKCE verifier.
+    pub verifier: &'a str,
+    /// The resource, verbatim.
+    pub resource: &'a str,
+    /// The client.
+    pub client: &'a ClientCredentials,
+}
+
+/// OAuth 2.1 §4.1.3 token request, with `resource` (RFC 8707 §2.2).
+pub fn code_request(x: &CodeExchange<'_>) -> HttpRequest {
+    let form = alloc::vec![
+        ("grant_type", String::from("authorization_code")),
+        ("code", String::from(x.code)),
+        ("redirect_uri", String::from(x.redirect_uri)),
+        ("code_verifier", String::from(x.verifier)),
+        ("resource", String::from(x.resource)),
+    ];
+    form_post(x.token_endpoint, form, x.client)
+}
+
+/// OAuth 2.1 §4.3.1 refresh request, with the same `resource` (RFC 8707 §2.2).
+/// No `scope`: the grant keeps the scope it had.
+pub fn refresh_request(
+    token_endpoint: &str,
+    refresh_token: &str,
+    resource: &str,
+    client: &ClientCredentials,
+) -> HttpRequest {
+    let form = alloc::vec![
+        ("grant_type", String::from("refresh_token")),
+        ("refresh_token", String::from(refresh_token)),
+        ("resource", String::from(resource)),
+    ];
+    form_post(token_endpoint, form, client)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, body: &str) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: Vec::new(),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn parses_bearer_case_insensitively_and_computes_expiry() {
+        let t = parse_token_response(
+            &resp(200, r#"{"access_token":"A","token_type":"bEaReR","expires_in":3600,"refresh_token":"R","scope":"a b"}"#),
+            1_000,
+            "cid",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(t.expires_at, Some(1_000 + 3_600_000));
+        assert_eq!(t.refresh_token.as_deref(), Some("R"));
+        assert_eq!(t.scopes(), ["a", "b"]);
+        assert!(!format!("{t:?}").contains("\"A\"") && !format!("{:?}", t.access()).contains('R'));
+    }
+
+    #[test]
+    fn keeps_previous_refresh_token_and_requested_scope_when_omitted() {
+        let t = parse_token_response(&resp(200, r#"{"access_token":"A","token_type":"Bearer","expires_in":"60"}"#), 0, "c", Some("x"), Some("OLD")).unwrap();
+        assert_eq!(t.refresh_token.as_deref(), Some("OLD"));
+        assert_eq!(t.scope.as_deref(), Some("x"));
+        assert_eq!(t.expires_at, Some(60_000));
+    }
+
+    #[test]
+    fn rejects_bad_responses() {
+        for body in [r#"{"token_type":"Bearer"}"#, r#"{"access_token":"A","token_type":"mac"}"#, r#"{"access_token":"A"}"#, "not json"] {
+            assert!(matches!(parse_token_response(&resp(200, body), 0, "c", None, None), Err(Error::InvalidResponse { .. })), "{body}");
+        }
+        let e = parse_token_response(&resp(400, r#"{"error":"invalid_grant","error_description":"used"}"#), 0, "c", None, None).unwrap_err();
+        assert_eq!(e, Error::TokenRequestFailed { status: 400, error: Some("invalid_grant".into()), description: Some("used".into()) });
+    }
+
+    #[test]
+    fn fresh_respects_skew() {
+        let t = TokenSet { access_token: "a".into(), expires_at: Some(100_000), refresh_token: None, scope: None, client_id: "c".into() };
+        assert!(t.is_fresh(0, 60_000));
+        assert!(!t.is_fresh(40_001, 60_000));
+        assert!(TokenSet { expires_at: None, ..t }.is_fresh(u64::MAX, 60_000));
+    }
+}
