@@ -96,12 +96,27 @@ mod tests {
     #[test]
     fn state_missing_or_wrong_is_rejected() {
         assert!(matches!(check("code=abc", "s1", ISS, false), Verdict::Rejected(_)));
-        assert!(matches!(check("code=abc&state=s2", "s1", ISS, false), Verdict::Rejected(_)));
-        assert!(matches!(check("code=abc&state=s1x", "s1", ISS, false), Verdict::Rejected(_)));
-        assert!(matches!(check("code=a&state=s1&state=s1", "s1", ISS, false), Verdict::Rejected(_)));
+        assert!(matches!(
+            check("code=abc&state=s2", "s1", ISS, false),
+            Verdict::Rejected(_)
+        ));
+        assert!(matches!(
+            check("code=abc&state=s1x", "s1", ISS, false),
+            Verdict::Rejected(_)
+        ));
+        assert!(matches!(
+            check("code=a&state=s1&state=s1", "s1", ISS, false),
+            Verdict::Rejected(_)
+        ));
         // An error with a bad state is never read, let alone shown.
-        assert!(matches!(check("error=access_denied&state=zz", "s1", ISS, false), Verdict::Rejected(_)));
-        assert_eq!(check("code=abc&state=s1", "s1", ISS, false), Verdict::Code("abc".into()));
+        assert!(matches!(
+            check("error=access_denied&state=zz", "s1", ISS, false),
+            Verdict::Rejected(_)
+        ));
+        assert_eq!(
+            check("code=abc&state=s1", "s1", ISS, false),
+            Verdict::Code("abc".into())
+        );
     }
 
     // MCP 2026-07-28 "Authorization Response Validation", the four rows.
@@ -110,19 +125,32 @@ mod tests {
         let with = |iss: &str| format!("code=c&state=s&iss={iss}");
         // supported + present: compare.
         assert_eq!(check(&with(ISS), "s", ISS, true), Verdict::Code("c".into()));
-        assert_eq!(check(&with("https://evil.example"), "s", ISS, true), Verdict::IssMismatch);
+        assert_eq!(
+            check(&with("https://evil.example"), "s", ISS, true),
+            Verdict::IssMismatch
+        );
         // supported + absent: reject.
         assert_eq!(check("code=c&state=s", "s", ISS, true), Verdict::IssMismatch);
         // not supported + present: still compare.
-        assert_eq!(check(&with("https://evil.example"), "s", ISS, false), Verdict::IssMismatch);
+        assert_eq!(
+            check(&with("https://evil.example"), "s", ISS, false),
+            Verdict::IssMismatch
+        );
         // not supported + absent: proceed.
         assert_eq!(check("code=c&state=s", "s", ISS, false), Verdict::Code("c".into()));
         // No normalization: trailing slash, case, default port all differ.
-        for v in ["https://auth.example.com/", "HTTPS://auth.example.com", "https://auth.example.com:443"] {
+        for v in [
+            "https://auth.example.com/",
+            "HTTPS://auth.example.com",
+            "https://auth.example.com:443",
+        ] {
             assert_eq!(check(&with(v), "s", ISS, true), Verdict::IssMismatch, "{v}");
         }
         // Percent-decoding of the form value happens first (RFC 9207 §2.4).
-        assert_eq!(check("code=c&state=s&iss=https%3A%2F%2Fauth.example.com", "s", ISS, true), Verdict::Code("c".into()));
+        assert_eq!(
+            check("code=c&state=s&iss=https%3A%2F%2Fauth.example.com", "s", ISS, true),
+            Verdict::Code("c".into())
+        );
     }
 
     #[test]
@@ -130,10 +158,16 @@ mod tests {
         assert_eq!(check("error=access_denied&state=s", "s", ISS, false), Verdict::Denied);
         assert_eq!(
             check("error=server_error&error_description=boom&state=s", "s", ISS, false),
-            Verdict::Failed { error: "server_error".into(), description: Some("boom".into()) }
+            Verdict::Failed {
+                error: "server_error".into(),
+                description: Some("boom".into())
+            }
         );
         // On iss mismatch the error is not acted on.
-        assert_eq!(check("error=access_denied&state=s&iss=https://x", "s", ISS, false), Verdict::IssMismatch);
+        assert_eq!(
+            check("error=access_denied&state=s&iss=https://x", "s", ISS, false),
+            Verdict::IssMismatch
+        );
         assert!(!format!("{:?}", Verdict::Code("secret".into())).contains("secret"));
     }
 }

@@ -127,14 +127,21 @@ mod tests {
 
     #[test]
     fn choice_follows_secret_registration_and_as() {
-        assert_eq!(AuthMethod::choose(false, Some("client_secret_basic"), None), AuthMethod::None);
+        assert_eq!(
+            AuthMethod::choose(false, Some("client_secret_basic"), None),
+            AuthMethod::None
+        );
         assert_eq!(AuthMethod::choose(true, None, None), AuthMethod::ClientSecretBasic);
         assert_eq!(
             AuthMethod::choose(true, None, Some(&s(&["client_secret_post"]))),
             AuthMethod::ClientSecretPost
         );
         assert_eq!(
-            AuthMethod::choose(true, Some("client_secret_post"), Some(&s(&["client_secret_basic", "client_secret_post"]))),
+            AuthMethod::choose(
+                true,
+                Some("client_secret_post"),
+                Some(&s(&["client_secret_basic", "client_secret_post"]))
+            ),
             AuthMethod::ClientSecretPost
         );
     }

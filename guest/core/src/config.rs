@@ -88,7 +88,9 @@ impl Config {
         if let Some(u) = &self.client_metadata_url {
             let url = check_url(u, "client metadata document")?;
             if url.scheme() != "https" || url.path().trim_matches('/').is_empty() {
-                return bad("a client metadata URL must be https and have a path (e.g. https://app.example/client.json)");
+                return bad(
+                    "a client metadata URL must be https and have a path (e.g. https://app.example/client.json)",
+                );
             }
         }
         if self.callback_timeout_ms == 0 {

@@ -72,8 +72,8 @@ pub enum PrmRejection {
 
 /// Parses and validates a PRM document fetched for `server`.
 pub fn parse_prm(body: &[u8], server_url: &str, server: &Url) -> Result<ResourceMetadata, PrmRejection> {
-    let prm: ResourceMetadata = serde_json::from_slice(body)
-        .map_err(|e| PrmRejection::Invalid(format!("not valid metadata JSON ({e})")))?;
+    let prm: ResourceMetadata =
+        serde_json::from_slice(body).map_err(|e| PrmRejection::Invalid(format!("not valid metadata JSON ({e})")))?;
     if prm.authorization_servers.is_empty() {
         return Err(PrmRejection::Invalid("no authorization_servers".into()));
     }
@@ -200,8 +200,8 @@ pub fn parse_as_metadata(body: &[u8], expected_issuer: &str) -> Result<AsMetadat
 }
 
 fn parse_metadata_document(body: &[u8]) -> Result<AsMetadata, AsRejection> {
-    let md: AsMetadata = serde_json::from_slice(body)
-        .map_err(|e| AsRejection::Invalid(format!("not valid metadata JSON ({e})")))?;
+    let md: AsMetadata =
+        serde_json::from_slice(body).map_err(|e| AsRejection::Invalid(format!("not valid metadata JSON ({e})")))?;
     if md.authorization_endpoint.is_empty() || md.token_endpoint.is_empty() {
         return Err(AsRejection::Invalid("missing authorization or token endpoint".into()));
     }
@@ -305,7 +305,11 @@ mod tests {
         .unwrap();
         assert_eq!(prm.resource, "https://mcp.example.com");
         assert!(matches!(
-            parse_prm(br#"{"resource":"https://evil.com","authorization_servers":["https://a"]}"#, "x", &s),
+            parse_prm(
+                br#"{"resource":"https://evil.com","authorization_servers":["https://a"]}"#,
+                "x",
+                &s
+            ),
             Err(PrmRejection::Fatal(Error::ResourceMismatch { .. }))
         ));
         assert!(matches!(parse_prm(b"<html>", "x", &s), Err(PrmRejection::Invalid(_))));
@@ -343,7 +347,10 @@ mod tests {
     // MCP 2026-07-28: issuer identical to the one used to build the URL.
     #[test]
     fn issuer_must_match_exactly() {
-        let ok = parse_as_metadata(&md_json("https://a.example", "https://a.example/authorize"), "https://a.example");
+        let ok = parse_as_metadata(
+            &md_json("https://a.example", "https://a.example/authorize"),
+            "https://a.example",
+        );
         assert!(ok.unwrap().supports_s256());
         for expected in ["https://a.example/", "https://A.example", "https://honest.example"] {
             assert!(matches!(
@@ -356,7 +363,11 @@ mod tests {
     // Security rules: unsafe endpoints stop discovery.
     #[test]
     fn unsafe_endpoints_are_fatal() {
-        for bad in ["javascript:alert(1)", "file:///etc/passwd", "http://evil.example/authorize"] {
+        for bad in [
+            "javascript:alert(1)",
+            "file:///etc/passwd",
+            "http://evil.example/authorize",
+        ] {
             assert!(matches!(
                 parse_as_metadata(&md_json("https://a.example", bad), "https://a.example"),
                 Err(AsRejection::Fatal(Error::UnsafeUrl { .. }))
@@ -368,12 +379,22 @@ mod tests {
     #[test]
     fn legacy_paths() {
         let s = u("https://api.example.com/v1/mcp");
-        assert_eq!(legacy_metadata_url(&s), "https://api.example.com/.well-known/oauth-authorization-server");
+        assert_eq!(
+            legacy_metadata_url(&s),
+            "https://api.example.com/.well-known/oauth-authorization-server"
+        );
         let d = legacy_default_metadata(&s);
         assert_eq!(d.authorization_endpoint, "https://api.example.com/authorize");
         assert_eq!(d.token_endpoint, "https://api.example.com/token");
-        assert_eq!(d.registration_endpoint.as_deref(), Some("https://api.example.com/register"));
-        let md = parse_legacy_metadata(&md_json("https://other.example", "https://api.example.com/a"), "https://api.example.com").unwrap();
+        assert_eq!(
+            d.registration_endpoint.as_deref(),
+            Some("https://api.example.com/register")
+        );
+        let md = parse_legacy_metadata(
+            &md_json("https://other.example", "https://api.example.com/a"),
+            "https://api.example.com",
+        )
+        .unwrap();
         assert_eq!(md.issuer, "https://other.example");
     }
 }

@@ -166,10 +166,7 @@ impl fmt::Display for Error {
                 f,
                 "refused the {what} URL {url:?}: {reason}; the server's metadata is misconfigured or malicious, nothing was opened"
             ),
-            Transport { url, message } => write!(
-                f,
-                "could not reach {url}: {message}; check the URL and your network"
-            ),
+            Transport { url, message } => write!(f, "could not reach {url}: {message}; check the URL and your network"),
             DiscoveryFailed { what, tried } => write!(
                 f,
                 "no {what} found (tried {tried}); check the server URL, or pass the client configuration explicitly"

@@ -29,10 +29,7 @@ impl Pkce {
     pub fn from_entropy(bytes: &[u8; 32]) -> Self {
         let verifier = URL_SAFE_NO_PAD.encode(bytes);
         let challenge = s256(&verifier);
-        Self {
-            verifier,
-            challenge,
-        }
+        Self { verifier, challenge }
     }
 
     /// The secret `code_verifier`, sent only on the token request.

@@ -116,7 +116,9 @@ pub fn parse_registration(resp: &HttpResponse, issuer: &str, redirect_uri: &str)
         issuer: String::from(issuer),
         client_id,
         client_secret: raw.client_secret.filter(|s| !s.is_empty()),
-        redirect_uris: raw.redirect_uris.unwrap_or_else(|| alloc::vec![String::from(redirect_uri)]),
+        redirect_uris: raw
+            .redirect_uris
+            .unwrap_or_else(|| alloc::vec![String::from(redirect_uri)]),
         token_endpoint_auth_method: raw.token_endpoint_auth_method,
     })
 }
@@ -154,11 +156,19 @@ mod tests {
     // both grants, auth method none.
     #[test]
     fn request_is_native_public_client() {
-        let r = registration_request("https://a.example/register", &md(), "mcp-oauth", "http://127.0.0.1:5000/callback");
+        let r = registration_request(
+            "https://a.example/register",
+            &md(),
+            "mcp-oauth",
+            "http://127.0.0.1:5000/callback",
+        );
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["application_type"], "native");
         assert_eq!(v["redirect_uris"][0], "http://127.0.0.1:5000/callback");
-        assert_eq!(v["grant_types"], serde_json::json!(["authorization_code", "refresh_token"]));
+        assert_eq!(
+            v["grant_types"],
+            serde_json::json!(["authorization_code", "refresh_token"])
+        );
         assert_eq!(v["token_endpoint_auth_method"], "none");
         let mut m = md();
         m.token_endpoint_auth_methods_supported = Some(alloc::vec!["client_secret_post".into()]);
@@ -169,14 +179,25 @@ mod tests {
 
     #[test]
     fn response_binds_to_issuer_and_redirect() {
-        let resp = HttpResponse { status: 201, headers: Vec::new(), body: br#"{"client_id":"c1","client_secret":"s"}"#.to_vec() };
+        let resp = HttpResponse {
+            status: 201,
+            headers: Vec::new(),
+            body: br#"{"client_id":"c1","client_secret":"s"}"#.to_vec(),
+        };
         let r = parse_registration(&resp, "https://a.example", "http://127.0.0.1:1/cb").unwrap();
         assert!(r.usable_for("https://a.example", "http://127.0.0.1:1/cb"));
         assert!(!r.usable_for("https://b.example", "http://127.0.0.1:1/cb"));
         assert!(!r.usable_for("https://a.example", "http://127.0.0.1:2/cb"));
         assert!(!format!("{r:?}").contains("\"s\""));
-        let bad = HttpResponse { status: 400, headers: Vec::new(), body: br#"{"error":"invalid_redirect_uri"}"#.to_vec() };
-        assert!(matches!(parse_registration(&bad, "i", "r"), Err(Error::RegistrationFailed { status: 400, .. })));
+        let bad = HttpResponse {
+            status: 400,
+            headers: Vec::new(),
+            body: br#"{"error":"invalid_redirect_uri"}"#.to_vec(),
+        };
+        assert!(matches!(
+            parse_registration(&bad, "i", "r"),
+            Err(Error::RegistrationFailed { status: 400, .. })
+        ));
     }
 
     #[test]

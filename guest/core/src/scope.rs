@@ -56,13 +56,8 @@ pub fn select(
     } else {
         Vec::new()
     };
-    let as_lists_offline =
-        as_supported.is_some_and(|s| s.iter().any(|x| x == OFFLINE_ACCESS));
-    if want_offline_access
-        && as_lists_offline
-        && !scopes.is_empty()
-        && !scopes.iter().any(|s| s == OFFLINE_ACCESS)
-    {
+    let as_lists_offline = as_supported.is_some_and(|s| s.iter().any(|x| x == OFFLINE_ACCESS));
+    if want_offline_access && as_lists_offline && !scopes.is_empty() && !scopes.iter().any(|s| s == OFFLINE_ACCESS) {
         scopes.push(String::from(OFFLINE_ACCESS));
     }
     scopes

@@ -48,9 +48,12 @@ impl core::fmt::Debug for Entropy {
 impl Entropy {
     /// Takes the first 64 bytes of `bytes`; fewer is a configuration error.
     pub fn from_slice(bytes: &[u8]) -> Result<Self, Error> {
-        let arr: [u8; 64] = bytes.get(..64).and_then(|b| b.try_into().ok()).ok_or(Error::InvalidConfig {
-            reason: String::from("entropy must be at least 64 random bytes"),
-        })?;
+        let arr: [u8; 64] = bytes
+            .get(..64)
+            .and_then(|b| b.try_into().ok())
+            .ok_or(Error::InvalidConfig {
+                reason: String::from("entropy must be at least 64 random bytes"),
+            })?;
         Ok(Self(arr))
     }
 
@@ -451,15 +454,21 @@ impl Session {
             return Step::Effect(e);
         }
         let Phase::Draining(then) = core::mem::replace(&mut f.phase, Phase::LoadBinding) else {
-            return Step::Done(Err(Error::UnexpectedInput { expected: "a queued effect" }));
+            return Step::Done(Err(Error::UnexpectedInput {
+                expected: "a queued effect",
+            }));
         };
         match then {
-            Then::Listen => emit(f, Phase::Listening, Effect::Listen {
-                port: self.config.callback_port,
-            }),
+            Then::Listen => emit(
+                f,
+                Phase::Listening,
+                Effect::Listen {
+                    port: self.config.callback_port,
+                },
+            ),
             Then::ChooseClient => self.choose_client(f, now),
             Then::AwaitCallback => self.await_callback(f, now),
-            Then::Reauthorize => self.need_interaction(f, now, ConsentReason::Reauthorize),
+            Then::Reauthorize => self.reauthorize(f, now),
             Then::Finish(r) => Step::Done(r),
         }
     }
@@ -479,25 +488,23 @@ impl Session {
             (Phase::Draining(_), Input::Ack) => self.drain(f, now),
 
             // -- stored records -------------------------------------------
-            (Phase::LoadBinding, Input::Loaded(b)) => {
-                match storage::decode_binding(b.as_deref(), &self.server_url) {
-                    Some(binding) => {
-                        let key = storage::metadata_key(&binding.issuer);
-                        self.binding = Some(binding);
-                        emit(f, Phase::LoadMetadata, load(key))
-                    }
-                    None => {
-                        self.loaded = true;
-                        self.dispatch(f, now)
-                    }
+            (Phase::LoadBinding, Input::Loaded(b)) => match storage::decode_binding(b.as_deref(), &self.server_url) {
+                Some(binding) => {
+                    let key = storage::metadata_key(&binding.issuer);
+                    self.binding = Some(binding);
+                    emit(f, Phase::LoadMetadata, load(key))
                 }
-            }
+                None => {
+                    self.loaded = true;
+                    self.dispatch(f, now)
+                }
+            },
             (Phase::LoadMetadata, Input::Loaded(b)) => {
                 let Some(binding) = &self.binding else {
                     return unexpected("a binding");
                 };
-                self.metadata = storage::decode_metadata(b.as_deref(), &binding.issuer)
-                    .filter(|m| m.check_endpoints().is_ok());
+                self.metadata =
+                    storage::decode_metadata(b.as_deref(), &binding.issuer).filter(|m| m.check_endpoints().is_ok());
                 let key = storage::registration_key(&binding.issuer);
                 emit(f, Phase::LoadRegistration, load(key))
             }
@@ -558,6 +565,15 @@ impl Session {
                         let effects = self.forget_registration();
                         self.queue(f, now, effects, Then::Reauthorize)
                     }
+                    // Any other OAuth refusal (4xx with an error code): the
+                    // grant is unusable. A 5xx or a bare error is transient:
+                    // keep the grant and report.
+                    Err(Error::TokenRequestFailed {
+                        status, error: Some(_), ..
+                    }) if (400..500).contains(&status) => {
+                        self.tokens = None;
+                        self.reauthorize(f, now)
+                    }
                     Err(e) => Step::Done(Err(e)),
                 }
             }
@@ -579,7 +595,7 @@ impl Session {
                     return self.send_refresh(f, now);
                 }
                 self.tokens = None;
-                self.need_interaction(f, now, ConsentReason::Reauthorize)
+                self.reauthorize(f, now)
             }
 
             // -- discovery ------------------------------------------------
@@ -815,28 +831,31 @@ impl Session {
                 if let Some(step) = self.superseded(now, rejected.as_deref()) {
                     return step;
                 }
+                f.challenge_prm = challenge.resource_metadata.clone();
                 if rejected.is_some()
                     && let Some(t) = self.tokens.as_mut()
                 {
                     // The server says this token is no good, whatever its expiry.
                     t.expires_at = Some(0);
                 }
-                let can_refresh = self.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()) && self.metadata.is_some();
+                let can_refresh =
+                    self.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()) && self.metadata.is_some();
                 if rejected.is_some() && can_refresh && !self.refreshed_after_401 {
                     self.refreshed_after_401 = true;
                     return self.start_refresh(f);
                 }
-                // The challenge points at other metadata: rediscover.
-                if let (Some(b), Some(rm)) = (&self.binding, &challenge.resource_metadata)
-                    && b.resource_metadata_url.as_deref() != Some(rm.as_str())
-                {
+                // A rejected token, or a challenge that points at other
+                // metadata: what is stored may be stale, so rediscover (the AS
+                // metadata still comes from storage when the issuer is the same).
+                let moved = matches!((&self.binding, &challenge.resource_metadata),
+                    (Some(b), Some(rm)) if b.resource_metadata_url.as_deref() != Some(rm.as_str()));
+                if rejected.is_some() || moved {
                     self.forget_binding();
                 }
                 if let Some(s) = challenge.scope.as_deref().filter(|s| !s.trim().is_empty()) {
                     let held = self.tokens.as_ref().map(TokenSet::scopes).unwrap_or_default();
                     f.scopes = Some(scope::union(&held, &scope::split(s)));
                 }
-                f.challenge_prm = challenge.resource_metadata;
                 let reason = if rejected.is_some() {
                     ConsentReason::Reauthorize
                 } else {
@@ -869,6 +888,21 @@ impl Session {
         }
     }
 
+    /// The stored grant is dead. After a 401 the binding may be stale too, so
+    /// discovery starts over; otherwise go straight to a new authorization.
+    fn reauthorize(&mut self, f: &mut Flow, now: u64) -> Step {
+        if matches!(
+            f.op,
+            Op::Authorize {
+                trigger: Trigger::Unauthorized { .. },
+                ..
+            }
+        ) {
+            self.forget_binding();
+        }
+        self.need_interaction(f, now, ConsentReason::Reauthorize)
+    }
+
     /// A 401/403 for a token that has since been replaced (a concurrent
     /// caller already refreshed or re-authorized): hand out the new one.
     fn superseded(&mut self, now: u64, rejected: Option<&str>) -> Option<Step> {
@@ -887,17 +921,15 @@ impl Session {
         }
         f.reason = reason;
         match (&self.binding, &self.metadata) {
-            (None, _) => {
-                match discovery::prm_candidates(&self.server, f.challenge_prm.as_deref()) {
-                    Ok(c) => {
-                        f.candidates = c;
-                        f.next = 0;
-                        f.tried.clear();
-                        self.fetch_next_prm(f)
-                    }
-                    Err(e) => Step::Done(Err(e)),
+            (None, _) => match discovery::prm_candidates(&self.server, f.challenge_prm.as_deref()) {
+                Ok(c) => {
+                    f.candidates = c;
+                    f.next = 0;
+                    f.tried.clear();
+                    self.fetch_next_prm(f)
                 }
-            }
+                Err(e) => Step::Done(Err(e)),
+            },
             (Some(b), None) if b.legacy => emit(
                 f,
                 Phase::FetchLegacyMetadata,
@@ -912,9 +944,13 @@ impl Session {
                 }
                 Err(e) => Step::Done(Err(e)),
             },
-            (Some(_), Some(_)) => emit(f, Phase::Listening, Effect::Listen {
-                port: self.config.callback_port,
-            }),
+            (Some(_), Some(_)) => emit(
+                f,
+                Phase::Listening,
+                Effect::Listen {
+                    port: self.config.callback_port,
+                },
+            ),
         }
     }
 
@@ -1044,7 +1080,10 @@ impl Session {
                 client_secret: secret,
                 source: ClientSource::PreRegistered,
             }
-        } else if let (Some(url), Some(true)) = (&self.config.client_metadata_url, md.client_id_metadata_document_supported) {
+        } else if let (Some(url), Some(true)) = (
+            &self.config.client_metadata_url,
+            md.client_id_metadata_document_supported,
+        ) {
             ClientCredentials {
                 client_id: url.clone(),
                 client_secret: None,
@@ -1052,11 +1091,19 @@ impl Session {
                 source: ClientSource::MetadataDocument,
             }
         } else if self.registration_loaded_for.as_deref() != Some(issuer.as_str()) {
-            return emit(f, Phase::LoadRegistrationForFlow, load(storage::registration_key(&issuer)));
+            return emit(
+                f,
+                Phase::LoadRegistrationForFlow,
+                load(storage::registration_key(&issuer)),
+            );
         } else if let Some(r) = self.registration.as_ref().filter(|r| r.usable_for(&issuer, redirect)) {
             ClientCredentials {
                 client_id: r.client_id.clone(),
-                method: AuthMethod::choose(r.client_secret.is_some(), r.token_endpoint_auth_method.as_deref(), supported),
+                method: AuthMethod::choose(
+                    r.client_secret.is_some(),
+                    r.token_endpoint_auth_method.as_deref(),
+                    supported,
+                ),
                 client_secret: r.client_secret.clone(),
                 source: ClientSource::Dynamic,
             }
@@ -1075,7 +1122,8 @@ impl Session {
 
     /// Builds the authorization URL from validated parts only and opens it.
     fn open_browser(&mut self, f: &mut Flow) -> Step {
-        let (Some(b), Some(md), Some(redirect), Some(client)) = (&self.binding, &self.metadata, &f.redirect_uri, &f.client)
+        let (Some(b), Some(md), Some(redirect), Some(client)) =
+            (&self.binding, &self.metadata, &f.redirect_uri, &f.client)
         else {
             return unexpected("a client and a redirect URI");
         };
@@ -1111,7 +1159,11 @@ impl Session {
         if remaining == 0 {
             return Step::Done(Err(Error::TimedOut));
         }
-        emit(f, Phase::AwaitingCallback, Effect::AwaitCallback { timeout_ms: remaining })
+        emit(
+            f,
+            Phase::AwaitingCallback,
+            Effect::AwaitCallback { timeout_ms: remaining },
+        )
     }
 
     fn on_redirect(&mut self, f: &mut Flow, now: u64, query: &str) -> Step {
@@ -1131,7 +1183,9 @@ impl Session {
                 self.latch.decline();
                 Step::Done(Err(Error::Declined))
             }
-            Verdict::Failed { error, description } => Step::Done(Err(Error::AuthorizationFailed { error, description })),
+            Verdict::Failed { error, description } => {
+                Step::Done(Err(Error::AuthorizationFailed { error, description }))
+            }
             Verdict::Code(code) => {
                 // `state` is single use: it is gone once a code is accepted.
                 f.state = None;
@@ -1180,7 +1234,11 @@ impl Session {
         let r = self.registration.as_ref().filter(|r| r.client_id == client_id)?;
         Some(ClientCredentials {
             client_id: r.client_id.clone(),
-            method: AuthMethod::choose(r.client_secret.is_some(), r.token_endpoint_auth_method.as_deref(), supported),
+            method: AuthMethod::choose(
+                r.client_secret.is_some(),
+                r.token_endpoint_auth_method.as_deref(),
+                supported,
+            ),
             client_secret: r.client_secret.clone(),
             source: ClientSource::Dynamic,
         })
@@ -1188,11 +1246,11 @@ impl Session {
 
     fn send_refresh(&mut self, f: &mut Flow, now: u64) -> Step {
         let (Some(b), Some(md), Some(t)) = (&self.binding, &self.metadata, &self.tokens) else {
-            return self.need_interaction(f, now, ConsentReason::Reauthorize);
+            return self.reauthorize(f, now);
         };
         let (Some(rt), Some(client)) = (t.refresh_token.clone(), self.client_for(&t.client_id)) else {
             self.tokens = None;
-            return self.need_interaction(f, now, ConsentReason::Reauthorize);
+            return self.reauthorize(f, now);
         };
         let req = tokens::refresh_request(&md.token_endpoint, &rt, &b.prm.resource, &client);
         f.used_refresh = Some(rt);
@@ -1246,7 +1304,13 @@ impl Session {
     /// tied to the old one (metadata, registration, tokens) is dropped from
     /// memory so no credential crosses to the new issuer.
     fn set_binding(&mut self, binding: Binding) {
-        let same_issuer = self.binding.as_ref().is_some_and(|b| b.issuer == binding.issuer);
+        // After `forget_binding` the registration still remembers its issuer.
+        let previous = self
+            .binding
+            .as_ref()
+            .map(|b| &b.issuer)
+            .or(self.registration_loaded_for.as_ref());
+        let same_issuer = previous == Some(&binding.issuer);
         if !same_issuer {
             self.metadata = None;
             self.registration = None;

@@ -137,7 +137,13 @@ mod tests {
         let rec = TokenRecord {
             resource: "r".into(),
             issuer: "i".into(),
-            tokens: TokenSet { access_token: "a".into(), expires_at: None, refresh_token: None, scope: None, client_id: "c".into() },
+            tokens: TokenSet {
+                access_token: "a".into(),
+                expires_at: None,
+                refresh_token: None,
+                scope: None,
+                client_id: "c".into(),
+            },
         };
         let bytes = encode(&rec);
         assert!(decode_tokens(Some(&bytes), "r", "i").is_some());

@@ -180,7 +180,10 @@ pub fn parse_token_response(
 
 fn form_post(url: &str, mut form: Vec<(&'static str, String)>, client: &ClientCredentials) -> HttpRequest {
     let mut headers = alloc::vec![
-        (String::from("content-type"), String::from("application/x-www-form-urlencoded")),
+        (
+            String::from("content-type"),
+            String::from("application/x-www-form-urlencoded")
+        ),
         (String::from("accept"), String::from("application/json")),
     ];
     client.apply(&mut form, &mut headers);
@@ -255,7 +258,10 @@ mod tests {
     #[test]
     fn parses_bearer_case_insensitively_and_computes_expiry() {
         let t = parse_token_response(
-            &resp(200, r#"{"access_token":"A","token_type":"bEaReR","expires_in":3600,"refresh_token":"R","scope":"a b"}"#),
+            &resp(
+                200,
+                r#"{"access_token":"A","token_type":"bEaReR","expires_in":3600,"refresh_token":"R","scope":"a b"}"#,
+            ),
             1_000,
             "cid",
             None,
@@ -270,7 +276,14 @@ mod tests {
 
     #[test]
     fn keeps_previous_refresh_token_and_requested_scope_when_omitted() {
-        let t = parse_token_response(&resp(200, r#"{"access_token":"A","token_type":"Bearer","expires_in":"60"}"#), 0, "c", Some("x"), Some("OLD")).unwrap();
+        let t = parse_token_response(
+            &resp(200, r#"{"access_token":"A","token_type":"Bearer","expires_in":"60"}"#),
+            0,
+            "c",
+            Some("x"),
+            Some("OLD"),
+        )
+        .unwrap();
         assert_eq!(t.refresh_token.as_deref(), Some("OLD"));
         assert_eq!(t.scope.as_deref(), Some("x"));
         assert_eq!(t.expires_at, Some(60_000));
@@ -278,16 +291,47 @@ mod tests {
 
     #[test]
     fn rejects_bad_responses() {
-        for body in [r#"{"token_type":"Bearer"}"#, r#"{"access_token":"A","token_type":"mac"}"#, r#"{"access_token":"A"}"#, "not json"] {
-            assert!(matches!(parse_token_response(&resp(200, body), 0, "c", None, None), Err(Error::InvalidResponse { .. })), "{body}");
+        for body in [
+            r#"{"token_type":"Bearer"}"#,
+            r#"{"access_token":"A","token_type":"mac"}"#,
+            r#"{"access_token":"A"}"#,
+            "not json",
+        ] {
+            assert!(
+                matches!(
+                    parse_token_response(&resp(200, body), 0, "c", None, None),
+                    Err(Error::InvalidResponse { .. })
+                ),
+                "{body}"
+            );
         }
-        let e = parse_token_response(&resp(400, r#"{"error":"invalid_grant","error_description":"used"}"#), 0, "c", None, None).unwrap_err();
-        assert_eq!(e, Error::TokenRequestFailed { status: 400, error: Some("invalid_grant".into()), description: Some("used".into()) });
+        let e = parse_token_response(
+            &resp(400, r#"{"error":"invalid_grant","error_description":"used"}"#),
+            0,
+            "c",
+            None,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e,
+            Error::TokenRequestFailed {
+                status: 400,
+                error: Some("invalid_grant".into()),
+                description: Some("used".into())
+            }
+        );
     }
 
     #[test]
     fn fresh_respects_skew() {
-        let t = TokenSet { access_token: "a".into(), expires_at: Some(100_000), refresh_token: None, scope: None, client_id: "c".into() };
+        let t = TokenSet {
+            access_token: "a".into(),
+            expires_at: Some(100_000),
+            refresh_token: None,
+            scope: None,
+            client_id: "c".into(),
+        };
         assert!(t.is_fresh(0, 60_000));
         assert!(!t.is_fresh(40_001, 60_000));
         assert!(TokenSet { expires_at: None, ..t }.is_fresh(u64::MAX, 60_000));

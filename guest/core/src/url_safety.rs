@@ -28,10 +28,7 @@ pub fn check_url(raw: &str, what: &'static str) -> Result<Url, Error> {
     }
     // The WHATWG parser silently trims and rewrites these; a shell or another
     // parser might not. Refuse instead of guessing what was meant.
-    if raw
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
-    {
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace() || c == '\\') {
         return Err(refuse("it contains whitespace, control characters or backslashes"));
     }
     let url = Url::parse(raw).map_err(|_| refuse("it is not an absolute URL"))?;

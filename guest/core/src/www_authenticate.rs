@@ -241,10 +241,8 @@ mod tests {
     // RFC 9110 §11.6.1: a header field may be repeated.
     #[test]
     fn several_header_values() {
-        let b = BearerChallenge::from_headers(&[
-            "Negotiate abc==",
-            r#"Bearer resource_metadata="https://a.example/prm""#,
-        ]);
+        let b =
+            BearerChallenge::from_headers(&["Negotiate abc==", r#"Bearer resource_metadata="https://a.example/prm""#]);
         assert_eq!(b.resource_metadata.as_deref(), Some("https://a.example/prm"));
     }
 
