@@ -1017,7 +1017,7 @@ impl Session {
     /// Validated metadata: check PKCE, persist binding and metadata, listen.
     fn accept_metadata(&mut self, f: &mut Flow, now: u64, md: AsMetadata, mut effects: Vec<Effect>) -> Step {
         if !md.supports_s256() {
-            if !self.config.allow_missing_s256.iter().any(|i| *i == md.issuer) {
+            if !self.config.allow_missing_s256.contains(&md.issuer) {
                 return Step::Done(Err(Error::PkceUnsupported { issuer: md.issuer }));
             }
             effects.push(Effect::Notify(Event::PkceCheckOverridden {

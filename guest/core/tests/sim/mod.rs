@@ -538,7 +538,7 @@ impl Sim {
             }
         }
         if req.method == Method::Get {
-            if self.asc.serve_metadata && self.asc.metadata_urls.iter().any(|m| *m == req.url) {
+            if self.asc.serve_metadata && self.asc.metadata_urls.contains(&req.url) {
                 return self.metadata_doc();
             }
             return status(404, "not found");
@@ -637,7 +637,7 @@ impl Sim {
         };
         assert_eq!(q.get("response_type").map(String::as_str), Some("code"));
         assert_eq!(q.get("code_challenge_method").map(String::as_str), Some("S256"));
-        assert!(q.get("prompt").is_none(), "no forced prompt");
+        assert!(!q.contains_key("prompt"), "no forced prompt");
         let resource = q.get("resource").cloned().expect("resource on authorize");
         self.resources_seen.push(("authorize", resource.clone()));
         self.scopes_requested.push(q.get("scope").cloned());
