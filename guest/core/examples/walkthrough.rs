@@ -17,6 +17,8 @@ fn describe(e: &Effect) -> String {
         Effect::Load { key } => format!("storage get {key}"),
         Effect::Save { key, .. } => format!("storage set {key}"),
         Effect::Delete { key } => format!("storage delete {key}"),
+        Effect::Lock { key } => format!("storage lock {key}"),
+        Effect::Unlock { key } => format!("storage unlock {key}"),
         Effect::Listen { port } => format!(
             "bind loopback listener (port {})",
             port.map_or("any".into(), |p| p.to_string())

@@ -179,6 +179,20 @@ pub enum Effect {
         /// Storage key.
         key: String,
     },
+    /// Take the exclusive lock on a record before reading, refreshing and
+    /// rewriting it, so two processes never spend the same rotated refresh
+    /// token; answer with [`Input::Locked`]. Import: `storage.lock`. Released
+    /// by [`Effect::Unlock`]; a host also releases it when the flow ends.
+    Lock {
+        /// Storage key of the record.
+        key: String,
+    },
+    /// Release a lock taken with [`Effect::Lock`]; answer with [`Input::Ack`].
+    /// Import: `storage.unlock`.
+    Unlock {
+        /// Storage key of the record.
+        key: String,
+    },
     /// Bind the loopback callback listener; answer with [`Input::Listening`].
     /// Import: `callback.listener` constructor. The listener lives until the
     /// flow ends (`Step::Done`).
@@ -235,6 +249,8 @@ pub enum Input {
     Loaded(Option<Vec<u8>>),
     /// Answer to [`Effect::Save`] and [`Effect::Delete`].
     Stored(Result<(), String>),
+    /// Answer to [`Effect::Lock`]: held, or why not (the engine goes on unlocked).
+    Locked(Result<(), String>),
     /// Answer to [`Effect::Listen`]: the redirect URI to use, or why binding failed.
     Listening(Result<String, String>),
     /// Answer to [`Effect::Consent`]: `true` to go on.

@@ -35,7 +35,8 @@
 //! | the flow itself, single flight, round trips | [`session`] |
 //!
 //! Each [`Effect`] maps to one import of the `mcp:oauth` WIT package:
-//! `Http` → `http.send`, `Load`/`Save`/`Delete` → `storage.get/set/delete`,
+//! `Http` → `http.send`, `Load`/`Save`/`Delete`/`Lock`/`Unlock` →
+//! `storage.get/set/delete/lock/unlock`,
 //! `Listen` → `callback.listener` constructor, `AwaitCallback` →
 //! `listener.next`, `OpenBrowser` → `browser.open`, `Consent` →
 //! `prompts.consent`, `Notify` → `prompts.notify`.

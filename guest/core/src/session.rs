@@ -152,6 +152,7 @@ enum Phase {
     LoadMetadata,
     LoadRegistration,
     LoadTokens,
+    Locking,
     ReloadBeforeRefresh,
     Refreshing,
     ReloadAfterInvalidGrant,
@@ -194,6 +195,8 @@ struct Flow {
     issuer_mismatch: Option<String>,
     /// The `resource_metadata` of the challenge that started the flow.
     challenge_prm: Option<String>,
+    /// The `scope` of that challenge.
+    challenge_scope: Option<String>,
     // authorization
     reason: ConsentReason,
     scopes: Option<Vec<String>>,
@@ -208,6 +211,8 @@ struct Flow {
     // refresh
     used_refresh: Option<String>,
     refresh_retried: bool,
+    /// The record lock this flow holds (released before it ends).
+    held_lock: Option<String>,
 }
 
 /// The engine for one MCP server.
@@ -411,6 +416,7 @@ impl Session {
             tried: Vec::new(),
             issuer_mismatch: None,
             challenge_prm: None,
+            challenge_scope: None,
             reason: ConsentReason::FirstLogin,
             scopes: None,
             redirect_uri: None,
@@ -423,6 +429,7 @@ impl Session {
             reregistered: false,
             used_refresh: None,
             refresh_retried: false,
+            held_lock: None,
         };
         let step = if self.loaded {
             self.dispatch(&mut f, now)
@@ -432,7 +439,16 @@ impl Session {
         self.settle(f, step)
     }
 
-    fn settle(&mut self, f: Flow, step: Step) -> Step {
+    fn settle(&mut self, mut f: Flow, step: Step) -> Step {
+        // Every ending releases a held lock first, whatever path got here.
+        let step = match step {
+            Step::Done(r) if f.held_lock.is_some() => {
+                let key = f.held_lock.take().unwrap_or_default();
+                f.phase = Phase::Draining(Then::Finish(r));
+                Step::Effect(Effect::Unlock { key })
+            }
+            other => other,
+        };
         if let Step::Done(r) = &step {
             self.last = Some((f.id, r.clone()));
             self.flow = None;
@@ -526,6 +542,16 @@ impl Session {
             }
 
             // -- refresh --------------------------------------------------
+            (Phase::Locking, Input::Locked(r)) => {
+                // Without the lock (the host could not take it) go on: the
+                // re-read below still narrows the race, and the host has
+                // already reported its own failure.
+                let key = self.tokens_key();
+                if r.is_ok() {
+                    f.held_lock = Some(key.clone());
+                }
+                emit(f, Phase::ReloadBeforeRefresh, load(key))
+            }
             (Phase::ReloadBeforeRefresh, Input::Loaded(b)) => {
                 if let Some(stored) = self.decode_stored_tokens(b.as_deref()) {
                     let current = self.tokens.as_ref().map(|t| t.access_token.as_str());
@@ -854,7 +880,13 @@ impl Session {
                 }
                 if let Some(s) = challenge.scope.as_deref().filter(|s| !s.trim().is_empty()) {
                     let held = self.tokens.as_ref().map(TokenSet::scopes).unwrap_or_default();
-                    f.scopes = Some(scope::union(&held, &scope::split(s)));
+                    if held.is_empty() {
+                        // First authorization: the spec's selection, with the
+                        // challenge's scope first in line.
+                        f.challenge_scope = Some(String::from(s));
+                    } else {
+                        f.scopes = Some(scope::union(&held, &scope::split(s)));
+                    }
                 }
                 let reason = if rejected.is_some() {
                     ConsentReason::Reauthorize
@@ -891,6 +923,10 @@ impl Session {
     /// The stored grant is dead. After a 401 the binding may be stale too, so
     /// discovery starts over; otherwise go straight to a new authorization.
     fn reauthorize(&mut self, f: &mut Flow, now: u64) -> Step {
+        if f.held_lock.is_some() {
+            let unlock = self.release(f);
+            return self.queue(f, now, unlock, Then::Reauthorize);
+        }
         if matches!(
             f.op,
             Op::Authorize {
@@ -903,12 +939,13 @@ impl Session {
         self.need_interaction(f, now, ConsentReason::Reauthorize)
     }
 
-    /// A 401/403 for a token that has since been replaced (a concurrent
-    /// caller already refreshed or re-authorized): hand out the new one.
+    /// A 401/403 for a request sent without a token, or with one that has
+    /// since been replaced (a concurrent caller already authorized or
+    /// refreshed): hand out the current token, no second flow.
     fn superseded(&mut self, now: u64, rejected: Option<&str>) -> Option<Step> {
         let t = self.tokens.as_ref()?;
-        let rejected = rejected?;
-        (t.access_token != rejected && t.is_fresh(now, self.config.expiry_skew_ms)).then(|| self.finish_with_token())
+        let replaced = rejected.is_none_or(|r| r != t.access_token);
+        (replaced && t.is_fresh(now, self.config.expiry_skew_ms)).then(|| self.finish_with_token())
     }
 
     fn need_interaction(&mut self, f: &mut Flow, now: u64, reason: ConsentReason) -> Step {
@@ -1040,7 +1077,7 @@ impl Session {
             Some(s) => s.clone(),
             None => scope::select(
                 self.config.scope.as_deref(),
-                None,
+                f.challenge_scope.as_deref(),
                 b.prm.scopes_supported.as_deref(),
                 md.scopes_supported.as_deref(),
                 self.config.request_offline_access,
@@ -1205,9 +1242,19 @@ impl Session {
         }
     }
 
+    /// Refresh under the record lock: lock, re-read (another process may have
+    /// refreshed), refresh, save the rotated token, unlock.
     fn start_refresh(&mut self, f: &mut Flow) -> Step {
         let key = self.tokens_key();
-        emit(f, Phase::ReloadBeforeRefresh, load(key))
+        emit(f, Phase::Locking, Effect::Lock { key })
+    }
+
+    fn release(&mut self, f: &mut Flow) -> Vec<Effect> {
+        f.held_lock
+            .take()
+            .map(|key| Effect::Unlock { key })
+            .into_iter()
+            .collect()
     }
 
     /// The client a stored grant was issued to, if it is still at hand.
@@ -1268,10 +1315,11 @@ impl Session {
             issuer: b.issuer.clone(),
             tokens: ts.clone(),
         };
-        let effect = save(self.tokens_key(), storage::encode(&record));
+        let mut effects = alloc::vec![save(self.tokens_key(), storage::encode(&record))];
+        effects.extend(self.release(f));
         let token = ts.access();
         self.tokens = Some(ts);
-        self.queue(f, now, alloc::vec![effect], Then::Finish(Ok(Outcome::Token(token))))
+        self.queue(f, now, effects, Then::Finish(Ok(Outcome::Token(token))))
     }
 
     fn finish_with_token(&self) -> Step {
@@ -1352,6 +1400,7 @@ impl Phase {
             | Phase::FetchLegacyMetadata
             | Phase::Registering
             | Phase::ExchangingCode => "Http",
+            Phase::Locking => "Locked",
             Phase::Listening => "Listening",
             Phase::Consenting => "Consent",
             Phase::OpeningBrowser => "Opened",

@@ -977,3 +977,50 @@ fn debug_output_has_no_secrets() {
     };
     assert!(!format!("{req:?}").contains(at));
 }
+
+// A cold 401's challenge scope goes through the spec's selection, so
+// offline_access is added when the AS lists it.
+#[test]
+fn challenge_scope_gets_offline_access_when_listed() {
+    let mut sim = Sim::new();
+    sim.challenge_scope = Some("files:read".into());
+    sim.asc.scopes_supported = Some(vec!["files:read".into(), "offline_access".into()]);
+    sim.call_tool(&mut session(), Mode::Interactive).unwrap();
+    assert_eq!(sim.scopes_requested[0].as_deref(), Some("files:read offline_access"));
+}
+
+// N requests sent before any token existed, all answered 401 and handed to
+// the engine one after another (as a host serialises them): one flow.
+#[test]
+fn queued_cold_401s_share_the_first_flow() {
+    let mut sim = Sim::new();
+    let mut s = session();
+    let responses: Vec<ServerResponse> = (0..4).map(|_| sim.mcp_call(None)).collect();
+    for r in &responses {
+        assert!(matches!(
+            sim.respond(&mut s, r, Mode::Interactive),
+            Ok(Outcome::Token(_))
+        ));
+    }
+    assert_eq!((sim.consents.len(), sim.opens.len()), (1, 1));
+    assert_eq!(sim.count("/token"), 1);
+}
+
+// Refresh runs under the record lock, and every path releases it (the
+// simulator asserts no flow ends holding a lock).
+#[test]
+fn refresh_takes_and_releases_the_record_lock() {
+    let mut sim = Sim::new();
+    sim.call_tool(&mut session(), Mode::Interactive).unwrap();
+    sim.now += 3_600_000;
+    sim.call_tool(&mut session(), Mode::Interactive).unwrap();
+    assert_eq!(sim.locks_taken, 1);
+    sim.now += 3_600_000;
+    sim.forget_refresh_tokens();
+    assert_eq!(
+        sim.authorize(&mut session(), Mode::Silent),
+        Err(Error::AuthorizationRequired)
+    );
+    assert_eq!(sim.locks_taken, 2);
+    assert!(sim.held_locks.is_empty());
+}

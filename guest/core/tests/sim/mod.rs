@@ -169,6 +169,9 @@ pub struct Sim {
     pub scopes_requested: Vec<Option<String>>,
     pub reuse_detected: bool,
     pub refresh_ok: usize,
+    /// Record locks currently held, and how many were ever taken.
+    pub held_locks: Vec<String>,
+    pub locks_taken: usize,
 }
 
 pub fn json(v: serde_json::Value) -> HttpResponse {
@@ -234,6 +237,8 @@ impl Sim {
             scopes_requested: vec![],
             reuse_detected: false,
             refresh_ok: 0,
+            held_locks: vec![],
+            locks_taken: 0,
         }
     }
 
@@ -303,6 +308,18 @@ impl Sim {
                 self.store.remove(&key);
                 Input::Stored(Ok(()))
             }
+            Effect::Lock { key } => {
+                assert!(!self.held_locks.contains(&key), "lock taken twice");
+                self.held_locks.push(key);
+                self.locks_taken += 1;
+                Input::Locked(Ok(()))
+            }
+            Effect::Unlock { key } => {
+                let before = self.held_locks.len();
+                self.held_locks.retain(|k| *k != key);
+                assert_eq!(self.held_locks.len() + 1, before, "unlock of a lock not held");
+                Input::Ack
+            }
             Effect::Listen { port } => match &self.listen_error {
                 Some(e) => Input::Listening(Err(e.clone())),
                 None => Input::Listening(Ok(format!(
@@ -357,7 +374,10 @@ impl Sim {
                     s.handle(self.now, input)
                 }
                 Step::Wait(_) => panic!("single caller should never wait"),
-                Step::Done(r) => return r,
+                Step::Done(r) => {
+                    assert!(self.held_locks.is_empty(), "flow ended holding {:?}", self.held_locks);
+                    return r;
+                }
             };
         }
         panic!("flow did not end in 200 steps");

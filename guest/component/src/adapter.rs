@@ -1,0 +1,249 @@
+//! The exports: `client` (blocking, through the imports) and `machine`
+//! (sans-IO, the host performs each effect).
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use core_engine::{CallbackEvent, Effect, Entropy, Input, Outcome, Session, Step, TransportError};
+use mcp_oauth_core as core_engine;
+
+use crate::convert;
+
+wit_bindgen::generate!({
+    world: "engine",
+    path: "../../wit",
+});
+
+use exports::mcp::oauth::client::{self, ChallengeOutcome};
+use exports::mcp::oauth::machine;
+use mcp::oauth::callback::{Listener, ListenerError};
+use mcp::oauth::engine_types::{AccessToken, AuthError, Config, Mode, ServerResponse, Status};
+use mcp::oauth::{browser, clock, http, prompts, random, storage};
+
+struct Component;
+
+export!(Component);
+
+impl client::Guest for Component {
+    type Session = ClientSession;
+}
+
+impl machine::Guest for Component {
+    type SessionMachine = MachineSession;
+}
+
+fn entropy() -> Entropy {
+    let bytes = random::get_random_bytes(64);
+    // A host that returns too few bytes gets zero-padded entropy refused below.
+    Entropy::from_slice(&bytes).unwrap_or(Entropy([0; 64]))
+}
+
+fn entropy_ok(e: &Entropy) -> bool {
+    e.0.iter().any(|b| *b != 0)
+}
+
+/// A session driven through the imports.
+pub struct ClientSession {
+    engine: RefCell<Session>,
+}
+
+impl ClientSession {
+    /// Runs one operation to its end, performing every effect. The listener
+    /// lives exactly as long as the flow.
+    fn drive(&self, start: impl FnOnce(&mut Session, u64) -> Step) -> Result<Outcome, AuthError> {
+        let mut engine = self.engine.borrow_mut();
+        let mut listener: Option<Listener> = None;
+        let mut step = start(&mut engine, clock::now_ms());
+        loop {
+            step = match step {
+                Step::Effect(e) => {
+                    let input = perform(e, &mut listener);
+                    engine.handle(clock::now_ms(), input)
+                }
+                // One instance runs one call at a time; the host serialises
+                // callers, so a running flow here is a host bug.
+                Step::Wait(_) => return Err(AuthError::Other(String::from("a flow is already running"))),
+                Step::Done(r) => return r.map_err(|e| convert::auth_error(&e)),
+            };
+        }
+    }
+
+    fn with_entropy(&self) -> Result<Entropy, AuthError> {
+        let e = entropy();
+        if entropy_ok(&e) {
+            Ok(e)
+        } else {
+            Err(AuthError::Other(String::from(
+                "the host's random import returned no entropy",
+            )))
+        }
+    }
+}
+
+impl client::GuestSession for ClientSession {
+    fn open(server_url: String, config: Config) -> Result<client::Session, AuthError> {
+        let engine = Session::new(&server_url, convert::config(config)).map_err(|e| convert::auth_error(&e))?;
+        Ok(client::Session::new(ClientSession {
+            engine: RefCell::new(engine),
+        }))
+    }
+
+    fn authorize(&self, mode: Mode) -> Result<AccessToken, AuthError> {
+        let entropy = self.with_entropy()?;
+        match self.drive(|s, now| s.authorize(now, convert::mode(mode), entropy))? {
+            Outcome::Token(t) => Ok(convert::token(&t)),
+            _ => Err(AuthError::Other(String::from("no token"))),
+        }
+    }
+
+    fn on_response(&self, response: ServerResponse, mode: Mode) -> Result<ChallengeOutcome, AuthError> {
+        let entropy = self.with_entropy()?;
+        let resp = convert::server_response(response);
+        match self.drive(|s, now| s.on_response(now, &resp, convert::mode(mode), entropy))? {
+            Outcome::Token(t) => Ok(ChallengeOutcome::Token(convert::token(&t))),
+            _ => Ok(ChallengeOutcome::Unchanged),
+        }
+    }
+
+    fn retry(&self) {
+        self.engine.borrow_mut().retry();
+    }
+
+    fn logout(&self) -> Result<(), AuthError> {
+        self.drive(|s, now| s.logout(now)).map(|_| ())
+    }
+
+    fn status(&self) -> Result<Status, AuthError> {
+        match self.drive(|s, now| s.inspect(now))? {
+            Outcome::Status(st) => Ok(convert::status(&st)),
+            _ => Err(AuthError::Other(String::from("no status"))),
+        }
+    }
+}
+
+/// Performs one effect through the imports.
+fn perform(effect: Effect, listener: &mut Option<Listener>) -> Input {
+    match effect {
+        Effect::Http(req) => {
+            Input::Http(
+                http::send(&convert::request(&req))
+                    .map(convert::response)
+                    .map_err(|e| TransportError {
+                        message: convert::http_error(&e),
+                    }),
+            )
+        }
+        Effect::Load { key } => Input::Loaded(storage::get(&key).ok().flatten()),
+        Effect::Save { key, value } => {
+            Input::Stored(storage::set(&key, &value).map_err(|e| convert::storage_error(&e)))
+        }
+        Effect::Delete { key } => Input::Stored(storage::delete(&key).map_err(|e| convert::storage_error(&e))),
+        Effect::Lock { key } => Input::Locked(storage::lock(&key).map_err(|e| convert::storage_error(&e))),
+        Effect::Unlock { key } => {
+            storage::unlock(&key);
+            Input::Ack
+        }
+        Effect::Listen { port } => match Listener::bind(port) {
+            Ok(l) => {
+                let uri = l.redirect_uri();
+                *listener = Some(l);
+                Input::Listening(Ok(uri))
+            }
+            Err(ListenerError::PortInUse(p)) => {
+                Input::Listening(Err(alloc::format!("port {p} is already in use on 127.0.0.1")))
+            }
+            Err(ListenerError::Other(m)) => Input::Listening(Err(m)),
+        },
+        Effect::Consent(ask) => Input::Consent(matches!(
+            prompts::consent(&convert::consent_request(&ask)),
+            Ok(prompts::ConsentAnswer::Allow)
+        )),
+        Effect::OpenBrowser { url } => Input::Opened(browser::open(&url).map_err(|e| match e {
+            browser::BrowserError::Refused(m) | browser::BrowserError::Failed(m) => m,
+        })),
+        Effect::AwaitCallback { timeout_ms } => match listener.as_ref() {
+            Some(l) => Input::Callback(match l.next(timeout_ms) {
+                Ok(ev) => convert::callback_event(ev),
+                Err(_) => CallbackEvent::TimedOut,
+            }),
+            None => Input::Callback(CallbackEvent::TimedOut),
+        },
+        Effect::Notify(ev) => {
+            prompts::notify(&convert::event(&ev));
+            Input::Ack
+        }
+    }
+}
+
+/// The sans-IO face: the host performs each effect itself.
+pub struct MachineSession {
+    engine: RefCell<Session>,
+}
+
+fn step_out(step: Step) -> machine::Step {
+    match step {
+        Step::Effect(e) => machine::Step::Effect(convert::effect(e)),
+        Step::Wait(id) => machine::Step::Wait(id.0),
+        Step::Done(r) => machine::Step::Done(convert::outcome_result(r)),
+    }
+}
+
+fn machine_entropy(bytes: &[u8]) -> Result<Entropy, machine::Step> {
+    Entropy::from_slice(bytes).map_err(|e| machine::Step::Done(Err(convert::auth_error(&e))))
+}
+
+impl machine::GuestSessionMachine for MachineSession {
+    fn open(server_url: String, config: Config) -> Result<machine::SessionMachine, AuthError> {
+        let engine = Session::new(&server_url, convert::config(config)).map_err(|e| convert::auth_error(&e))?;
+        Ok(machine::SessionMachine::new(MachineSession {
+            engine: RefCell::new(engine),
+        }))
+    }
+
+    fn authorize(&self, now_ms: u64, mode: Mode, entropy: Vec<u8>) -> machine::Step {
+        match machine_entropy(&entropy) {
+            Ok(e) => step_out(self.engine.borrow_mut().authorize(now_ms, convert::mode(mode), e)),
+            Err(step) => step,
+        }
+    }
+
+    fn on_response(&self, now_ms: u64, response: ServerResponse, mode: Mode, entropy: Vec<u8>) -> machine::Step {
+        match machine_entropy(&entropy) {
+            Ok(e) => {
+                let resp = convert::server_response(response);
+                step_out(
+                    self.engine
+                        .borrow_mut()
+                        .on_response(now_ms, &resp, convert::mode(mode), e),
+                )
+            }
+            Err(step) => step,
+        }
+    }
+
+    fn handle(&self, now_ms: u64, input: machine::Input) -> machine::Step {
+        step_out(self.engine.borrow_mut().handle(now_ms, convert::input(input)))
+    }
+
+    fn outcome(&self, id: u64) -> Option<Result<machine::Outcome, AuthError>> {
+        self.engine
+            .borrow()
+            .outcome(core_engine::FlowId(id))
+            .map(convert::outcome_result)
+    }
+
+    fn retry(&self) {
+        self.engine.borrow_mut().retry();
+    }
+
+    fn logout(&self, now_ms: u64) -> machine::Step {
+        step_out(self.engine.borrow_mut().logout(now_ms))
+    }
+
+    fn inspect(&self, now_ms: u64) -> machine::Step {
+        step_out(self.engine.borrow_mut().inspect(now_ms))
+    }
+}

@@ -1,0 +1,257 @@
+//! Conversions between the core's types and the generated WIT types. Pure
+//! data mapping, no behaviour: a rule of the spec never lives here.
+
+extern crate alloc;
+
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+
+use mcp_oauth_core as core_engine;
+
+use crate::adapter::exports::mcp::oauth::machine;
+use crate::adapter::mcp::oauth::engine_types::{
+    AccessToken, AuthError, Config, Mode, OauthFailure, ServerResponse, Status,
+};
+use crate::adapter::mcp::oauth::http::{HttpError, Method, Request, Response};
+use crate::adapter::mcp::oauth::storage::StorageError;
+use crate::adapter::mcp::oauth::types;
+
+pub fn config(c: Config) -> core_engine::Config {
+    let d = core_engine::Config::default();
+    core_engine::Config {
+        client_id: c.client_id,
+        client_secret: c.client_secret,
+        client_issuer: c.client_issuer,
+        client_metadata_url: c.client_metadata_url,
+        client_name: c.client_name.unwrap_or(d.client_name),
+        scope: c.scope,
+        callback_port: c.callback_port,
+        callback_timeout_ms: c.callback_timeout_ms.unwrap_or(d.callback_timeout_ms),
+        allow_missing_s256: c.allow_missing_s256,
+        ..d
+    }
+}
+
+pub fn mode(m: Mode) -> core_engine::Mode {
+    match m {
+        Mode::Interactive => core_engine::Mode::Interactive,
+        Mode::Silent => core_engine::Mode::Silent,
+    }
+}
+
+pub fn token(t: &core_engine::AccessToken) -> AccessToken {
+    AccessToken {
+        token: String::from(t.secret()),
+        expires_at: t.expires_at,
+        scopes: t.scopes.clone(),
+    }
+}
+
+pub fn server_response(r: ServerResponse) -> core_engine::ServerResponse {
+    core_engine::ServerResponse {
+        status: r.status,
+        www_authenticate: r.www_authenticate,
+        sent_token: r.sent_token,
+    }
+}
+
+pub fn status(s: &core_engine::Status) -> Status {
+    Status {
+        server_url: s.server_url.clone(),
+        resource: s.resource.clone(),
+        issuer: s.issuer.clone(),
+        client_id: s.client_id.clone(),
+        scopes: s.scopes.clone(),
+        expires_at: s.expires_at,
+        has_token: s.has_token,
+        can_refresh: s.can_refresh,
+        declined: s.declined,
+        legacy: s.legacy,
+    }
+}
+
+fn failure(status: u16, error: &Option<String>, description: &Option<String>) -> OauthFailure {
+    OauthFailure {
+        status,
+        error: error.clone(),
+        description: description.clone(),
+    }
+}
+
+/// Every case carries the core's message, which says what to do next.
+pub fn auth_error(e: &core_engine::Error) -> AuthError {
+    use core_engine::Error as E;
+    let msg = e.to_string();
+    match e {
+        E::InvalidConfig { .. } => AuthError::InvalidConfig(msg),
+        E::UnsafeUrl { .. } => AuthError::UnsafeUrl(msg),
+        E::Transport { .. } => AuthError::Transport(msg),
+        E::DiscoveryFailed { .. } => AuthError::DiscoveryFailed(msg),
+        E::ResourceMismatch { .. } => AuthError::ResourceMismatch(msg),
+        E::IssuerMismatch { .. } => AuthError::IssuerMismatch(msg),
+        E::PkceUnsupported { .. } => AuthError::PkceUnsupported(msg),
+        E::NoClientIdentity { .. } => AuthError::NoClientIdentity(msg),
+        E::ClientIssuerMismatch { .. } => AuthError::ClientIssuerMismatch(msg),
+        E::RegistrationFailed {
+            status,
+            error,
+            description,
+        } => AuthError::RegistrationFailed(failure(*status, error, description)),
+        E::AuthorizationRequired => AuthError::AuthorizationRequired,
+        E::Declined => AuthError::Declined,
+        E::AuthorizationFailed { error, description } => {
+            AuthError::AuthorizationFailed(failure(0, &Some(error.clone()), description))
+        }
+        E::IssMismatch { .. } => AuthError::IssMismatch(msg),
+        E::TokenRequestFailed {
+            status,
+            error,
+            description,
+        } => AuthError::TokenRequestFailed(failure(*status, error, description)),
+        E::InvalidResponse { .. } => AuthError::InvalidResponse(msg),
+        E::TimedOut => AuthError::TimedOut,
+        E::StepUpLimit { .. } => AuthError::StepUpLimit(msg),
+        E::Forbidden { .. } => AuthError::Forbidden(msg),
+        E::CallbackListener { .. } => AuthError::CallbackListener(msg),
+        E::Storage { .. } => AuthError::Storage(msg),
+        E::UnexpectedInput { .. } => AuthError::Other(msg),
+    }
+}
+
+fn headers_out(h: &[(String, String)]) -> Vec<types::Header> {
+    h.iter()
+        .map(|(name, value)| types::Header {
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect()
+}
+
+fn headers_in(h: Vec<types::Header>) -> Vec<(String, String)> {
+    h.into_iter().map(|x| (x.name, x.value)).collect()
+}
+
+pub fn request(r: &core_engine::HttpRequest) -> Request {
+    Request {
+        method: match r.method {
+            core_engine::Method::Get => Method::Get,
+            core_engine::Method::Post => Method::Post,
+        },
+        url: r.url.clone(),
+        headers: headers_out(&r.headers),
+        body: r.body.clone(),
+    }
+}
+
+pub fn response(r: Response) -> core_engine::HttpResponse {
+    core_engine::HttpResponse {
+        status: r.status,
+        headers: headers_in(r.headers),
+        body: r.body,
+    }
+}
+
+pub fn http_error(e: &HttpError) -> String {
+    match e {
+        HttpError::Refused(m) => alloc::format!("refused by the host: {m}"),
+        HttpError::Timeout => String::from("timed out"),
+        HttpError::Connection(m) => alloc::format!("connection failed: {m}"),
+        HttpError::TooLarge => String::from("the response is larger than the host allows"),
+        HttpError::Other(m) => m.clone(),
+    }
+}
+
+fn http_error_in(e: HttpError) -> core_engine::TransportError {
+    core_engine::TransportError {
+        message: http_error(&e),
+    }
+}
+
+pub fn storage_error(e: &StorageError) -> String {
+    match e {
+        StorageError::Io(m) | StorageError::Other(m) => m.clone(),
+    }
+}
+
+pub fn consent_request(c: &core_engine::ConsentRequest) -> types::ConsentRequest {
+    types::ConsentRequest {
+        server_url: c.server_url.clone(),
+        issuer: c.issuer.clone(),
+        scopes: c.scopes.clone(),
+        reason: match c.reason {
+            core_engine::ConsentReason::FirstLogin => types::ConsentReason::FirstLogin,
+            core_engine::ConsentReason::Reauthorize => types::ConsentReason::Reauthorize,
+            core_engine::ConsentReason::StepUp => types::ConsentReason::StepUp,
+        },
+    }
+}
+
+pub fn event(e: &core_engine::Event) -> types::Event {
+    use core_engine::Event as E;
+    match e {
+        E::CallbackRejected { reason } => types::Event::CallbackRejected(reason.clone()),
+        E::BrowserOpenFailed { url, reason } => types::Event::BrowserOpenFailed(types::BrowserFailure {
+            url: url.clone(),
+            reason: reason.clone(),
+        }),
+        E::StorageWarning { record, message } => types::Event::StorageWarning(types::StorageWarning {
+            record_kind: record.clone(),
+            message: message.clone(),
+        }),
+        E::PkceCheckOverridden { issuer } => types::Event::PkceCheckOverridden(issuer.clone()),
+        E::LegacyIssuerDiffers { origin, issuer } => types::Event::LegacyIssuerDiffers(types::LegacyIssuer {
+            origin: origin.clone(),
+            issuer: issuer.clone(),
+        }),
+    }
+}
+
+pub fn callback_event(e: types::CallbackEvent) -> core_engine::CallbackEvent {
+    match e {
+        types::CallbackEvent::Redirect(query) => core_engine::CallbackEvent::Redirect { query },
+        types::CallbackEvent::TimedOut => core_engine::CallbackEvent::TimedOut,
+        types::CallbackEvent::Cancelled => core_engine::CallbackEvent::Cancelled,
+    }
+}
+
+pub fn effect(e: core_engine::Effect) -> machine::Effect {
+    use core_engine::Effect as E;
+    match e {
+        E::Http(r) => machine::Effect::Http(request(&r)),
+        E::Load { key } => machine::Effect::Load(key),
+        E::Save { key, value } => machine::Effect::Save(machine::SaveRequest { key, value }),
+        E::Delete { key } => machine::Effect::Delete(key),
+        E::Lock { key } => machine::Effect::Lock(key),
+        E::Unlock { key } => machine::Effect::Unlock(key),
+        E::Listen { port } => machine::Effect::Listen(port),
+        E::Consent(c) => machine::Effect::Consent(consent_request(&c)),
+        E::OpenBrowser { url } => machine::Effect::OpenBrowser(url),
+        E::AwaitCallback { timeout_ms } => machine::Effect::AwaitCallback(timeout_ms),
+        E::Notify(ev) => machine::Effect::Notify(event(&ev)),
+    }
+}
+
+pub fn input(i: machine::Input) -> core_engine::Input {
+    use core_engine::Input as I;
+    match i {
+        machine::Input::Http(r) => I::Http(r.map(response).map_err(http_error_in)),
+        machine::Input::Loaded(b) => I::Loaded(b),
+        machine::Input::Stored(r) => I::Stored(r),
+        machine::Input::Locked(r) => I::Locked(r),
+        machine::Input::Listening(r) => I::Listening(r),
+        machine::Input::Consent(b) => I::Consent(b),
+        machine::Input::Opened(r) => I::Opened(r),
+        machine::Input::Callback(ev) => I::Callback(callback_event(ev)),
+        machine::Input::Ack => I::Ack,
+    }
+}
+
+pub fn outcome_result(r: Result<core_engine::Outcome, core_engine::Error>) -> Result<machine::Outcome, AuthError> {
+    match r {
+        Ok(core_engine::Outcome::Token(t)) => Ok(machine::Outcome::Token(token(&t))),
+        Ok(core_engine::Outcome::Unchanged) => Ok(machine::Outcome::Unchanged),
+        Ok(core_engine::Outcome::LoggedOut) => Ok(machine::Outcome::LoggedOut),
+        Ok(core_engine::Outcome::Status(s)) => Ok(machine::Outcome::Status(status(&s))),
+        Err(e) => Err(auth_error(&e)),
+    }
+}

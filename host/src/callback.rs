@@ -1,0 +1,267 @@
+//! The `callback` import: the loopback redirect listener (RFC 8252 §7.3).
+//!
+//! Bound to 127.0.0.1 before the flow goes on (port 0 unless pinned). One
+//! listener per flow; it serves many requests (a favicon or a stray hit does
+//! not end it), answers only `/callback`, shows a short page, times out and
+//! can be cancelled. When pasting is on, a redirect URL typed on stdin races
+//! the browser; a bad paste is refused with its reason and the user may paste
+//! again while the listener keeps listening.
+
+use std::io;
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// What reached the listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arrival {
+    /// The query string of a request to `/callback` (or of a pasted URL).
+    Redirect(String),
+    /// Nothing in time.
+    TimedOut,
+    /// Cancelled by the user.
+    Cancelled,
+}
+
+/// Why binding failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The pinned port is taken.
+    #[error("port {0} is already in use on 127.0.0.1")]
+    PortInUse(u16),
+    /// Anything else.
+    #[error("could not listen on 127.0.0.1: {0}")]
+    Other(String),
+}
+
+/// How the listener behaves beyond HTTP.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackOptions {
+    /// Accept a pasted redirect URL on stdin.
+    pub paste: bool,
+    /// Set to cancel the wait.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// Lines typed on stdin, read by one thread for the whole process (consent
+/// prompts and pastes share it).
+pub fn stdin_lines() -> &'static Mutex<Receiver<String>> {
+    static LINES: OnceLock<Mutex<Receiver<String>>> = OnceLock::new();
+    LINES.get_or_init(|| {
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match io::stdin().read_line(&mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if tx.send(line.trim().to_string()).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        Mutex::new(rx)
+    })
+}
+
+const PAGE_DONE: &str = "<!doctype html><title>mcp-oauth</title><p>mcp-oauth received the authorization response. You can close this tab and return to your terminal.</p>";
+const PAGE_REJECTED: &str = "<!doctype html><title>mcp-oauth</title><p>This response does not belong to the login in progress and was ignored. You can close this tab.</p>";
+
+fn html(body: &str, status: u16) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
+    tiny_http::Response::from_string(body)
+        .with_status_code(status)
+        .with_header(tiny_http::Header::from_bytes("content-type", "text/html; charset=utf-8").expect("static header"))
+}
+
+/// One flow's listener.
+pub struct Listener {
+    server: tiny_http::Server,
+    port: u16,
+    pending: Option<tiny_http::Request>,
+    options: CallbackOptions,
+}
+
+impl std::fmt::Debug for Listener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listener").field("port", &self.port).finish()
+    }
+}
+
+impl Listener {
+    /// Binds 127.0.0.1 on `port` (any free port when `None`).
+    pub fn bind(port: Option<u16>, options: CallbackOptions) -> Result<Self, BindError> {
+        let tcp = TcpListener::bind(("127.0.0.1", port.unwrap_or(0))).map_err(|e| match (e.kind(), port) {
+            (io::ErrorKind::AddrInUse, Some(p)) => BindError::PortInUse(p),
+            _ => BindError::Other(e.to_string()),
+        })?;
+        let port = tcp.local_addr().map_err(|e| BindError::Other(e.to_string()))?.port();
+        let server = tiny_http::Server::from_listener(tcp, None).map_err(|e| BindError::Other(e.to_string()))?;
+        Ok(Self {
+            server,
+            port,
+            pending: None,
+            options,
+        })
+    }
+
+    /// The port bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>/callback`.
+    pub fn redirect_uri(&self) -> String {
+        format!("http://127.0.0.1:{}/callback", self.port)
+    }
+
+    /// Checks a pasted line: it must be this listener's redirect URL with a query.
+    pub fn parse_paste(&self, line: &str) -> Result<String, String> {
+        let url = url::Url::parse(line.trim())
+            .map_err(|_| "that is not a URL; paste the whole address from the browser's address bar".to_string())?;
+        let expected = self.redirect_uri();
+        let base = format!(
+            "{}://{}{}",
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.port().map(|p| format!(":{p}")).unwrap_or_default()
+        );
+        if format!("{base}{}", url.path()) != expected {
+            return Err(format!(
+                "that URL is not the redirect address (expected one starting with {expected}?)"
+            ));
+        }
+        match url.query() {
+            Some(q) if !q.is_empty() => Ok(q.to_string()),
+            _ => Err(
+                "that URL has no query; copy the address after the browser came back (it contains code= and state=)"
+                    .into(),
+            ),
+        }
+    }
+
+    /// Waits up to `timeout` for the next request to `/callback` or a paste.
+    pub fn next(&mut self, timeout: Duration) -> Arrival {
+        // A previous response is being waited past: it was not accepted.
+        if let Some(req) = self.pending.take() {
+            let _ = req.respond(html(PAGE_REJECTED, 400));
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.options.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+                return Arrival::Cancelled;
+            }
+            if self.options.paste
+                && let Ok(rx) = stdin_lines().try_lock()
+                && let Ok(line) = rx.try_recv()
+                && !line.is_empty()
+            {
+                match self.parse_paste(&line) {
+                    Ok(q) => return Arrival::Redirect(q),
+                    Err(why) => eprintln!("mcp-oauth: {why}. Paste again, or finish in the browser."),
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Arrival::TimedOut;
+            }
+            let slice = (deadline - now).min(Duration::from_millis(100));
+            match self.server.recv_timeout(slice) {
+                Ok(Some(req)) => {
+                    let raw = req.url().to_string();
+                    let (path, query) = raw.split_once('?').unwrap_or((raw.as_str(), ""));
+                    if path != "/callback" || *req.method() != tiny_http::Method::Get {
+                        let _ = req.respond(html("<p>Not found.</p>", 404));
+                        continue;
+                    }
+                    let query = query.to_string();
+                    self.pending = Some(req);
+                    return Arrival::Redirect(query);
+                }
+                Ok(None) => {}
+                Err(_) => std::thread::sleep(slice),
+            }
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(req) = self.pending.take() {
+            let _ = req.respond(html(PAGE_DONE, 200));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    fn get(port: u16, path: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn serves_many_requests_and_only_its_path() {
+        let mut l = Listener::bind(None, CallbackOptions::default()).unwrap();
+        let port = l.port();
+        let t = std::thread::spawn(move || {
+            let fav = get(port, "/favicon.ico");
+            let cb = get(port, "/callback?code=a&state=b");
+            (fav, cb)
+        });
+        let got = l.next(Duration::from_secs(5));
+        assert_eq!(got, Arrival::Redirect("code=a&state=b".into()));
+        drop(l);
+        let (fav, cb) = t.join().unwrap();
+        assert!(fav.starts_with("HTTP/1.1 404"), "{fav}");
+        assert!(cb.contains("return to your terminal"), "{cb}");
+    }
+
+    #[test]
+    fn times_out_and_cancels() {
+        let mut l = Listener::bind(None, CallbackOptions::default()).unwrap();
+        assert_eq!(l.next(Duration::from_millis(150)), Arrival::TimedOut);
+        let cancel = Arc::new(AtomicBool::new(true));
+        let mut l = Listener::bind(
+            None,
+            CallbackOptions {
+                paste: false,
+                cancel: Some(cancel),
+            },
+        )
+        .unwrap();
+        assert_eq!(l.next(Duration::from_secs(5)), Arrival::Cancelled);
+    }
+
+    #[test]
+    fn pinned_port_taken_names_the_port() {
+        let a = Listener::bind(None, CallbackOptions::default()).unwrap();
+        let err = Listener::bind(Some(a.port()), CallbackOptions::default()).unwrap_err();
+        assert!(err.to_string().contains(&a.port().to_string()), "{err}");
+    }
+
+    #[test]
+    fn paste_is_checked() {
+        let l = Listener::bind(None, CallbackOptions::default()).unwrap();
+        let good = format!("{}?code=x&state=y", l.redirect_uri());
+        assert_eq!(l.parse_paste(&good).unwrap(), "code=x&state=y");
+        assert!(l.parse_paste("hello").unwrap_err().contains("not a URL"));
+        assert!(
+            l.parse_paste("https://evil.example/callback?code=x")
+                .unwrap_err()
+                .contains("not the redirect")
+        );
+        assert!(l.parse_paste(&l.redirect_uri()).unwrap_err().contains("no query"));
+    }
+}

@@ -1,0 +1,94 @@
+//! An authorized HTTP client for agents: attaches the session's token, hands
+//! a 401/403 to the engine and retries once with the new token. Share it
+//! between threads: N concurrent requests that all hit 401 cause one flow
+//! (one consent prompt, one browser), and after a decline every request fails
+//! fast with `Declined` until [`AuthorizedClient::retry`].
+
+use std::sync::Arc;
+
+use crate::bindings::exports::mcp::oauth::client::ChallengeOutcome;
+use crate::bindings::mcp::oauth::engine_types::{AuthError, Mode, ServerResponse};
+use crate::http::{HttpClient, HttpOptions, Request, Response};
+use crate::runtime::{Error, Session};
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct AuthorizedClient {
+    session: Arc<Session>,
+    http: HttpClient,
+    mode: Mode,
+}
+
+impl AuthorizedClient {
+    /// A client over `session`; interactive (may prompt) by default.
+    pub fn new(session: Arc<Session>, http: HttpOptions) -> Self {
+        Self {
+            session,
+            http: HttpClient::new(http),
+            mode: Mode::Interactive,
+        }
+    }
+
+    /// Never prompt: fail with `AuthorizationRequired` instead.
+    pub fn silent(mut self) -> Self {
+        self.mode = Mode::Silent;
+        self
+    }
+
+    /// The session.
+    pub fn session(&self) -> &Arc<Session> {
+        &self.session
+    }
+
+    /// Clears the decline latch: the next request may prompt again.
+    pub fn retry(&self) -> Result<(), Error> {
+        self.session.retry()
+    }
+
+    fn send_with(&self, req: &Request, token: Option<&str>) -> Result<Response, Error> {
+        let mut r = req.clone();
+        r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+        if let Some(t) = token {
+            r.headers.push(("authorization".into(), format!("Bearer {t}")));
+        }
+        self.http
+            .send(&r)
+            .map_err(|e| Error::Auth(AuthError::Transport(format!("{} {}: {e}", req.method, req.url))))
+    }
+
+    /// Sends `req` with the current token; on 401/403 lets the engine fix
+    /// authorization and retries once.
+    pub fn send(&self, req: &Request) -> Result<Response, Error> {
+        let token = match self.session.authorize(Mode::Silent) {
+            Ok(t) => Some(t.token),
+            Err(Error::Auth(AuthError::AuthorizationRequired)) => None,
+            Err(e) => return Err(e),
+        };
+        let resp = self.send_with(req, token.as_deref())?;
+        if resp.status != 401 && resp.status != 403 {
+            return Ok(resp);
+        }
+        let challenge = ServerResponse {
+            status: resp.status,
+            www_authenticate: resp.header_values("www-authenticate"),
+            sent_token: token,
+        };
+        match self.session.on_response(&challenge, self.mode)? {
+            ChallengeOutcome::Token(t) => self.send_with(req, Some(&t.token)),
+            ChallengeOutcome::Unchanged => Ok(resp),
+        }
+    }
+
+    /// POSTs a JSON body (MCP over HTTP), accepting JSON or an event stream.
+    pub fn post_json(&self, url: &str, body: &[u8]) -> Result<Response, Error> {
+        self.send(&Request {
+            method: "POST",
+            url: url.to_string(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("accept".into(), "application/json, text/event-stream".into()),
+            ],
+            body: body.to_vec(),
+        })
+    }
+}

@@ -1,0 +1,208 @@
+//! The `prompts` import: consent on a terminal, notices and progress on
+//! stderr (quiet when stderr is not a terminal), and an optional narration of
+//! every step for `mcp-oauth demo`.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::bindings::mcp::oauth::types::{ConsentReason, ConsentRequest, Event};
+
+/// One step the host performed for the engine (for narration; no secrets).
+#[derive(Debug, Clone)]
+pub enum Trace {
+    /// An HTTP request went out.
+    Http {
+        /// GET or POST.
+        method: &'static str,
+        /// The URL.
+        url: String,
+        /// The status that came back (0: no response).
+        status: u16,
+    },
+    /// A record was written.
+    Saved {
+        /// Its kind (`tokens`, `registration`, ...).
+        kind: String,
+    },
+    /// The loopback listener is up.
+    Listening {
+        /// Its redirect URI.
+        redirect_uri: String,
+    },
+    /// The browser was asked to open the authorization URL.
+    BrowserOpened {
+        /// The URL.
+        url: String,
+    },
+    /// A request reached the callback.
+    CallbackArrived,
+}
+
+/// How the host talks to the user.
+pub trait Prompter: Send + Sync {
+    /// Ask whether to authorize; `Err` when no one can be asked.
+    fn consent(&self, ask: &ConsentRequest) -> Result<bool, String>;
+    /// Show a notice.
+    fn notify(&self, event: &Event);
+    /// The flow is (or is no longer) waiting for the browser.
+    fn waiting(&self, _waiting: bool) {}
+    /// A step happened (narration).
+    fn trace(&self, _step: &Trace) {}
+}
+
+/// Whether consent is asked or given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsentPolicy {
+    /// Ask on the terminal; no terminal means no.
+    Ask,
+    /// The user already asked for this (e.g. ran `login`): go on.
+    Allow,
+    /// Never authorize (scripts that must not start a flow).
+    Deny,
+}
+
+/// Prompts on stdin/stderr.
+pub struct TerminalPrompter {
+    policy: ConsentPolicy,
+    narrate: bool,
+    quiet: bool,
+    spinner: Mutex<Option<Arc<AtomicBool>>>,
+}
+
+impl TerminalPrompter {
+    /// A prompter with this consent policy; `narrate` prints every step.
+    pub fn new(policy: ConsentPolicy, narrate: bool) -> Self {
+        Self {
+            policy,
+            narrate,
+            quiet: !std::io::stderr().is_terminal(),
+            spinner: Mutex::new(None),
+        }
+    }
+}
+
+fn reason_text(r: ConsentReason) -> &'static str {
+    match r {
+        ConsentReason::FirstLogin => "needs your authorization",
+        ConsentReason::Reauthorize => "needs you to authorize again",
+        ConsentReason::StepUp => "asks for more permissions",
+    }
+}
+
+/// One line describing a notice (no secrets: events carry none).
+pub fn describe_event(event: &Event) -> String {
+    match event {
+        Event::CallbackRejected(why) => format!("ignored a request to the callback: {why}; still waiting"),
+        Event::BrowserOpenFailed(f) => format!(
+            "could not open a browser ({}). Open this URL yourself:\n\n  {}\n",
+            f.reason, f.url
+        ),
+        Event::StorageWarning(w) => format!("could not save the {} record: {}", w.record_kind, w.message),
+        Event::PkceCheckOverridden(i) => {
+            format!("warning: {i} does not advertise PKCE S256; going on because the configuration allows it")
+        }
+        Event::LegacyIssuerDiffers(l) => format!("note: legacy server {} names its issuer {}", l.origin, l.issuer),
+    }
+}
+
+impl Prompter for TerminalPrompter {
+    fn consent(&self, ask: &ConsentRequest) -> Result<bool, String> {
+        match self.policy {
+            ConsentPolicy::Allow => return Ok(true),
+            ConsentPolicy::Deny => return Ok(false),
+            ConsentPolicy::Ask => {}
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err("no terminal to ask for consent".into());
+        }
+        let scopes = if ask.scopes.is_empty() {
+            "the server's default scopes".to_string()
+        } else {
+            ask.scopes.join(" ")
+        };
+        eprint!(
+            "{} {}.\nSign in at {} for {scopes}? [Y/n] ",
+            ask.server_url,
+            reason_text(ask.reason),
+            ask.issuer
+        );
+        let _ = std::io::stderr().flush();
+        let line = crate::callback::stdin_lines()
+            .lock()
+            .map_err(|_| "stdin is unavailable".to_string())?
+            .recv()
+            .map_err(|_| "stdin closed".to_string())?;
+        Ok(!matches!(line.trim().to_ascii_lowercase().as_str(), "n" | "no"))
+    }
+
+    fn notify(&self, event: &Event) {
+        // A browser failure must reach the user even when stderr is not a terminal.
+        if !self.quiet || matches!(event, Event::BrowserOpenFailed(_)) || self.narrate {
+            eprintln!("mcp-oauth: {}", describe_event(event));
+        }
+    }
+
+    fn waiting(&self, waiting: bool) {
+        let mut slot = self.spinner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(stop) = slot.take() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        if waiting && !self.quiet && !self.narrate {
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            std::thread::spawn(move || {
+                let frames = ['|', '/', '-', '\\'];
+                let mut i = 0;
+                while !flag.load(Ordering::SeqCst) {
+                    eprint!(
+                        "\r{} waiting for the browser to finish signing in (Ctrl-C to stop) ",
+                        frames[i % 4]
+                    );
+                    let _ = std::io::stderr().flush();
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(120));
+                }
+                eprint!("\r\x1b[2K");
+            });
+            *slot = Some(stop);
+        }
+    }
+
+    fn trace(&self, step: &Trace) {
+        if self.narrate {
+            eprintln!("  {}", narrate(step));
+        }
+    }
+}
+
+/// Words for one step, naming what a URL is for.
+pub fn narrate(step: &Trace) -> String {
+    match step {
+        Trace::Http { method, url, status } => {
+            let what = if url.contains("/.well-known/oauth-protected-resource") || url.ends_with("/prm") {
+                "protected resource metadata (RFC 9728)"
+            } else if url.contains("/.well-known/oauth-authorization-server")
+                || url.contains("/.well-known/openid-configuration")
+            {
+                "authorization server metadata (RFC 8414)"
+            } else if url.ends_with("/register") {
+                "dynamic client registration (RFC 7591)"
+            } else if url.ends_with("/token") {
+                "token endpoint"
+            } else {
+                "request"
+            };
+            format!("{what}: {method} {url} -> {status}")
+        }
+        Trace::Saved { kind } => format!("saved the {kind} record"),
+        Trace::Listening { redirect_uri } => format!("loopback listener ready at {redirect_uri}"),
+        Trace::BrowserOpened { url } => {
+            let short: String = url.chars().take(90).collect();
+            format!("browser opened at {short}...")
+        }
+        Trace::CallbackArrived => "the browser came back to the loopback listener".to_string(),
+    }
+}

@@ -1,0 +1,524 @@
+//! Loading the engine component and running sessions.
+//!
+//! - One `wasmtime::Engine`, `Linker` and `InstancePre` per [`Runtime`]; the
+//!   compiled artifact is cached on disk (`Engine::precompile_component`,
+//!   `Component::deserialize_file`), keyed by the component's hash and the
+//!   engine's compatibility hash, so a CLI start does not recompile.
+//! - One `Store` per [`Session`] (per MCP server), behind a mutex: concurrent
+//!   callers take turns, so one flow serves them all.
+//! - Fuel bounds guest work per call and a memory limit bounds its growth; a
+//!   trap becomes [`Error::Trapped`] and the next call gets a fresh instance.
+//!   Nothing stored is lost: the store lives on disk.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker, Resource, ResourceAny, ResourceTable};
+use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
+
+use crate::bindings::exports::mcp::oauth::client::ChallengeOutcome;
+use crate::bindings::mcp::oauth::engine_types::{AccessToken, AuthError, Config, Mode, ServerResponse, Status};
+use crate::bindings::mcp::oauth::{browser, callback, clock, http, prompts, random, storage, types};
+use crate::bindings::{Engine as EngineWorld, EnginePre};
+use crate::browser::BrowserOpener;
+use crate::callback::{Arrival, BindError, CallbackOptions, Listener};
+use crate::http::{HttpClient, HttpError, HttpOptions};
+use crate::prompts::{Prompter, Trace};
+use crate::storage::FileStore;
+
+/// The engine component, built by `build.rs` from guest/component.
+pub const COMPONENT: &[u8] = include_bytes!(env!("MCP_OAUTH_COMPONENT"));
+
+/// Everything a session call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The engine ended the flow without a token.
+    #[error("{}", describe_auth_error(.0))]
+    Auth(AuthError),
+    /// The guest trapped; the next call gets a fresh instance.
+    #[error("the engine failed ({0}); it was restarted, nothing stored was lost, try again")]
+    Trapped(String),
+    /// The runtime could not be set up.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl Error {
+    /// The engine's error, if that is what this is.
+    pub fn auth(&self) -> Option<&AuthError> {
+        match self {
+            Error::Auth(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+fn failure_text(f: &crate::bindings::mcp::oauth::engine_types::OauthFailure) -> String {
+    let mut s = String::new();
+    if f.status != 0 {
+        s.push_str(&format!("HTTP {}", f.status));
+    }
+    if let Some(e) = &f.error {
+        s.push_str(&format!(" error {e}"));
+    }
+    if let Some(d) = &f.description {
+        s.push_str(&format!(" ({d})"));
+    }
+    s.trim().to_string()
+}
+
+/// A message for every engine error: what happened and what to do.
+pub fn describe_auth_error(e: &AuthError) -> String {
+    use AuthError as A;
+    match e {
+        A::AuthorizationRequired => "authorization required: no usable token is stored; run `mcp-oauth login <url>`".into(),
+        A::Declined => "authorization was declined; nothing more will be asked until you retry".into(),
+        A::TimedOut => "timed out waiting for the browser to come back; run the command again (or use --no-browser to paste the redirect URL)".into(),
+        A::RegistrationFailed(f) => format!("dynamic client registration failed: {}; pass a pre-registered client id (--client-id)", failure_text(f)),
+        A::AuthorizationFailed(f) => format!("the authorization server refused: {}", failure_text(f)),
+        A::TokenRequestFailed(f) => format!("the token endpoint refused: {}", failure_text(f)),
+        A::InvalidConfig(m)
+        | A::UnsafeUrl(m)
+        | A::Transport(m)
+        | A::DiscoveryFailed(m)
+        | A::ResourceMismatch(m)
+        | A::IssuerMismatch(m)
+        | A::PkceUnsupported(m)
+        | A::NoClientIdentity(m)
+        | A::ClientIssuerMismatch(m)
+        | A::IssMismatch(m)
+        | A::InvalidResponse(m)
+        | A::StepUpLimit(m)
+        | A::Forbidden(m)
+        | A::CallbackListener(m)
+        | A::Storage(m)
+        | A::Other(m) => m.clone(),
+    }
+}
+
+/// How the runtime is set up.
+#[derive(Debug, Clone)]
+pub struct RuntimeOptions {
+    /// The store directory (`$MCP_OAUTH_HOME`).
+    pub home: PathBuf,
+    /// Where compiled artifacts are cached (default `<home>/cache`).
+    pub cache_dir: Option<PathBuf>,
+    /// HTTP limits.
+    pub http: HttpOptions,
+    /// Guest instructions allowed per call (fuel).
+    pub fuel_per_call: u64,
+    /// Guest linear memory cap, bytes.
+    pub memory_limit: usize,
+}
+
+impl Default for RuntimeOptions {
+    fn default() -> Self {
+        Self {
+            home: crate::storage::default_home(),
+            cache_dir: None,
+            http: HttpOptions::default(),
+            fuel_per_call: 20_000_000_000,
+            memory_limit: 64 << 20,
+        }
+    }
+}
+
+/// How one session talks to the user.
+#[derive(Clone)]
+pub struct SessionIo {
+    /// Consent and notices.
+    pub prompter: Arc<dyn Prompter>,
+    /// The browser.
+    pub browser: Arc<dyn BrowserOpener>,
+    /// Paste and cancel for the callback.
+    pub callback: CallbackOptions,
+}
+
+/// What the engine asks the host for, with the host's resources.
+pub struct HostState {
+    table: ResourceTable,
+    http: HttpClient,
+    storage: FileStore,
+    io: SessionIo,
+    limits: StoreLimits,
+}
+
+impl types::Host for HostState {}
+
+impl crate::bindings::mcp::oauth::engine_types::Host for HostState {}
+
+impl http::Host for HostState {
+    fn send(&mut self, req: http::Request) -> Result<http::Response, http::HttpError> {
+        let method = match req.method {
+            http::Method::Get => "GET",
+            http::Method::Post => "POST",
+        };
+        let request = crate::http::Request {
+            method,
+            url: req.url.clone(),
+            headers: req.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            body: req.body,
+        };
+        let result = self.http.send(&request);
+        self.io.prompter.trace(&Trace::Http {
+            method,
+            url: req.url,
+            status: result.as_ref().map(|r| r.status).unwrap_or(0),
+        });
+        match result {
+            Ok(r) => Ok(http::Response {
+                status: r.status,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(name, value)| types::Header { name, value })
+                    .collect(),
+                body: r.body,
+            }),
+            Err(HttpError::Refused(m)) => Err(http::HttpError::Refused(m)),
+            Err(HttpError::Timeout) => Err(http::HttpError::Timeout),
+            Err(HttpError::Connection(m)) => Err(http::HttpError::Connection(m)),
+            Err(HttpError::TooLarge) => Err(http::HttpError::TooLarge),
+            Err(HttpError::Other(m)) => Err(http::HttpError::Other(m)),
+        }
+    }
+}
+
+fn storage_error(e: crate::storage::StoreError) -> storage::StorageError {
+    match e {
+        crate::storage::StoreError::BadKey(k) => storage::StorageError::Other(format!("bad key {k:?}")),
+        io @ crate::storage::StoreError::Io { .. } => storage::StorageError::Io(io.to_string()),
+    }
+}
+
+impl storage::Host for HostState {
+    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, storage::StorageError> {
+        self.storage.get(&key).map_err(storage_error)
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), storage::StorageError> {
+        let r = self.storage.set(&key, &value).map_err(storage_error);
+        if r.is_ok() {
+            let kind = key.split('-').next().unwrap_or("").to_string();
+            self.io.prompter.trace(&Trace::Saved { kind });
+        }
+        r
+    }
+
+    fn delete(&mut self, key: String) -> Result<(), storage::StorageError> {
+        self.storage.delete(&key).map_err(storage_error)
+    }
+
+    fn lock(&mut self, key: String) -> Result<(), storage::StorageError> {
+        self.storage.lock(&key).map_err(storage_error)
+    }
+
+    fn unlock(&mut self, key: String) {
+        self.storage.unlock(&key);
+    }
+}
+
+impl browser::Host for HostState {
+    fn open(&mut self, url: String) -> Result<(), browser::BrowserError> {
+        if let Err(m) = crate::browser::check_openable(&url) {
+            return Err(browser::BrowserError::Refused(m));
+        }
+        self.io.prompter.trace(&Trace::BrowserOpened { url: url.clone() });
+        self.io.browser.open(&url).map_err(browser::BrowserError::Failed)
+    }
+}
+
+impl prompts::Host for HostState {
+    fn consent(&mut self, ask: types::ConsentRequest) -> Result<prompts::ConsentAnswer, prompts::PromptError> {
+        match self.io.prompter.consent(&ask) {
+            Ok(true) => Ok(prompts::ConsentAnswer::Allow),
+            Ok(false) => Ok(prompts::ConsentAnswer::Deny),
+            Err(_) => Err(prompts::PromptError::Unavailable),
+        }
+    }
+
+    fn notify(&mut self, ev: types::Event) {
+        self.io.prompter.notify(&ev);
+    }
+}
+
+impl callback::Host for HostState {}
+
+impl callback::HostListener for HostState {
+    fn bind(&mut self, port: Option<u16>) -> Result<Resource<Listener>, callback::ListenerError> {
+        let l = Listener::bind(port, self.io.callback.clone()).map_err(|e| match e {
+            BindError::PortInUse(p) => callback::ListenerError::PortInUse(p),
+            other => callback::ListenerError::Other(other.to_string()),
+        })?;
+        self.io.prompter.trace(&Trace::Listening {
+            redirect_uri: l.redirect_uri(),
+        });
+        self.table
+            .push(l)
+            .map_err(|e| callback::ListenerError::Other(e.to_string()))
+    }
+
+    fn redirect_uri(&mut self, this: Resource<Listener>) -> String {
+        self.table.get(&this).map(|l| l.redirect_uri()).unwrap_or_default()
+    }
+
+    fn next(
+        &mut self,
+        this: Resource<Listener>,
+        timeout_ms: u64,
+    ) -> Result<types::CallbackEvent, callback::ListenerError> {
+        let listener = self
+            .table
+            .get_mut(&this)
+            .map_err(|e| callback::ListenerError::Other(e.to_string()))?;
+        self.io.prompter.waiting(true);
+        let arrival = listener.next(Duration::from_millis(timeout_ms));
+        self.io.prompter.waiting(false);
+        Ok(match arrival {
+            Arrival::Redirect(q) => {
+                self.io.prompter.trace(&Trace::CallbackArrived);
+                types::CallbackEvent::Redirect(q)
+            }
+            Arrival::TimedOut => types::CallbackEvent::TimedOut,
+            Arrival::Cancelled => types::CallbackEvent::Cancelled,
+        })
+    }
+
+    fn drop(&mut self, this: Resource<Listener>) -> wasmtime::Result<()> {
+        self.table.delete(this)?;
+        Ok(())
+    }
+}
+
+impl clock::Host for HostState {
+    fn now_ms(&mut self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0)
+    }
+}
+
+impl random::Host for HostState {
+    fn get_random_bytes(&mut self, len: u32) -> Vec<u8> {
+        let mut out = vec![0u8; len.min(4096) as usize];
+        // An OS without randomness gets zeros, which the engine refuses.
+        let _ = getrandom::fill(&mut out);
+        out
+    }
+}
+
+struct Shared {
+    engine: wasmtime::Engine,
+    pre: EnginePre<HostState>,
+    options: RuntimeOptions,
+}
+
+/// The loaded engine component. Cheap to clone; share it between sessions.
+#[derive(Clone)]
+pub struct Runtime {
+    shared: Arc<Shared>,
+}
+
+fn artifact_key(engine: &wasmtime::Engine) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let digest = Sha256::digest(COMPONENT);
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("engine-{hex}-{:016x}.cwasm", h.finish())
+}
+
+/// Loads the component from the artifact cache, compiling (and caching) it
+/// when the cache has no usable copy.
+fn load_component(engine: &wasmtime::Engine, cache_dir: &Path) -> Result<Component, Error> {
+    let path = cache_dir.join(artifact_key(engine));
+    if path.exists() {
+        // SAFETY: the file is in our private cache directory (0700), written
+        // by `precompile_component` of an engine with the same compatibility
+        // hash (part of the file name).
+        if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
+            return Ok(c);
+        }
+    }
+    let bytes = engine
+        .precompile_component(COMPONENT)
+        .map_err(|e| Error::Setup(format!("compiling the engine component: {e}")))?;
+    if std::fs::create_dir_all(cache_dir).is_ok() {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, &bytes).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+    }
+    // SAFETY: `bytes` was produced just now by this engine.
+    unsafe { Component::deserialize(engine, &bytes) }
+        .map_err(|e| Error::Setup(format!("loading the engine component: {e}")))
+}
+
+impl Runtime {
+    /// Sets up wasmtime and loads the component (from the artifact cache when possible).
+    pub fn new(options: RuntimeOptions) -> Result<Self, Error> {
+        let mut config = wasmtime::Config::new();
+        config.consume_fuel(true);
+        let engine = wasmtime::Engine::new(&config).map_err(|e| Error::Setup(e.to_string()))?;
+        let cache_dir = options.cache_dir.clone().unwrap_or_else(|| options.home.join("cache"));
+        let component = load_component(&engine, &cache_dir)?;
+        let mut linker: Linker<HostState> = Linker::new(&engine);
+        EngineWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+            .map_err(|e| Error::Setup(e.to_string()))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .and_then(EnginePre::new)
+            .map_err(|e| Error::Setup(format!("linking the engine component: {e}")))?;
+        Ok(Self {
+            shared: Arc::new(Shared { engine, pre, options }),
+        })
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &RuntimeOptions {
+        &self.shared.options
+    }
+
+    /// Opens a session for one MCP server.
+    pub fn session(&self, server_url: &str, config: Config, io: SessionIo) -> Result<Session, Error> {
+        let fuel = self.shared.options.fuel_per_call;
+        let instance = self.instantiate(server_url, &config, &io)?;
+        Ok(Session {
+            runtime: self.clone(),
+            server_url: server_url.to_string(),
+            config,
+            io,
+            inner: Mutex::new(Some(instance)),
+            fuel: std::sync::atomic::AtomicU64::new(fuel),
+        })
+    }
+
+    fn instantiate(&self, server_url: &str, config: &Config, io: &SessionIo) -> Result<Instance, Error> {
+        let opts = &self.shared.options;
+        let storage = FileStore::open(&opts.home).map_err(|e| Error::Setup(e.to_string()))?;
+        let state = HostState {
+            table: ResourceTable::new(),
+            http: HttpClient::new(opts.http.clone()),
+            storage,
+            io: io.clone(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(opts.memory_limit)
+                .instances(4)
+                .build(),
+        };
+        let mut store = Store::new(&self.shared.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store
+            .set_fuel(opts.fuel_per_call)
+            .map_err(|e| Error::Setup(e.to_string()))?;
+        let bindings = self
+            .shared
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| Error::Setup(format!("instantiating the engine: {e}")))?;
+        let handle = bindings
+            .mcp_oauth_client()
+            .session()
+            .call_open(&mut store, server_url, config)
+            .map_err(|e| Error::Trapped(e.to_string()))?
+            .map_err(Error::Auth)?;
+        Ok(Instance {
+            store,
+            bindings,
+            handle,
+        })
+    }
+}
+
+struct Instance {
+    store: Store<HostState>,
+    bindings: EngineWorld,
+    handle: ResourceAny,
+}
+
+/// One MCP server's authorization. `Send + Sync`: share it (in an `Arc`)
+/// between threads; calls take turns, so N concurrent callers cause one flow.
+pub struct Session {
+    runtime: Runtime,
+    server_url: String,
+    config: Config,
+    io: SessionIo,
+    inner: Mutex<Option<Instance>>,
+    fuel: std::sync::atomic::AtomicU64,
+}
+
+impl Session {
+    /// The server URL.
+    pub fn server_url(&self) -> &str {
+        &self.server_url
+    }
+
+    /// Sets the guest instruction budget per call (fuel).
+    pub fn set_fuel_per_call(&self, fuel: u64) {
+        self.fuel.store(fuel, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&mut Store<HostState>, &EngineWorld, ResourceAny) -> wasmtime::Result<R>,
+    ) -> Result<R, Error> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            *guard = Some(self.runtime.instantiate(&self.server_url, &self.config, &self.io)?);
+        }
+        let inst = guard
+            .as_mut()
+            .ok_or_else(|| Error::Setup("no engine instance".into()))?;
+        let fuel = self.fuel.load(std::sync::atomic::Ordering::SeqCst);
+        inst.store.set_fuel(fuel).map_err(|e| Error::Setup(e.to_string()))?;
+        let result = f(&mut inst.store, &inst.bindings, inst.handle);
+        // Locks never outlive a call, whatever the guest did.
+        inst.store.data_mut().storage.unlock_all();
+        match result {
+            Ok(r) => Ok(r),
+            Err(trap) => {
+                // Drop the broken instance; the next call starts a fresh one.
+                *guard = None;
+                Err(Error::Trapped(
+                    format!("{trap:#}").lines().next().unwrap_or("trap").to_string(),
+                ))
+            }
+        }
+    }
+
+    /// A usable token: stored, refreshed, or (interactive) newly authorized.
+    pub fn authorize(&self, mode: Mode) -> Result<AccessToken, Error> {
+        self.call(|store, b, h| b.mcp_oauth_client().session().call_authorize(store, h, mode))?
+            .map_err(Error::Auth)
+    }
+
+    /// Reacts to the MCP server's answer.
+    pub fn on_response(&self, response: &ServerResponse, mode: Mode) -> Result<ChallengeOutcome, Error> {
+        self.call(|store, b, h| {
+            b.mcp_oauth_client()
+                .session()
+                .call_on_response(store, h, response, mode)
+        })?
+        .map_err(Error::Auth)
+    }
+
+    /// Clears the decline latch.
+    pub fn retry(&self) -> Result<(), Error> {
+        self.call(|store, b, h| b.mcp_oauth_client().session().call_retry(store, h))
+    }
+
+    /// Removes the stored tokens.
+    pub fn logout(&self) -> Result<(), Error> {
+        self.call(|store, b, h| b.mcp_oauth_client().session().call_logout(store, h))?
+            .map_err(Error::Auth)
+    }
+
+    /// What is stored for this server.
+    pub fn status(&self) -> Result<Status, Error> {
+        self.call(|store, b, h| b.mcp_oauth_client().session().call_status(store, h))?
+            .map_err(Error::Auth)
+    }
+}
