@@ -187,6 +187,14 @@ impl DemoServer {
             .count()
     }
 
+    /// Revokes every token issued so far (access and refresh), as if the
+    /// server had been reset; new authorizations work again.
+    pub fn revoke_all(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let families: Vec<u64> = s.access.values().map(|(_, f)| *f).collect();
+        s.revoked_families.extend(families);
+    }
+
     /// True once a rotated refresh token was presented again.
     pub fn reuse_detected(&self) -> bool {
         self.state.lock().unwrap_or_else(|e| e.into_inner()).reuse_detected
