@@ -20,18 +20,20 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-    println!("cargo:rerun-if-env-changed=MCP_OAUTH_COMPONENT_WASM");
 
-    // A prebuilt component may be supplied (e.g. a test-only one).
-    if let Ok(path) = std::env::var("MCP_OAUTH_COMPONENT_WASM") {
-        println!("cargo:rustc-env=MCP_OAUTH_COMPONENT={path}");
-        return;
-    }
+    let engine = build_guest(&root, "guest-build", &[]);
+    println!("cargo:rustc-env=MCP_OAUTH_COMPONENT={}", engine.display());
+    // The sans-IO face (world `sans-io`), a second artifact, for the tests
+    // that drive it with no imports at all.
+    let sans_io = build_guest(&root, "guest-build-sans-io", &["--features", "sans-io"]);
+    println!("cargo:rustc-env=MCP_OAUTH_SANS_IO_COMPONENT={}", sans_io.display());
+}
 
-    let target_dir = root.join("target").join("guest-build");
+fn build_guest(root: &std::path::Path, dir: &str, extra: &[&str]) -> PathBuf {
+    let target_dir = root.join("target").join(dir);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&root)
+    cmd.current_dir(root)
         .args([
             "build",
             "-p",
@@ -41,6 +43,7 @@ fn main() {
             "--profile",
             "guest",
         ])
+        .args(extra)
         .env_clear()
         .env("CARGO_TARGET_DIR", &target_dir);
     // Only what a cargo run needs; none of the outer build's settings.
@@ -68,5 +71,5 @@ fn main() {
         .join("guest")
         .join("mcp_oauth_component.wasm");
     assert!(wasm.exists(), "the guest build produced no {}", wasm.display());
-    println!("cargo:rustc-env=MCP_OAUTH_COMPONENT={}", wasm.display());
+    wasm
 }

@@ -8,13 +8,18 @@ use alloc::vec::Vec;
 
 use mcp_oauth_core as core_engine;
 
-use crate::adapter::exports::mcp::oauth::machine;
-use crate::adapter::mcp::oauth::engine_types::{
-    AccessToken, AuthError, Config, Mode, OauthFailure, ServerResponse, Status,
-};
-use crate::adapter::mcp::oauth::http::{HttpError, Method, Request, Response};
-use crate::adapter::mcp::oauth::storage::StorageError;
-use crate::adapter::mcp::oauth::types;
+#[cfg(not(feature = "sans-io"))]
+use crate::adapter as bindings;
+#[cfg(feature = "sans-io")]
+use crate::machine as bindings;
+
+#[cfg(feature = "sans-io")]
+use bindings::exports::mcp::oauth::machine;
+use bindings::mcp::oauth::engine_types::{AccessToken, AuthError, Config, Mode, OauthFailure, ServerResponse, Status};
+use bindings::mcp::oauth::http::{HttpError, Method, Request, Response};
+#[cfg(not(feature = "sans-io"))]
+use bindings::mcp::oauth::storage::StorageError;
+use bindings::mcp::oauth::types;
 
 pub fn config(c: Config) -> core_engine::Config {
     let d = core_engine::Config::default();
@@ -161,12 +166,14 @@ pub fn http_error(e: &HttpError) -> String {
     }
 }
 
+#[cfg(feature = "sans-io")]
 fn http_error_in(e: HttpError) -> core_engine::TransportError {
     core_engine::TransportError {
         message: http_error(&e),
     }
 }
 
+#[cfg(not(feature = "sans-io"))]
 pub fn storage_error(e: &StorageError) -> String {
     match e {
         StorageError::Io(m) | StorageError::Other(m) => m.clone(),
@@ -214,6 +221,7 @@ pub fn callback_event(e: types::CallbackEvent) -> core_engine::CallbackEvent {
     }
 }
 
+#[cfg(feature = "sans-io")]
 pub fn effect(e: core_engine::Effect) -> machine::Effect {
     use core_engine::Effect as E;
     match e {
@@ -231,6 +239,7 @@ pub fn effect(e: core_engine::Effect) -> machine::Effect {
     }
 }
 
+#[cfg(feature = "sans-io")]
 pub fn input(i: machine::Input) -> core_engine::Input {
     use core_engine::Input as I;
     match i {
@@ -246,6 +255,7 @@ pub fn input(i: machine::Input) -> core_engine::Input {
     }
 }
 
+#[cfg(feature = "sans-io")]
 pub fn outcome_result(r: Result<core_engine::Outcome, core_engine::Error>) -> Result<machine::Outcome, AuthError> {
     match r {
         Ok(core_engine::Outcome::Token(t)) => Ok(machine::Outcome::Token(token(&t))),

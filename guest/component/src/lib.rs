@@ -1,27 +1,36 @@
 //! The engine as a WebAssembly component (world `engine` in `wit/`).
 //!
-//! A thin adapter: the `client` export runs the core's state machine and
-//! performs each effect through the `mcp:oauth` imports; the `machine` export
-//! hands the same machine to the host, effect by effect. `no_std` + alloc, with
-//! dlmalloc as the allocator, so the component imports nothing but
+//! A thin adapter. By default (world `engine`) the `client` export runs the
+//! core's state machine and performs each effect through the `mcp:oauth`
+//! imports. With feature `sans-io` (world `sans-io`, a second artifact) the
+//! `machine` export hands the same machine to the host, effect by effect. `no_std` + alloc, with
+//! lol_alloc's free-list allocator, so the component imports nothing but
 //! `mcp:oauth` interfaces (no wasi:cli, wasi:io, wasi:filesystem).
 //!
 //! On other targets this crate is empty: it exists only for wasm32.
 
 #![cfg_attr(target_arch = "wasm32", no_std)]
 
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "sans-io")))]
 mod adapter;
 #[cfg(target_arch = "wasm32")]
 mod convert;
+#[cfg(all(target_arch = "wasm32", feature = "sans-io"))]
+mod machine;
 
 #[cfg(target_arch = "wasm32")]
 extern crate alloc;
 
 #[cfg(target_arch = "wasm32")]
 mod runtime {
+    use lol_alloc::{AssumeSingleThreaded, FreeListAllocator};
+
+    /// A free-list allocator made for small wasm binaries (dlmalloc alone
+    /// was 40 KB of this component).
+    // SAFETY: a component instance runs on one thread; nothing here spawns.
     #[global_allocator]
-    static ALLOC: dlmalloc::GlobalDlmalloc = dlmalloc::GlobalDlmalloc;
+    static ALLOC: AssumeSingleThreaded<FreeListAllocator> =
+        unsafe { AssumeSingleThreaded::new(FreeListAllocator::new()) };
 
     /// The canonical ABI's allocator entry point, over the global allocator.
     /// Written here because wit-bindgen's own needs std.

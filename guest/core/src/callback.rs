@@ -48,7 +48,7 @@ pub fn check(query: &str, expected_state: &str, issuer: &str, iss_supported: boo
     for (k, v) in url::form_urlencoded::parse(query.trim_start_matches('?').as_bytes()) {
         // RFC 6749 §3.1: parameters must not be repeated.
         if pairs.iter().any(|(pk, _)| *pk == k) {
-            return Verdict::Rejected(format!("parameter {k:?} appears twice"));
+            return Verdict::Rejected(format!("parameter \"{k}\" appears twice"));
         }
         pairs.push((k.into_owned(), v.into_owned()));
     }

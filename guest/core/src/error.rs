@@ -164,7 +164,7 @@ impl fmt::Display for Error {
             InvalidConfig { reason } => write!(f, "invalid configuration: {reason}"),
             UnsafeUrl { what, url, reason } => write!(
                 f,
-                "refused the {what} URL {url:?}: {reason}; the server's metadata is misconfigured or malicious, nothing was opened"
+                "refused the {what} URL \"{url}\": {reason}; the server's metadata is misconfigured or malicious, nothing was opened"
             ),
             Transport { url, message } => write!(f, "could not reach {url}: {message}; check the URL and your network"),
             DiscoveryFailed { what, tried } => write!(
@@ -173,11 +173,11 @@ impl fmt::Display for Error {
             ),
             ResourceMismatch { resource, server } => write!(
                 f,
-                "the server's protected resource metadata names resource {resource:?}, which does not cover {server:?}; refusing to authorize (possible misconfiguration or attack)"
+                "the server's protected resource metadata names resource \"{resource}\", which does not cover \"{server}\"; refusing to authorize (possible misconfiguration or attack)"
             ),
             IssuerMismatch { expected, found } => write!(
                 f,
-                "authorization server metadata claims issuer {found:?} but was looked up for {expected:?}; refusing to use it"
+                "authorization server metadata claims issuer \"{found}\" but was looked up for \"{expected}\"; refusing to use it"
             ),
             PkceUnsupported { issuer } => write!(
                 f,
@@ -210,7 +210,7 @@ impl fmt::Display for Error {
                 "authorization was declined; nothing more will be asked until you retry"
             ),
             AuthorizationFailed { error, description } => {
-                write!(f, "the authorization server returned error {error:?}")?;
+                write!(f, "the authorization server returned error \"{error}\"")?;
                 opt(f, "description", description)
             }
             IssMismatch { expected } => write!(

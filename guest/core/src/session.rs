@@ -679,7 +679,7 @@ impl Session {
                         self.fetch_next_metadata(f)
                     }
                     Err(AsRejection::IssuerMismatch(found)) => {
-                        f.tried.push(format!("{url} (issuer {found:?})"));
+                        f.tried.push(format!("{url} (issuer \"{found}\")"));
                         f.issuer_mismatch = Some(found);
                         self.fetch_next_metadata(f)
                     }

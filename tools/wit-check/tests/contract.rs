@@ -151,6 +151,23 @@ fn every_effect_maps_to_a_wit_case_and_an_import() {
 }
 
 #[test]
+fn engine_world_exports_client_and_sans_io_exports_machine() {
+    let resolve = wit_check::load().unwrap();
+    let exports = |name: &str| -> Vec<String> {
+        let (_, w) = resolve.worlds.iter().find(|(_, w)| w.name == name).unwrap();
+        w.exports
+            .keys()
+            .filter_map(|k| match k {
+                WorldKey::Interface(id) => resolve.interfaces[*id].name.clone(),
+                WorldKey::Name(n) => Some(n.clone()),
+            })
+            .collect()
+    };
+    assert_eq!(exports("engine"), ["client"]);
+    assert_eq!(exports("sans-io"), ["machine"]);
+}
+
+#[test]
 fn sans_io_world_imports_nothing() {
     let resolve = wit_check::load().unwrap();
     let (_, world) = resolve.worlds.iter().find(|(_, w)| w.name == "sans-io").unwrap();
