@@ -7,7 +7,7 @@
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use serde::{Deserialize, Serialize};
+use miniserde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::error::Error;
@@ -54,10 +54,8 @@ pub struct ResourceMetadata {
     /// The resource identifier, kept verbatim: sent as `resource` exactly so.
     pub resource: String,
     /// Issuers of the authorization servers that protect it.
-    #[serde(default)]
     pub authorization_servers: Vec<String>,
     /// Scopes the resource uses for basic functionality.
-    #[serde(default)]
     pub scopes_supported: Option<Vec<String>>,
 }
 
@@ -72,8 +70,11 @@ pub enum PrmRejection {
 
 /// Parses and validates a PRM document fetched for `server`.
 pub fn parse_prm(body: &[u8], server_url: &str, server: &Url) -> Result<ResourceMetadata, PrmRejection> {
-    let prm: ResourceMetadata =
-        serde_json::from_slice(body).map_err(|e| PrmRejection::Invalid(format!("not valid metadata JSON ({e})")))?;
+    let prm: ResourceMetadata = crate::storage::from_json(body).ok_or_else(|| {
+        PrmRejection::Invalid(
+            "not a protected resource metadata document (JSON with resource and authorization_servers)".into(),
+        )
+    })?;
     if prm.authorization_servers.is_empty() {
         return Err(PrmRejection::Invalid("no authorization_servers".into()));
     }
@@ -111,22 +112,16 @@ pub struct AsMetadata {
     /// Where codes and refresh tokens are exchanged.
     pub token_endpoint: String,
     /// RFC 7591 registration endpoint.
-    #[serde(default)]
     pub registration_endpoint: Option<String>,
     /// Scopes the AS knows (used only to decide on `offline_access`).
-    #[serde(default)]
     pub scopes_supported: Option<Vec<String>>,
     /// PKCE methods; must include `S256`.
-    #[serde(default)]
     pub code_challenge_methods_supported: Option<Vec<String>>,
     /// Client authentication methods at the token endpoint.
-    #[serde(default)]
     pub token_endpoint_auth_methods_supported: Option<Vec<String>>,
     /// Client ID Metadata Document support.
-    #[serde(default)]
     pub client_id_metadata_document_supported: Option<bool>,
     /// RFC 9207 §3: the AS sends `iss` in authorization responses.
-    #[serde(default)]
     pub authorization_response_iss_parameter_supported: Option<bool>,
 }
 
@@ -200,8 +195,9 @@ pub fn parse_as_metadata(body: &[u8], expected_issuer: &str) -> Result<AsMetadat
 }
 
 fn parse_metadata_document(body: &[u8]) -> Result<AsMetadata, AsRejection> {
-    let md: AsMetadata =
-        serde_json::from_slice(body).map_err(|e| AsRejection::Invalid(format!("not valid metadata JSON ({e})")))?;
+    let md: AsMetadata = crate::storage::from_json(body).ok_or_else(|| {
+        AsRejection::Invalid("not an authorization server metadata document (JSON with issuer and endpoints)".into())
+    })?;
     if md.authorization_endpoint.is_empty() || md.token_endpoint.is_empty() {
         return Err(AsRejection::Invalid("missing authorization or token endpoint".into()));
     }
@@ -243,7 +239,7 @@ pub fn legacy_default_metadata(server: &Url) -> AsMetadata {
         token_endpoint: format!("{base}/token"),
         registration_endpoint: Some(format!("{base}/register")),
         code_challenge_methods_supported: Some(alloc::vec![String::from("S256")]),
-        ..AsMetadata::default()
+        ..<AsMetadata as Default>::default()
     }
 }
 

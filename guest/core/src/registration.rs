@@ -2,10 +2,9 @@
 //! pre-registered → Client ID Metadata Document → dynamic registration
 //! (RFC 7591) → an error that says what the AS offers.
 
-use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use serde::{Deserialize, Serialize};
+use miniserde::{Deserialize, Serialize};
 
 use crate::client_auth::AuthMethod;
 use crate::discovery::AsMetadata;
@@ -21,12 +20,10 @@ pub struct Registration {
     /// The client id.
     pub client_id: String,
     /// The client secret, if the AS issued one.
-    #[serde(default)]
     pub client_secret: Option<String>,
     /// The redirect URIs it was registered with.
     pub redirect_uris: Vec<String>,
     /// The token endpoint auth method the AS assigned.
-    #[serde(default)]
     pub token_endpoint_auth_method: Option<String>,
 }
 
@@ -64,16 +61,27 @@ fn requested_auth_method(md: &AsMetadata) -> AuthMethod {
     }
 }
 
+/// RFC 7591 §2 client metadata, as sent.
+#[derive(Serialize)]
+struct RegistrationRequest {
+    client_name: String,
+    redirect_uris: Vec<String>,
+    grant_types: Vec<String>,
+    response_types: Vec<String>,
+    token_endpoint_auth_method: String,
+    application_type: String,
+}
+
 /// RFC 7591 §2 / §3.1 registration request for a native loopback client.
 pub fn registration_request(endpoint: &str, md: &AsMetadata, client_name: &str, redirect_uri: &str) -> HttpRequest {
-    let body = serde_json::json!({
-        "client_name": client_name,
-        "redirect_uris": [redirect_uri],
-        "grant_types": ["authorization_code", "refresh_token"],
-        "response_types": ["code"],
-        "token_endpoint_auth_method": requested_auth_method(md).as_str(),
-        "application_type": "native",
-    });
+    let body = RegistrationRequest {
+        client_name: String::from(client_name),
+        redirect_uris: alloc::vec![String::from(redirect_uri)],
+        grant_types: alloc::vec![String::from("authorization_code"), String::from("refresh_token")],
+        response_types: alloc::vec![String::from("code")],
+        token_endpoint_auth_method: String::from(requested_auth_method(md).as_str()),
+        application_type: String::from("native"),
+    };
     HttpRequest {
         method: Method::Post,
         url: String::from(endpoint),
@@ -81,7 +89,7 @@ pub fn registration_request(endpoint: &str, md: &AsMetadata, client_name: &str, 
             (String::from("content-type"), String::from("application/json")),
             (String::from("accept"), String::from("application/json")),
         ],
-        body: serde_json::to_vec(&body).unwrap_or_default(),
+        body: miniserde::json::to_string(&body).into_bytes(),
     }
 }
 
@@ -89,7 +97,6 @@ pub fn registration_request(endpoint: &str, md: &AsMetadata, client_name: &str, 
 struct RawRegistration {
     client_id: Option<String>,
     client_secret: Option<String>,
-    #[serde(default)]
     redirect_uris: Option<Vec<String>>,
     token_endpoint_auth_method: Option<String>,
 }
@@ -104,9 +111,9 @@ pub fn parse_registration(resp: &HttpResponse, issuer: &str, redirect_uri: &str)
             description: e.error_description,
         });
     }
-    let raw: RawRegistration = serde_json::from_slice(&resp.body).map_err(|e| Error::InvalidResponse {
+    let raw: RawRegistration = crate::storage::from_json(&resp.body).ok_or_else(|| Error::InvalidResponse {
         what: "registration response",
-        detail: format!("not a JSON registration ({e})"),
+        detail: String::from("not a JSON registration (RFC 7591 §3.2.1)"),
     })?;
     let client_id = raw.client_id.filter(|c| !c.is_empty()).ok_or(Error::InvalidResponse {
         what: "registration response",
@@ -148,7 +155,7 @@ mod tests {
             authorization_endpoint: "https://a.example/authorize".into(),
             token_endpoint: "https://a.example/token".into(),
             registration_endpoint: Some("https://a.example/register".into()),
-            ..AsMetadata::default()
+            ..<AsMetadata as Default>::default()
         }
     }
 

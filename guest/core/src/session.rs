@@ -650,15 +650,7 @@ impl Session {
                 };
                 match storage::decode_metadata(b.as_deref(), &issuer).filter(|m| m.check_endpoints().is_ok()) {
                     Some(md) => self.accept_metadata(f, now, md, Vec::new()),
-                    None => match discovery::as_metadata_candidates(&issuer) {
-                        Ok(c) => {
-                            f.candidates = c;
-                            f.next = 0;
-                            f.tried.clear();
-                            self.fetch_next_metadata(f)
-                        }
-                        Err(e) => Step::Done(Err(e)),
-                    },
+                    None => self.discover_metadata(f, &issuer),
                 }
             }
             (Phase::FetchMetadata, Input::Http(r)) => {
@@ -972,15 +964,10 @@ impl Session {
                 Phase::FetchLegacyMetadata,
                 Effect::Http(HttpRequest::get(&discovery::legacy_metadata_url(&self.server))),
             ),
-            (Some(b), None) => match discovery::as_metadata_candidates(&b.issuer) {
-                Ok(c) => {
-                    f.candidates = c;
-                    f.next = 0;
-                    f.tried.clear();
-                    self.fetch_next_metadata(f)
-                }
-                Err(e) => Step::Done(Err(e)),
-            },
+            (Some(b), None) => {
+                let issuer = b.issuer.clone();
+                self.discover_metadata(f, &issuer)
+            }
             (Some(_), Some(_)) => emit(
                 f,
                 Phase::Listening,
@@ -1034,6 +1021,19 @@ impl Session {
             legacy: false,
         });
         emit(f, Phase::LoadCachedMetadata, load(storage::metadata_key(&issuer)))
+    }
+
+    /// Starts trying the issuer's metadata URLs in the spec's order.
+    fn discover_metadata(&mut self, f: &mut Flow, issuer: &str) -> Step {
+        match discovery::as_metadata_candidates(issuer) {
+            Ok(c) => {
+                f.candidates = c;
+                f.next = 0;
+                f.tried.clear();
+                self.fetch_next_metadata(f)
+            }
+            Err(e) => Step::Done(Err(e)),
+        }
     }
 
     fn fetch_next_metadata(&mut self, f: &mut Flow) -> Step {

@@ -6,8 +6,8 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use miniserde::json::{self, Number, Value};
+use miniserde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::discovery::{AsMetadata, ResourceMetadata};
@@ -38,12 +38,10 @@ pub struct Binding {
     /// The protected resource metadata (resource kept verbatim).
     pub prm: ResourceMetadata,
     /// Where the PRM was found.
-    #[serde(default)]
     pub resource_metadata_url: Option<String>,
     /// The authorization server in use.
     pub issuer: String,
     /// A 2025-03-26 server without PRM.
-    #[serde(default)]
     pub legacy: bool,
 }
 
@@ -58,25 +56,27 @@ pub struct TokenRecord {
     pub tokens: TokenSet,
 }
 
-#[derive(Serialize, Deserialize)]
-struct Envelope<T> {
-    v: u32,
-    record: T,
+/// Parses JSON into `T`; anything that is not UTF-8 JSON of that shape is `None`.
+pub fn from_json<T: Deserialize>(bytes: &[u8]) -> Option<T> {
+    json::from_str(core::str::from_utf8(bytes).ok()?).ok()
 }
 
-/// Serializes a record with its version.
+/// Serializes a record inside its envelope: `{"v":1,"record":{...}}`.
 pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
-    serde_json::to_vec(&Envelope {
-        v: RECORD_VERSION,
-        record,
-    })
-    .unwrap_or_default()
+    format!("{{\"v\":{RECORD_VERSION},\"record\":{}}}", json::to_string(record)).into_bytes()
 }
 
-/// Deserializes a record; anything unreadable is `None`.
-pub fn decode<T: DeserializeOwned>(bytes: Option<&[u8]>) -> Option<T> {
-    let env: Envelope<T> = serde_json::from_slice(bytes?).ok()?;
-    (env.v == RECORD_VERSION).then_some(env.record)
+/// Deserializes a record; anything unreadable, or of another version, is `None`.
+pub fn decode<T: Deserialize>(bytes: Option<&[u8]>) -> Option<T> {
+    let Value::Object(mut envelope) = from_json::<Value>(bytes?)? else {
+        return None;
+    };
+    match envelope.get("v") {
+        Some(Value::Number(Number::U64(v))) if *v == u64::from(RECORD_VERSION) => {}
+        _ => return None,
+    }
+    let record = envelope.remove("record")?;
+    json::from_str(&json::to_string(&record)).ok()
 }
 
 /// Key of the binding record for a server URL.

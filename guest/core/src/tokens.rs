@@ -5,7 +5,8 @@
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use serde::{Deserialize, Serialize};
+use miniserde::json::{Number, Value};
+use miniserde::{Deserialize, Serialize};
 
 use crate::client_auth::ClientCredentials;
 use crate::effect::{HttpRequest, HttpResponse, Method};
@@ -50,13 +51,10 @@ pub struct TokenSet {
     /// The access token.
     pub access_token: String,
     /// Absolute expiry, unix ms.
-    #[serde(default)]
     pub expires_at: Option<u64>,
     /// The refresh token, if the AS issued one.
-    #[serde(default)]
     pub refresh_token: Option<String>,
     /// Granted scopes, space-separated.
-    #[serde(default)]
     pub scope: Option<String>,
     /// The client the grant was issued to (refresh must use the same one).
     pub client_id: String,
@@ -99,8 +97,7 @@ impl TokenSet {
 struct RawTokenResponse {
     access_token: Option<String>,
     token_type: Option<String>,
-    #[serde(default)]
-    expires_in: Option<serde_json::Value>,
+    expires_in: Option<Value>,
     refresh_token: Option<String>,
     scope: Option<String>,
 }
@@ -116,7 +113,7 @@ pub struct OAuthErrorBody {
 
 /// Reads an OAuth error body, if there is one.
 pub fn oauth_error(body: &[u8]) -> OAuthErrorBody {
-    serde_json::from_slice(body).unwrap_or_default()
+    crate::storage::from_json(body).unwrap_or_default()
 }
 
 /// The token endpoint refused: status plus the OAuth error, if any.
@@ -149,7 +146,7 @@ pub fn parse_token_response(
         detail: detail.to_string(),
     };
     let raw: RawTokenResponse =
-        serde_json::from_slice(&resp.body).map_err(|_| invalid("the body is not a JSON token response"))?;
+        crate::storage::from_json(&resp.body).ok_or_else(|| invalid("the body is not a JSON token response"))?;
     let access_token = raw
         .access_token
         .filter(|t| !t.is_empty())
@@ -160,10 +157,12 @@ pub fn parse_token_response(
         None => return Err(invalid("no token_type")),
     }
     let expires_in: Option<u64> = match raw.expires_in {
-        None | Some(serde_json::Value::Null) => None,
-        Some(serde_json::Value::Number(n)) => n.as_u64().or_else(|| n.as_f64().map(|f| f.max(0.0) as u64)),
+        None | Some(Value::Null) => None,
+        Some(Value::Number(Number::U64(n))) => Some(n),
+        Some(Value::Number(Number::I64(n))) => Some(n.max(0) as u64),
+        Some(Value::Number(Number::F64(f))) => Some(f.max(0.0) as u64),
         // Some servers send a numeric string.
-        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        Some(Value::String(s)) => s.trim().parse().ok(),
         Some(_) => return Err(invalid("expires_in is not a number")),
     };
     Ok(TokenSet {
