@@ -1,7 +1,11 @@
-//! Builds the engine component (guest/component, wasm32-wasip2, the size-
-//! optimised `guest` profile) and hands its path to the host, which embeds it.
-//! The nested cargo uses its own target directory: the outer build holds the
-//! lock on the workspace's.
+//! Builds the engine component and hands its path to the host, which embeds it:
+//! 1. cargo builds guest/component for wasm32-wasip2 (the size-optimised
+//!    `guest` profile) as a core module (`--skip-wit-component`), in its own
+//!    target directory (the outer build holds the lock on the workspace's);
+//! 2. binaryen's `wasm-opt -Oz` shrinks it, when available (`$MCP_OAUTH_WASM_OPT`
+//!    or `wasm-opt` on PATH; `scripts/test` installs it); without it the
+//!    component works, only larger;
+//! 3. wit-component encodes the component from the module's embedded WIT.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,6 +13,7 @@ use std::process::Command;
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let root = manifest.parent().expect("workspace root").to_path_buf();
+    println!("cargo:rerun-if-env-changed=MCP_OAUTH_WASM_OPT");
     for watched in [
         "guest/core/src",
         "guest/core/Cargo.toml",
@@ -21,11 +26,15 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
-    let engine = build_guest(&root, "guest-build", &[]);
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let engine = componentize(&build_guest(&root, "guest-build", &[]), &out.join("engine.wasm"));
     println!("cargo:rustc-env=MCP_OAUTH_COMPONENT={}", engine.display());
     // The sans-IO face (world `sans-io`), a second artifact, for the tests
     // that drive it with no imports at all.
-    let sans_io = build_guest(&root, "guest-build-sans-io", &["--features", "sans-io"]);
+    let sans_io = componentize(
+        &build_guest(&root, "guest-build-sans-io", &["--features", "sans-io"]),
+        &out.join("sans-io.wasm"),
+    );
     println!("cargo:rustc-env=MCP_OAUTH_SANS_IO_COMPONENT={}", sans_io.display());
 }
 
@@ -45,7 +54,8 @@ fn build_guest(root: &std::path::Path, dir: &str, extra: &[&str]) -> PathBuf {
         ])
         .args(extra)
         .env_clear()
-        .env("CARGO_TARGET_DIR", &target_dir);
+        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("RUSTFLAGS", "-C link-arg=--skip-wit-component");
     // Only what a cargo run needs; none of the outer build's settings.
     for keep in [
         "PATH",
@@ -72,4 +82,59 @@ fn build_guest(root: &std::path::Path, dir: &str, extra: &[&str]) -> PathBuf {
         .join("mcp_oauth_component.wasm");
     assert!(wasm.exists(), "the guest build produced no {}", wasm.display());
     wasm
+}
+
+fn wasm_opt() -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("MCP_OAUTH_WASM_OPT") {
+        return Some(PathBuf::from(p));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join("wasm-opt"))
+        .find(|p| p.is_file())
+}
+
+/// Optimises the core module (when wasm-opt is at hand) and encodes the component.
+fn componentize(module: &std::path::Path, out: &std::path::Path) -> PathBuf {
+    let mut bytes = std::fs::read(module).expect("reading the guest module");
+    match wasm_opt() {
+        Some(opt) => {
+            let optimised = out.with_extension("opt.wasm");
+            let status = Command::new(&opt)
+                .args([
+                    "-Oz",
+                    "--enable-bulk-memory",
+                    "--enable-sign-ext",
+                    "--enable-mutable-globals",
+                ])
+                .args([
+                    "--enable-nontrapping-float-to-int",
+                    "--enable-multivalue",
+                    "--enable-reference-types",
+                ])
+                .arg(module)
+                .arg("-o")
+                .arg(&optimised)
+                .status();
+            match status {
+                Ok(s) if s.success() => bytes = std::fs::read(&optimised).expect("reading the optimised module"),
+                other => println!("cargo:warning=wasm-opt failed ({other:?}); the component is not size-optimised"),
+            }
+        }
+        None => println!(
+            "cargo:warning=wasm-opt not found: the engine component is built without binaryen's size pass (./scripts/test installs it)"
+        ),
+    }
+    let component = wit_component::ComponentEncoder::default()
+        .module(&bytes)
+        .and_then(|e| e.validate(true).encode())
+        .expect("encoding the engine component");
+    std::fs::write(out, &component).expect("writing the engine component");
+    // Also publish it where other hosts (jco, wasmtime-py) and the test script find it.
+    if let Some(root) = out.ancestors().find(|a| a.file_name().is_some_and(|n| n == "target")) {
+        let dir = root.join("components");
+        let _ = std::fs::create_dir_all(&dir);
+        let _ = std::fs::write(dir.join(out.file_name().expect("file name")), &component);
+    }
+    out.to_path_buf()
 }

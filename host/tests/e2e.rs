@@ -413,17 +413,12 @@ fn shell_metacharacters_reach_the_browser_as_one_argument() {
     let argv = std::fs::read_to_string(&record).expect("the browser was run");
     let lines: Vec<&str> = argv.lines().collect();
     assert_eq!(lines.len(), 1, "one argument: {argv:?}");
-    let expected_prefix = url::Url::parse(&evil).unwrap().to_string();
+    // The endpoint arrives exactly as the server wrote it, metacharacters and
+    // all, followed by the engine's query.
+    let expected_prefix = format!("{evil}?response_type=code&");
     assert!(
         lines[0].starts_with(&expected_prefix),
         "{} vs {expected_prefix}",
-        lines[0]
-    );
-    // `$`, `(`, `;`, `|` and `&` arrive as written; the URL parser encodes
-    // `{`, `}` and backticks, identically in the engine and here.
-    assert!(
-        lines[0].contains(";$(touch$") && lines[0].contains("|x&y?"),
-        "{}",
         lines[0]
     );
     assert!(!marker.exists(), "a shell ran the URL");

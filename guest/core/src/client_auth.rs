@@ -103,7 +103,7 @@ impl ClientCredentials {
         match (self.method, &self.client_secret) {
             (AuthMethod::ClientSecretBasic, Some(secret)) => {
                 // RFC 6749 §2.3.1: each part form-urlencoded before base64.
-                let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
                 let raw = format!("{}:{}", enc(&self.client_id), enc(secret));
                 headers.push((String::from("authorization"), format!("Basic {}", STANDARD.encode(raw))));
             }

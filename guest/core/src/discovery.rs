@@ -5,12 +5,12 @@
 //! Metadata Discovery").
 
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use miniserde::{Deserialize, Serialize};
-use url::Url;
 
 use crate::error::Error;
+use crate::http_url::HttpUrl;
 use crate::url_safety::check_url;
 
 /// RFC 9728 §3.1 well-known suffix.
@@ -20,12 +20,12 @@ pub const OAUTH_WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
 /// OIDC Discovery 1.0 §4 suffix.
 pub const OIDC_WELL_KNOWN: &str = "/.well-known/openid-configuration";
 
-fn origin_of(url: &Url) -> String {
-    url.origin().ascii_serialization()
+fn origin_of(url: &HttpUrl) -> String {
+    url.origin()
 }
 
 /// The URL's path without a terminating slash; empty for the root.
-fn trimmed_path(url: &Url) -> &str {
+fn trimmed_path(url: &HttpUrl) -> &str {
     url.path().trim_end_matches('/')
 }
 
@@ -33,10 +33,10 @@ fn trimmed_path(url: &Url) -> &str {
 /// "Protected Resource Metadata Discovery Requirements"): the challenge's
 /// `resource_metadata` first; then the path-aware well-known URI; then the
 /// root one. The path-aware URI is skipped when the server sits at the root.
-pub fn prm_candidates(server: &Url, from_header: Option<&str>) -> Result<Vec<String>, Error> {
+pub fn prm_candidates(server: &HttpUrl, from_header: Option<&str>) -> Result<Vec<String>, Error> {
     let mut out = Vec::new();
     if let Some(h) = from_header {
-        out.push(check_url(h, "resource_metadata")?.to_string());
+        out.push(String::from(check_url(h, "resource_metadata")?.as_str()));
     }
     let origin = origin_of(server);
     let path = trimmed_path(server);
@@ -69,7 +69,7 @@ pub enum PrmRejection {
 }
 
 /// Parses and validates a PRM document fetched for `server`.
-pub fn parse_prm(body: &[u8], server_url: &str, server: &Url) -> Result<ResourceMetadata, PrmRejection> {
+pub fn parse_prm(body: &[u8], server_url: &str, server: &HttpUrl) -> Result<ResourceMetadata, PrmRejection> {
     let prm: ResourceMetadata = crate::storage::from_json(body).ok_or_else(|| {
         PrmRejection::Invalid(
             "not a protected resource metadata document (JSON with resource and authorization_servers)".into(),
@@ -90,8 +90,8 @@ pub fn parse_prm(body: &[u8], server_url: &str, server: &Url) -> Result<Resource
 /// RFC 9728 §3.3 / §7.3: the PRM `resource` must identify this server: same
 /// origin, and the server's path at or under the resource's path (segment by
 /// segment, so `/mcp` does not cover `/mcp-evil`).
-pub fn resource_covers(resource: &str, server: &Url) -> bool {
-    let Ok(res) = Url::parse(resource) else {
+pub fn resource_covers(resource: &str, server: &HttpUrl) -> bool {
+    let Ok(res) = HttpUrl::parse(resource) else {
         return false;
     };
     if res.fragment().is_some() || res.origin() != server.origin() {
@@ -205,12 +205,12 @@ fn parse_metadata_document(body: &[u8]) -> Result<AsMetadata, AsRejection> {
 }
 
 /// 2025-03-26 "Authorization Base URL": the server URL with its path dropped.
-pub fn legacy_base(server: &Url) -> String {
+pub fn legacy_base(server: &HttpUrl) -> String {
     origin_of(server)
 }
 
 /// 2025-03-26: the one metadata URL of a server without PRM.
-pub fn legacy_metadata_url(server: &Url) -> String {
+pub fn legacy_metadata_url(server: &HttpUrl) -> String {
     format!("{}{OAUTH_WELL_KNOWN}", legacy_base(server))
 }
 
@@ -231,7 +231,7 @@ pub fn parse_legacy_metadata(body: &[u8], base: &str) -> Result<AsMetadata, AsRe
 /// 2025-03-26 "Fallbacks for Servers without Metadata Discovery": the default
 /// endpoints at the base URL. That revision made PKCE mandatory for every
 /// client and server, so S256 is assumed here (and only here).
-pub fn legacy_default_metadata(server: &Url) -> AsMetadata {
+pub fn legacy_default_metadata(server: &HttpUrl) -> AsMetadata {
     let base = legacy_base(server);
     AsMetadata {
         issuer: base.clone(),
@@ -247,8 +247,8 @@ pub fn legacy_default_metadata(server: &Url) -> AsMetadata {
 mod tests {
     use super::*;
 
-    fn u(s: &str) -> Url {
-        Url::parse(s).unwrap()
+    fn u(s: &str) -> HttpUrl {
+        HttpUrl::parse(s).unwrap()
     }
 
     // MCP 2026-07-28 "Protected Resource Metadata Discovery Requirements":

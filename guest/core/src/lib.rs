@@ -30,7 +30,7 @@
 //! | `state` and `iss` on the redirect (RFC 6749 §10.12, RFC 9207) | [`callback`] |
 //! | scope selection and step-up union | [`scope`] |
 //! | decline latch | [`latch`] |
-//! | URL safety (CVE-2025-6514) | [`url_safety`] |
+//! | URL safety (CVE-2025-6514), strict URL parsing | [`url_safety`], [`http_url`] |
 //! | persisted records | [`storage`] |
 //! | the flow itself, single flight, round trips | [`session`] |
 //!
@@ -53,6 +53,7 @@ pub mod config;
 pub mod discovery;
 pub mod effect;
 pub mod error;
+pub mod http_url;
 pub mod latch;
 pub mod pkce;
 pub mod registration;

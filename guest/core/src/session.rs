@@ -15,7 +15,6 @@ use alloc::vec::Vec;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
-use url::Url;
 
 use crate::callback::{self, Verdict};
 use crate::client_auth::{AuthMethod, ClientCredentials, ClientSource};
@@ -26,6 +25,7 @@ use crate::effect::{
     Step,
 };
 use crate::error::Error;
+use crate::http_url::HttpUrl;
 use crate::latch::Latch;
 use crate::pkce::Pkce;
 use crate::registration::{self, Registration};
@@ -219,7 +219,7 @@ struct Flow {
 pub struct Session {
     config: Config,
     server_url: String,
-    server: Url,
+    server: HttpUrl,
     loaded: bool,
     binding: Option<Binding>,
     metadata: Option<AsMetadata>,
@@ -1164,29 +1164,29 @@ impl Session {
         else {
             return unexpected("a client and a redirect URI");
         };
-        let mut url = match check_url(&md.authorization_endpoint, "authorization_endpoint") {
+        let url = match check_url(&md.authorization_endpoint, "authorization_endpoint") {
             Ok(u) => u,
             Err(e) => return Step::Done(Err(e)),
         };
         let pkce = Pkce::from_entropy(&f.entropy.derive("pkce", f.attempt));
         let state = URL_SAFE_NO_PAD.encode(f.entropy.derive("state", f.attempt));
         f.attempt = f.attempt.wrapping_add(1);
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("response_type", "code")
-                .append_pair("client_id", &client.client_id)
-                .append_pair("redirect_uri", redirect)
-                .append_pair("code_challenge", pkce.challenge())
-                .append_pair("code_challenge_method", "S256")
-                .append_pair("state", &state)
-                .append_pair("resource", &b.prm.resource);
-            if let Some(s) = f.scopes.as_deref().filter(|s| !s.is_empty()) {
-                q.append_pair("scope", &scope::join(s));
-            }
+        let scope = f.scopes.as_deref().map(scope::join).filter(|s| !s.is_empty());
+        let mut params = alloc::vec![
+            ("response_type", "code"),
+            ("client_id", client.client_id.as_str()),
+            ("redirect_uri", redirect.as_str()),
+            ("code_challenge", pkce.challenge()),
+            ("code_challenge_method", "S256"),
+            ("state", state.as_str()),
+            ("resource", b.prm.resource.as_str()),
+        ];
+        if let Some(s) = scope.as_deref() {
+            params.push(("scope", s));
         }
+        f.auth_url = url.with_query_pairs(params);
         f.pkce = Some(pkce);
         f.state = Some(state);
-        f.auth_url = String::from(url.as_str());
         let url = f.auth_url.clone();
         emit(f, Phase::OpeningBrowser, Effect::OpenBrowser { url })
     }

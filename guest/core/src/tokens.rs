@@ -186,7 +186,7 @@ fn form_post(url: &str, mut form: Vec<(&'static str, String)>, client: &ClientCr
         (String::from("accept"), String::from("application/json")),
     ];
     client.apply(&mut form, &mut headers);
-    let mut ser = url::form_urlencoded::Serializer::new(String::new());
+    let mut ser = form_urlencoded::Serializer::new(String::new());
     for (k, v) in &form {
         ser.append_pair(k, v);
     }
