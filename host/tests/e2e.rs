@@ -525,3 +525,26 @@ fn usage_and_help() {
         "{help}"
     );
 }
+
+// Two flows at once (two servers) get two listeners and both complete.
+#[test]
+fn two_servers_authorize_at_the_same_time() {
+    let a = DemoServer::start(Faults::default()).unwrap();
+    let b = DemoServer::start(Faults::default()).unwrap();
+    let home = temp_home("two");
+    let (sa, _, browser_a) = library_session(&home, &a);
+    let (sb, _, browser_b) = library_session(&home, &b);
+    let ta = std::thread::spawn(move || sa.authorize(Mode::Interactive).map(|t| t.token));
+    let tb = std::thread::spawn(move || sb.authorize(Mode::Interactive).map(|t| t.token));
+    let (ta, tb) = (ta.join().unwrap().unwrap(), tb.join().unwrap().unwrap());
+    assert_eq!(mcp_accepts(&a, &ta), 200);
+    assert_eq!(mcp_accepts(&b, &tb), 200);
+    assert_eq!(mcp_accepts(&a, &tb), 401, "each token is for its own server");
+    assert_eq!(
+        (
+            browser_a.opens.load(Ordering::SeqCst),
+            browser_b.opens.load(Ordering::SeqCst)
+        ),
+        (1, 1)
+    );
+}

@@ -519,8 +519,7 @@ impl Session {
                 let Some(binding) = &self.binding else {
                     return unexpected("a binding");
                 };
-                self.metadata =
-                    storage::decode_metadata(b.as_deref(), &binding.issuer).filter(|m| m.check_endpoints().is_ok());
+                self.metadata = self.stored_metadata(b.as_deref(), &binding.issuer.clone());
                 let key = storage::registration_key(&binding.issuer);
                 emit(f, Phase::LoadRegistration, load(key))
             }
@@ -648,7 +647,7 @@ impl Session {
                 let Some(issuer) = self.binding.as_ref().map(|b| b.issuer.clone()) else {
                     return unexpected("a binding");
                 };
-                match storage::decode_metadata(b.as_deref(), &issuer).filter(|m| m.check_endpoints().is_ok()) {
+                match self.stored_metadata(b.as_deref(), &issuer) {
                     Some(md) => self.accept_metadata(f, now, md, Vec::new()),
                     None => self.discover_metadata(f, &issuer),
                 }
@@ -1336,6 +1335,14 @@ impl Session {
             .as_ref()
             .map(|b| storage::tokens_key(&b.prm.resource, &b.issuer))
             .unwrap_or_default()
+    }
+
+    /// Stored AS metadata, used only if it would still be accepted today:
+    /// safe endpoints, and S256 (or the configured override).
+    fn stored_metadata(&self, bytes: Option<&[u8]>, issuer: &str) -> Option<AsMetadata> {
+        storage::decode_metadata(bytes, issuer).filter(|m| {
+            m.check_endpoints().is_ok() && (m.supports_s256() || self.config.allow_missing_s256.contains(&m.issuer))
+        })
     }
 
     fn decode_stored_tokens(&self, bytes: Option<&[u8]>) -> Option<TokenSet> {

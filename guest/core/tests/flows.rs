@@ -1024,3 +1024,21 @@ fn refresh_takes_and_releases_the_record_lock() {
     assert_eq!(sim.locks_taken, 2);
     assert!(sim.held_locks.is_empty());
 }
+
+// Stored metadata is used only if it would still be accepted: after the
+// S256 override is removed, a stored document without S256 is refetched and
+// refused.
+#[test]
+fn stored_metadata_is_rechecked_for_s256() {
+    let mut sim = Sim::new();
+    sim.asc.s256 = false;
+    let allow = Config {
+        allow_missing_s256: vec![ISSUER.into()],
+        ..Config::default()
+    };
+    sim.call_tool(&mut session_with(allow), Mode::Interactive).unwrap();
+    sim.revoke_access_tokens();
+    sim.forget_refresh_tokens();
+    let err = sim.call_tool(&mut session(), Mode::Interactive).unwrap_err();
+    assert_eq!(err, Error::PkceUnsupported { issuer: ISSUER.into() });
+}
