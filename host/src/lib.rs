@@ -29,6 +29,7 @@ pub mod client;
 pub mod demo_server;
 pub mod headless;
 pub mod http;
+pub mod mcp;
 pub mod prompts;
 pub mod runtime;
 pub mod storage;

@@ -548,3 +548,29 @@ fn two_servers_authorize_at_the_same_time() {
         (1, 1)
     );
 }
+
+// The MCP client over Streamable HTTP, authorized through the engine:
+// initialize, tools/list, tools/call; the 401 on the first request goes to the
+// engine and the request is retried with the new token.
+#[test]
+fn mcp_client_initializes_lists_and_calls_tools() {
+    let server = DemoServer::start(Faults::default()).unwrap();
+    let home = temp_home("mcp");
+    let (session, _, browser) = library_session(&home, &server);
+    let mcp = mcp_oauth_host::mcp::McpClient::new(
+        AuthorizedClient::new(session, Default::default()),
+        &server.mcp_url(),
+        "e2e",
+    );
+    let init = mcp.initialize().unwrap();
+    assert_eq!(init["protocolVersion"], "2025-11-25");
+    let tools = mcp.list_tools().unwrap();
+    assert_eq!(tools[0]["name"], "echo");
+    let out = mcp.call_tool("echo", serde_json::json!({"text": "hi"})).unwrap();
+    assert_eq!(out["content"][0]["text"], "hi");
+    assert_eq!(browser.opens.load(Ordering::SeqCst), 1);
+    // A 401 later in the session goes to the engine too.
+    server.revoke_all();
+    assert_eq!(mcp.list_tools().unwrap().len(), 1);
+    assert_eq!(browser.opens.load(Ordering::SeqCst), 2);
+}
