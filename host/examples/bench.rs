@@ -31,6 +31,7 @@ fn main() {
         prompter: Arc::new(TerminalPrompter::new(ConsentPolicy::Allow, false)),
         browser: Arc::new(HeadlessBrowser),
         callback: CallbackOptions::default(),
+        signer: None,
     };
 
     let t = Instant::now();

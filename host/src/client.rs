@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::bindings::exports::mcp::oauth::client::ChallengeOutcome;
-use crate::bindings::mcp::oauth::engine_types::{AuthError, Mode, ServerResponse};
+use crate::bindings::mcp::oauth::engine_types::{AuthError, Failure, FailureKind, Mode, ServerResponse};
 use crate::http::{HttpClient, HttpOptions, Request, Response};
 use crate::runtime::{Error, Session};
 
@@ -51,9 +51,13 @@ impl AuthorizedClient {
         if let Some(t) = token {
             r.headers.push(("authorization".into(), format!("Bearer {t}")));
         }
-        self.http
-            .send(&r)
-            .map_err(|e| Error::Auth(AuthError::Transport(format!("{} {}: {e}", req.method, req.url))))
+        self.http.send(&r).map_err(|e| {
+            Error::Auth(AuthError::Failed(Failure {
+                kind: FailureKind::Transport,
+                message: format!("{} {}: {e}", req.method, req.url),
+                oauth: None,
+            }))
+        })
     }
 
     /// Sends `req` with the current token; on 401/403 lets the engine fix

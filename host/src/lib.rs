@@ -32,6 +32,7 @@ pub mod http;
 pub mod mcp;
 pub mod prompts;
 pub mod runtime;
+pub mod signer;
 pub mod storage;
 
 /// Host bindings generated from `wit/` (world `engine`).
@@ -65,6 +66,8 @@ impl Default for Config {
             callback_port: None,
             callback_timeout_ms: None,
             allow_missing_s256: Vec::new(),
+            grant: None,
+            private_key_jwt: false,
         }
     }
 }
@@ -86,6 +89,7 @@ impl SessionIo {
                 paste: std::io::stdin().is_terminal(),
                 cancel: None,
             },
+            signer: None,
         }
     }
 }

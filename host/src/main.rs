@@ -239,6 +239,7 @@ fn login(
             paste: no_browser || std::io::stdin().is_terminal(),
             cancel: None,
         },
+        signer: None,
     };
     let session = runtime(home)?.session(url, config, io)?;
     let _ = store.set(&profile_key(url), &serde_json::to_vec(&profile).unwrap_or_default());
@@ -284,6 +285,7 @@ fn quiet_io() -> SessionIo {
         prompter: Arc::new(TerminalPrompter::new(ConsentPolicy::Deny, false)),
         browser: Arc::new(NoBrowser),
         callback: CallbackOptions::default(),
+        signer: None,
     }
 }
 
@@ -362,6 +364,7 @@ fn demo(real_browser: bool) -> Result<(), Error> {
         prompter: Arc::new(TerminalPrompter::new(ConsentPolicy::Allow, true)),
         browser,
         callback: CallbackOptions::default(),
+        signer: None,
     };
     let rt = Runtime::new(RuntimeOptions {
         home: home.clone(),

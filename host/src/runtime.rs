@@ -21,7 +21,7 @@ use wasmtime::{Store, StoreLimits, StoreLimitsBuilder};
 
 use crate::bindings::exports::mcp::oauth::client::ChallengeOutcome;
 use crate::bindings::mcp::oauth::engine_types::{AccessToken, AuthError, Config, Mode, ServerResponse, Status};
-use crate::bindings::mcp::oauth::{browser, callback, clock, http, prompts, random, storage, types};
+use crate::bindings::mcp::oauth::{browser, callback, clock, http, prompts, random, signer, storage, types};
 use crate::bindings::{Engine as EngineWorld, EnginePre};
 use crate::browser::BrowserOpener;
 use crate::callback::{Arrival, BindError, CallbackOptions, Listener};
@@ -56,46 +56,15 @@ impl Error {
     }
 }
 
-fn failure_text(f: &crate::bindings::mcp::oauth::engine_types::OauthFailure) -> String {
-    let mut s = String::new();
-    if f.status != 0 {
-        s.push_str(&format!("HTTP {}", f.status));
-    }
-    if let Some(e) = &f.error {
-        s.push_str(&format!(" error {e}"));
-    }
-    if let Some(d) = &f.description {
-        s.push_str(&format!(" ({d})"));
-    }
-    s.trim().to_string()
-}
-
 /// A message for every engine error: what happened and what to do.
 pub fn describe_auth_error(e: &AuthError) -> String {
-    use AuthError as A;
     match e {
-        A::AuthorizationRequired => "authorization required: no usable token is stored; run `mcp-oauth login <url>`".into(),
-        A::Declined => "authorization was declined; nothing more will be asked until you retry".into(),
-        A::TimedOut => "timed out waiting for the browser to come back; run the command again (or use --no-browser to paste the redirect URL)".into(),
-        A::RegistrationFailed(f) => format!("dynamic client registration failed: {}; pass a pre-registered client id (--client-id)", failure_text(f)),
-        A::AuthorizationFailed(f) => format!("the authorization server refused: {}", failure_text(f)),
-        A::TokenRequestFailed(f) => format!("the token endpoint refused: {}", failure_text(f)),
-        A::InvalidConfig(m)
-        | A::UnsafeUrl(m)
-        | A::Transport(m)
-        | A::DiscoveryFailed(m)
-        | A::ResourceMismatch(m)
-        | A::IssuerMismatch(m)
-        | A::PkceUnsupported(m)
-        | A::NoClientIdentity(m)
-        | A::ClientIssuerMismatch(m)
-        | A::IssMismatch(m)
-        | A::InvalidResponse(m)
-        | A::StepUpLimit(m)
-        | A::Forbidden(m)
-        | A::CallbackListener(m)
-        | A::Storage(m)
-        | A::Other(m) => m.clone(),
+        AuthError::AuthorizationRequired => {
+            "authorization required: no usable token is stored; run `mcp-oauth login <url>`".into()
+        }
+        AuthError::Declined => "authorization was declined; nothing more will be asked until you retry".into(),
+        AuthError::TimedOut => "timed out waiting for the browser to come back; run the command again (or use --no-browser to paste the redirect URL)".into(),
+        AuthError::Failed(f) => f.message.clone(),
     }
 }
 
@@ -135,6 +104,8 @@ pub struct SessionIo {
     pub browser: Arc<dyn BrowserOpener>,
     /// Paste and cancel for the callback.
     pub callback: CallbackOptions,
+    /// The client's signing key, for `private_key_jwt`.
+    pub signer: Option<Arc<dyn crate::signer::Signer>>,
 }
 
 /// What the engine asks the host for, with the host's resources.
@@ -290,6 +261,15 @@ impl callback::HostListener for HostState {
     fn drop(&mut self, this: Resource<Listener>) -> wasmtime::Result<()> {
         self.table.delete(this)?;
         Ok(())
+    }
+}
+
+impl signer::Host for HostState {
+    fn sign(&mut self, input: Vec<u8>) -> Result<Vec<u8>, signer::SignerError> {
+        match &self.io.signer {
+            Some(s) => s.sign(&input).map_err(signer::SignerError::Failed),
+            None => Err(signer::SignerError::NoKey),
+        }
     }
 }
 

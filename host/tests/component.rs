@@ -78,6 +78,8 @@ fn sans_io_machine_steps_across_the_boundary() {
         callback_port: None,
         callback_timeout_ms: None,
         allow_missing_s256: vec![],
+        grant: None,
+        private_key_jwt: false,
     };
     let h = m
         .call_open(&mut store, "https://mcp.example.com/mcp", &config)

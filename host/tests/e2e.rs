@@ -186,6 +186,7 @@ fn library_session(
         prompter: prompter.clone(),
         browser: browser.clone(),
         callback: CallbackOptions::default(),
+        signer: None,
     };
     (
         Arc::new(rt.session(&server.mcp_url(), Config::default(), io).unwrap()),

@@ -18,7 +18,7 @@ wit_bindgen::generate!({
 use exports::mcp::oauth::client::{self, ChallengeOutcome};
 use mcp::oauth::callback::{Listener, ListenerError};
 use mcp::oauth::engine_types::{AccessToken, AuthError, Config, Mode, ServerResponse, Status};
-use mcp::oauth::{browser, clock, http, prompts, random, storage};
+use mcp::oauth::{browser, clock, http, prompts, random, signer, storage};
 
 struct Component;
 
@@ -58,7 +58,7 @@ impl ClientSession {
                 }
                 // One instance runs one call at a time; the host serialises
                 // callers, so a running flow here is a host bug.
-                Step::Wait(_) => return Err(AuthError::Other(String::from("a flow is already running"))),
+                Step::Wait(_) => return Err(convert::other("a flow is already running")),
                 Step::Done(r) => return r.map_err(|e| convert::auth_error(&e)),
             };
         }
@@ -69,9 +69,7 @@ impl ClientSession {
         if entropy_ok(&e) {
             Ok(e)
         } else {
-            Err(AuthError::Other(String::from(
-                "the host's random import returned no entropy",
-            )))
+            Err(convert::other("the host's random import returned no entropy"))
         }
     }
 }
@@ -88,7 +86,7 @@ impl client::GuestSession for ClientSession {
         let entropy = self.with_entropy()?;
         match self.drive(|s, now| s.authorize(now, convert::mode(mode), entropy))? {
             Outcome::Token(t) => Ok(convert::token(&t)),
-            _ => Err(AuthError::Other(String::from("no token"))),
+            _ => Err(convert::other("no token")),
         }
     }
 
@@ -112,7 +110,7 @@ impl client::GuestSession for ClientSession {
     fn status(&self) -> Result<Status, AuthError> {
         match self.drive(|s, now| s.inspect(now))? {
             Outcome::Status(st) => Ok(convert::status(&st)),
-            _ => Err(AuthError::Other(String::from("no status"))),
+            _ => Err(convert::other("no status")),
         }
     }
 }
@@ -139,6 +137,10 @@ fn perform(effect: Effect, listener: &mut Option<Listener>) -> Input {
             storage::unlock(&key);
             Input::Ack
         }
+        Effect::Sign { input } => Input::Signed(signer::sign(&input).map_err(|e| match e {
+            signer::SignerError::NoKey => String::from("no signing key is configured"),
+            signer::SignerError::Failed(m) => m,
+        })),
         Effect::Listen { port } => match Listener::bind(port) {
             Ok(l) => {
                 let uri = l.redirect_uri();

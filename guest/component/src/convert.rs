@@ -15,7 +15,9 @@ use crate::machine as bindings;
 
 #[cfg(feature = "sans-io")]
 use bindings::exports::mcp::oauth::machine;
-use bindings::mcp::oauth::engine_types::{AccessToken, AuthError, Config, Mode, OauthFailure, ServerResponse, Status};
+use bindings::mcp::oauth::engine_types::{
+    AccessToken, AuthError, Config, Failure, FailureKind, Grant, Mode, OauthFailure, ServerResponse, Status,
+};
 use bindings::mcp::oauth::http::{HttpError, Method, Request, Response};
 #[cfg(not(feature = "sans-io"))]
 use bindings::mcp::oauth::storage::StorageError;
@@ -33,6 +35,16 @@ pub fn config(c: Config) -> core_engine::Config {
         callback_port: c.callback_port,
         callback_timeout_ms: c.callback_timeout_ms.unwrap_or(d.callback_timeout_ms),
         allow_missing_s256: c.allow_missing_s256,
+        grant: match c.grant {
+            None | Some(Grant::AuthorizationCode) => core_engine::Grant::AuthorizationCode,
+            Some(Grant::ClientCredentials) => core_engine::Grant::ClientCredentials,
+            Some(Grant::IdentityAssertion(a)) => core_engine::Grant::IdentityAssertion {
+                idp_token_endpoint: a.idp_token_endpoint,
+                id_token: a.id_token,
+                idp_client_id: a.idp_client_id,
+            },
+        },
+        private_key_jwt: c.private_key_jwt,
         ..d
     }
 }
@@ -75,52 +87,68 @@ pub fn status(s: &core_engine::Status) -> Status {
     }
 }
 
-fn failure(status: u16, error: &Option<String>, description: &Option<String>) -> OauthFailure {
-    OauthFailure {
+fn oauth(status: u16, error: &Option<String>, description: &Option<String>) -> Option<OauthFailure> {
+    Some(OauthFailure {
         status,
         error: error.clone(),
         description: description.clone(),
-    }
+    })
 }
 
-/// Every case carries the core's message, which says what to do next.
+/// The three outcomes callers branch on keep their own case; everything else
+/// carries the core's message, which says what to do next.
 pub fn auth_error(e: &core_engine::Error) -> AuthError {
     use core_engine::Error as E;
-    let msg = e.to_string();
-    match e {
-        E::InvalidConfig { .. } => AuthError::InvalidConfig(msg),
-        E::UnsafeUrl { .. } => AuthError::UnsafeUrl(msg),
-        E::Transport { .. } => AuthError::Transport(msg),
-        E::DiscoveryFailed { .. } => AuthError::DiscoveryFailed(msg),
-        E::ResourceMismatch { .. } => AuthError::ResourceMismatch(msg),
-        E::IssuerMismatch { .. } => AuthError::IssuerMismatch(msg),
-        E::PkceUnsupported { .. } => AuthError::PkceUnsupported(msg),
-        E::NoClientIdentity { .. } => AuthError::NoClientIdentity(msg),
-        E::ClientIssuerMismatch { .. } => AuthError::ClientIssuerMismatch(msg),
+    let (kind, oauth_failure) = match e {
+        E::AuthorizationRequired => return AuthError::AuthorizationRequired,
+        E::Declined => return AuthError::Declined,
+        E::TimedOut => return AuthError::TimedOut,
+        E::InvalidConfig { .. } => (FailureKind::InvalidConfig, None),
+        E::UnsafeUrl { .. } => (FailureKind::UnsafeUrl, None),
+        E::Transport { .. } => (FailureKind::Transport, None),
+        E::DiscoveryFailed { .. } => (FailureKind::DiscoveryFailed, None),
+        E::ResourceMismatch { .. } => (FailureKind::ResourceMismatch, None),
+        E::IssuerMismatch { .. } => (FailureKind::IssuerMismatch, None),
+        E::PkceUnsupported { .. } => (FailureKind::PkceUnsupported, None),
+        E::NoClientIdentity { .. } => (FailureKind::NoClientIdentity, None),
+        E::ClientIssuerMismatch { .. } => (FailureKind::ClientIssuerMismatch, None),
         E::RegistrationFailed {
             status,
             error,
             description,
-        } => AuthError::RegistrationFailed(failure(*status, error, description)),
-        E::AuthorizationRequired => AuthError::AuthorizationRequired,
-        E::Declined => AuthError::Declined,
-        E::AuthorizationFailed { error, description } => {
-            AuthError::AuthorizationFailed(failure(0, &Some(error.clone()), description))
-        }
-        E::IssMismatch { .. } => AuthError::IssMismatch(msg),
+        } => (FailureKind::RegistrationFailed, oauth(*status, error, description)),
+        E::AuthorizationFailed { error, description } => (
+            FailureKind::AuthorizationFailed,
+            oauth(0, &Some(error.clone()), description),
+        ),
+        E::IssMismatch { .. } => (FailureKind::IssMismatch, None),
         E::TokenRequestFailed {
             status,
             error,
             description,
-        } => AuthError::TokenRequestFailed(failure(*status, error, description)),
-        E::InvalidResponse { .. } => AuthError::InvalidResponse(msg),
-        E::TimedOut => AuthError::TimedOut,
-        E::StepUpLimit { .. } => AuthError::StepUpLimit(msg),
-        E::Forbidden { .. } => AuthError::Forbidden(msg),
-        E::CallbackListener { .. } => AuthError::CallbackListener(msg),
-        E::Storage { .. } => AuthError::Storage(msg),
-        E::UnexpectedInput { .. } => AuthError::Other(msg),
-    }
+        } => (FailureKind::TokenRequestFailed, oauth(*status, error, description)),
+        E::InvalidResponse { .. } => (FailureKind::InvalidResponse, None),
+        E::StepUpLimit { .. } => (FailureKind::StepUpLimit, None),
+        E::Forbidden { .. } => (FailureKind::Forbidden, None),
+        E::CallbackListener { .. } => (FailureKind::CallbackListener, None),
+        E::Storage { .. } => (FailureKind::Storage, None),
+        E::UnexpectedInput { .. } => (FailureKind::Other, None),
+    };
+    AuthError::Failed(Failure {
+        kind,
+        message: e.to_string(),
+        oauth: oauth_failure,
+    })
+}
+
+/// An adapter-level failure (host bug or missing entropy).
+#[cfg(not(feature = "sans-io"))]
+pub fn other(message: &str) -> AuthError {
+    AuthError::Failed(Failure {
+        kind: FailureKind::Other,
+        message: String::from(message),
+        oauth: None,
+    })
 }
 
 fn headers_out(h: &[(String, String)]) -> Vec<types::Header> {
@@ -231,6 +259,7 @@ pub fn effect(e: core_engine::Effect) -> machine::Effect {
         E::Delete { key } => machine::Effect::Delete(key),
         E::Lock { key } => machine::Effect::Lock(key),
         E::Unlock { key } => machine::Effect::Unlock(key),
+        E::Sign { input } => machine::Effect::Sign(input),
         E::Listen { port } => machine::Effect::Listen(port),
         E::Consent(c) => machine::Effect::Consent(consent_request(&c)),
         E::OpenBrowser { url } => machine::Effect::OpenBrowser(url),
@@ -247,6 +276,7 @@ pub fn input(i: machine::Input) -> core_engine::Input {
         machine::Input::Loaded(b) => I::Loaded(b),
         machine::Input::Stored(r) => I::Stored(r),
         machine::Input::Locked(r) => I::Locked(r),
+        machine::Input::Signed(r) => I::Signed(r),
         machine::Input::Listening(r) => I::Listening(r),
         machine::Input::Consent(b) => I::Consent(b),
         machine::Input::Opened(r) => I::Opened(r),

@@ -19,6 +19,7 @@ fn describe(e: &Effect) -> String {
         Effect::Delete { key } => format!("storage delete {key}"),
         Effect::Lock { key } => format!("storage lock {key}"),
         Effect::Unlock { key } => format!("storage unlock {key}"),
+        Effect::Sign { input } => format!("sign a {}-byte client assertion", input.len()),
         Effect::Listen { port } => format!(
             "bind loopback listener (port {})",
             port.map_or("any".into(), |p| p.to_string())

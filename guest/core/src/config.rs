@@ -6,6 +6,49 @@ use alloc::vec::Vec;
 use crate::error::Error;
 use crate::url_safety::check_url;
 
+/// How the engine obtains tokens.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum Grant {
+    /// A user authorizes in the browser (authorization code + PKCE).
+    #[default]
+    AuthorizationCode,
+    /// The client acts on its own behalf (OAuth 2.1 client credentials),
+    /// with the pre-registered client id; no user, no browser.
+    ClientCredentials,
+    /// Enterprise-managed authorization (SEP-990): the user's identity
+    /// assertion from their IdP is exchanged for an ID-JAG (RFC 8693), which
+    /// the AS exchanges for an access token (RFC 7523 jwt-bearer).
+    IdentityAssertion {
+        /// The IdP's token endpoint.
+        idp_token_endpoint: String,
+        /// The user's ID token (a secret).
+        id_token: String,
+        /// This client's id at the IdP.
+        idp_client_id: Option<String>,
+    },
+}
+
+impl core::fmt::Debug for Grant {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Grant::AuthorizationCode => f.write_str("AuthorizationCode"),
+            Grant::ClientCredentials => f.write_str("ClientCredentials"),
+            Grant::IdentityAssertion { idp_token_endpoint, .. } => f
+                .debug_struct("IdentityAssertion")
+                .field("idp_token_endpoint", idp_token_endpoint)
+                .field("id_token", &"<redacted>")
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Grant {
+    /// True for the grants that need no user.
+    pub fn is_machine(&self) -> bool {
+        !matches!(self, Grant::AuthorizationCode)
+    }
+}
+
 /// How a session identifies itself and how long it waits.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Config {
@@ -36,6 +79,11 @@ pub struct Config {
     /// Issuers allowed to omit S256 from `code_challenge_methods_supported`
     /// (S256 is still used). Off by default; each use is reported.
     pub allow_missing_s256: Vec<String>,
+    /// How tokens are obtained.
+    pub grant: Grant,
+    /// Authenticate at the token endpoint with a JWT the host signs (RFC 7523
+    /// `private_key_jwt`, ES256); the key never enters the engine.
+    pub private_key_jwt: bool,
 }
 
 impl Default for Config {
@@ -53,6 +101,8 @@ impl Default for Config {
             max_step_ups: 3,
             request_offline_access: true,
             allow_missing_s256: Vec::new(),
+            grant: Grant::AuthorizationCode,
+            private_key_jwt: false,
         }
     }
 }
@@ -67,6 +117,8 @@ impl core::fmt::Debug for Config {
             .field("scope", &self.scope)
             .field("callback_port", &self.callback_port)
             .field("callback_timeout_ms", &self.callback_timeout_ms)
+            .field("grant", &self.grant)
+            .field("private_key_jwt", &self.private_key_jwt)
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +144,12 @@ impl Config {
                     "a client metadata URL must be https and have a path (e.g. https://app.example/client.json)",
                 );
             }
+        }
+        if self.grant.is_machine() && self.client_id.is_none() {
+            return bad("client credentials and identity assertions need a pre-registered client id (--client-id)");
+        }
+        if let Grant::IdentityAssertion { idp_token_endpoint, .. } = &self.grant {
+            check_url(idp_token_endpoint, "IdP token endpoint")?;
         }
         if self.callback_timeout_ms == 0 {
             return bad("the callback timeout must be more than zero");

@@ -193,6 +193,12 @@ pub enum Effect {
         /// Storage key of the record.
         key: String,
     },
+    /// Sign this JWS signing input with the client's ES256 key; answer with
+    /// [`Input::Signed`]. Import: `signer.sign`. The key stays in the host.
+    Sign {
+        /// `BASE64URL(header) "." BASE64URL(claims)`.
+        input: Vec<u8>,
+    },
     /// Bind the loopback callback listener; answer with [`Input::Listening`].
     /// Import: `callback.listener` constructor. The listener lives until the
     /// flow ends (`Step::Done`).
@@ -251,6 +257,8 @@ pub enum Input {
     Stored(Result<(), String>),
     /// Answer to [`Effect::Lock`]: held, or why not (the engine goes on unlocked).
     Locked(Result<(), String>),
+    /// Answer to [`Effect::Sign`]: the 64-byte ES256 signature (r || s), or why not.
+    Signed(Result<Vec<u8>, String>),
     /// Answer to [`Effect::Listen`]: the redirect URI to use, or why binding failed.
     Listening(Result<String, String>),
     /// Answer to [`Effect::Consent`]: `true` to go on.

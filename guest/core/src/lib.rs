@@ -26,6 +26,7 @@
 //! | PKCE S256 (RFC 7636) | [`pkce`] |
 //! | client identity order, DCR (RFC 7591) | [`registration`] |
 //! | token endpoint auth (RFC 6749 §2.3) | [`client_auth`] |
+//! | client credentials, token exchange + jwt-bearer, `private_key_jwt` (RFC 8693, RFC 7523) | [`grants`] |
 //! | token requests and responses, `resource` (RFC 8707) | [`tokens`] |
 //! | `state` and `iss` on the redirect (RFC 6749 §10.12, RFC 9207) | [`callback`] |
 //! | scope selection and step-up union | [`scope`] |
@@ -53,6 +54,7 @@ pub mod config;
 pub mod discovery;
 pub mod effect;
 pub mod error;
+pub mod grants;
 pub mod http_url;
 pub mod latch;
 pub mod pkce;
@@ -64,7 +66,7 @@ pub mod tokens;
 pub mod url_safety;
 pub mod www_authenticate;
 
-pub use config::Config;
+pub use config::{Config, Grant};
 pub use effect::{
     CallbackEvent, ConsentReason, ConsentRequest, Effect, Event, FlowId, HttpRequest, HttpResponse, Input, Method,
     Outcome, Step, TransportError,

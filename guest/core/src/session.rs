@@ -18,13 +18,14 @@ use sha2::{Digest, Sha256};
 
 use crate::callback::{self, Verdict};
 use crate::client_auth::{AuthMethod, ClientCredentials, ClientSource};
-use crate::config::Config;
+use crate::config::{Config, Grant};
 use crate::discovery::{self, AsMetadata, AsRejection, PrmRejection, ResourceMetadata};
 use crate::effect::{
     CallbackEvent, ConsentReason, ConsentRequest, Effect, Event, FlowId, HttpRequest, HttpResponse, Input, Outcome,
     Step,
 };
 use crate::error::Error;
+use crate::grants;
 use crate::http_url::HttpUrl;
 use crate::latch::Latch;
 use crate::pkce::Pkce;
@@ -167,6 +168,9 @@ enum Phase {
     OpeningBrowser,
     AwaitingCallback,
     ExchangingCode,
+    ExchangingIdentity,
+    Signing,
+    MachineToken,
     /// Saves, deletes and notices go out one by one, then `Then` runs.
     Draining(Then),
 }
@@ -175,6 +179,7 @@ enum Phase {
 #[derive(Debug, Clone)]
 enum Then {
     Listen,
+    MachineGrant,
     ChooseClient,
     AwaitCallback,
     /// The stored grant is dead: authorize anew (or say it is required).
@@ -213,6 +218,10 @@ struct Flow {
     refresh_retried: bool,
     /// The record lock this flow holds (released before it ends).
     held_lock: Option<String>,
+    // machine grants
+    id_jag: Option<String>,
+    client_assertion: Option<String>,
+    signing_input: Vec<u8>,
 }
 
 /// The engine for one MCP server.
@@ -430,6 +439,9 @@ impl Session {
             used_refresh: None,
             refresh_retried: false,
             held_lock: None,
+            id_jag: None,
+            client_assertion: None,
+            signing_input: Vec::new(),
         };
         let step = if self.loaded {
             self.dispatch(&mut f, now)
@@ -482,6 +494,7 @@ impl Session {
                     port: self.config.callback_port,
                 },
             ),
+            Then::MachineGrant => self.machine_grant(f, now),
             Then::ChooseClient => self.choose_client(f, now),
             Then::AwaitCallback => self.await_callback(f, now),
             Then::Reauthorize => self.reauthorize(f, now),
@@ -804,6 +817,50 @@ impl Session {
                     Err(e) => Step::Done(Err(e)),
                 }
             }
+            // -- machine grants -----------------------------------------
+            (Phase::ExchangingIdentity, Input::Http(r)) => {
+                let resp = match r {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        let url = match &self.config.grant {
+                            Grant::IdentityAssertion { idp_token_endpoint, .. } => idp_token_endpoint.clone(),
+                            _ => String::new(),
+                        };
+                        return Step::Done(Err(transport(&url, &e.message)));
+                    }
+                };
+                match grants::parse_token_exchange(&resp) {
+                    Ok(jag) => {
+                        f.id_jag = Some(jag);
+                        self.machine_grant(f, now)
+                    }
+                    Err(e) => Step::Done(Err(e)),
+                }
+            }
+            (Phase::Signing, Input::Signed(r)) => match r.map_err(|m| Error::InvalidConfig {
+                reason: format!("the host could not sign the client assertion: {m}"),
+            }) {
+                Ok(sig) => match grants::finish_assertion(&f.signing_input, &sig) {
+                    Ok(a) => {
+                        f.client_assertion = Some(a);
+                        self.machine_grant(f, now)
+                    }
+                    Err(e) => Step::Done(Err(e)),
+                },
+                Err(e) => Step::Done(Err(e)),
+            },
+            (Phase::MachineToken, Input::Http(r)) => {
+                let resp = match r {
+                    Ok(resp) => resp,
+                    Err(e) => return Step::Done(Err(self.token_transport(&e.message))),
+                };
+                let client_id = f.client.as_ref().map(|c| c.client_id.clone()).unwrap_or_default();
+                let requested = f.scopes.as_deref().map(scope::join).filter(|s| !s.is_empty());
+                match tokens::parse_token_response(&resp, now, &client_id, requested.as_deref(), None) {
+                    Ok(ts) => self.store_tokens(f, now, ts),
+                    Err(e) => Step::Done(Err(e)),
+                }
+            }
             (phase, _) => unexpected(phase.expects()),
         }
     }
@@ -833,7 +890,7 @@ impl Session {
                     if t.is_fresh(now, skew) {
                         return self.finish_with_token();
                     }
-                    if t.refresh_token.is_some() && self.metadata.is_some() {
+                    if t.refresh_token.is_some() && self.metadata.is_some() && !self.config.grant.is_machine() {
                         return self.start_refresh(f);
                     }
                 }
@@ -855,8 +912,9 @@ impl Session {
                     // The server says this token is no good, whatever its expiry.
                     t.expires_at = Some(0);
                 }
-                let can_refresh =
-                    self.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()) && self.metadata.is_some();
+                let can_refresh = self.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some())
+                    && self.metadata.is_some()
+                    && !self.config.grant.is_machine();
                 if rejected.is_some() && can_refresh && !self.refreshed_after_401 {
                     self.refreshed_after_401 = true;
                     return self.start_refresh(f);
@@ -897,10 +955,11 @@ impl Session {
                         scope: scope::join(&challenged),
                     }));
                 }
-                if self.latch.is_declined() {
+                let machine = self.config.grant.is_machine();
+                if self.latch.is_declined() && !machine {
                     return Step::Done(Err(Error::Declined));
                 }
-                if matches!(f.op, Op::Authorize { mode: Mode::Silent, .. }) {
+                if matches!(f.op, Op::Authorize { mode: Mode::Silent, .. }) && !machine {
                     return Step::Done(Err(Error::AuthorizationRequired));
                 }
                 self.step_ups += 1;
@@ -939,12 +998,15 @@ impl Session {
         (replaced && t.is_fresh(now, self.config.expiry_skew_ms)).then(|| self.finish_with_token())
     }
 
+    /// No usable token: a new grant. For a user that means discovery,
+    /// consent and the browser (never in silent mode, never while declined);
+    /// the machine grants need no user and run in either mode.
     fn need_interaction(&mut self, f: &mut Flow, now: u64, reason: ConsentReason) -> Step {
-        let _ = now;
-        if self.latch.is_declined() {
+        let machine = self.config.grant.is_machine();
+        if self.latch.is_declined() && !machine {
             return Step::Done(Err(Error::Declined));
         }
-        if matches!(f.op, Op::Authorize { mode: Mode::Silent, .. }) {
+        if matches!(f.op, Op::Authorize { mode: Mode::Silent, .. }) && !machine {
             return Step::Done(Err(Error::AuthorizationRequired));
         }
         f.reason = reason;
@@ -967,6 +1029,7 @@ impl Session {
                 let issuer = b.issuer.clone();
                 self.discover_metadata(f, &issuer)
             }
+            (Some(_), Some(_)) if machine => self.machine_grant(f, now),
             (Some(_), Some(_)) => emit(
                 f,
                 Phase::Listening,
@@ -1065,7 +1128,12 @@ impl Session {
         }
         effects.push(save(storage::metadata_key(&md.issuer), storage::encode(&md)));
         self.metadata = Some(md);
-        self.queue(f, now, effects, Then::Listen)
+        let then = if self.config.grant.is_machine() {
+            Then::MachineGrant
+        } else {
+            Then::Listen
+        };
+        self.queue(f, now, effects, then)
     }
 
     fn ask_consent(&mut self, f: &mut Flow) -> Step {
@@ -1243,6 +1311,72 @@ impl Session {
 
     /// Refresh under the record lock: lock, re-read (another process may have
     /// refreshed), refresh, save the rotated token, unlock.
+    /// Client credentials or an identity assertion: (IdP exchange,) (host
+    /// signature,) token request. No user, no browser.
+    fn machine_grant(&mut self, f: &mut Flow, now: u64) -> Step {
+        let (Some(b), Some(md)) = (&self.binding, &self.metadata) else {
+            return unexpected("discovered metadata");
+        };
+        let Some(client_id) = self.config.client_id.clone() else {
+            return Step::Done(Err(Error::InvalidConfig {
+                reason: String::from("a machine grant needs a pre-registered client id"),
+            }));
+        };
+        let scopes = f.scopes.clone().unwrap_or_else(|| {
+            scope::select(
+                self.config.scope.as_deref(),
+                f.challenge_scope.as_deref(),
+                b.prm.scopes_supported.as_deref(),
+                md.scopes_supported.as_deref(),
+                false,
+            )
+        });
+        let scope = Some(scope::join(&scopes)).filter(|s| !s.is_empty());
+        f.scopes = Some(scopes);
+        let resource = b.prm.resource.clone();
+        if let Grant::IdentityAssertion {
+            idp_token_endpoint,
+            id_token,
+            idp_client_id,
+        } = &self.config.grant
+            && f.id_jag.is_none()
+        {
+            let req = grants::token_exchange_request(
+                idp_token_endpoint,
+                id_token,
+                &b.issuer,
+                &resource,
+                scope.as_deref(),
+                idp_client_id.as_deref(),
+            );
+            return emit(f, Phase::ExchangingIdentity, Effect::Http(req));
+        }
+        if self.config.private_key_jwt && f.client_assertion.is_none() {
+            let jti = f.entropy.derive("jti", f.attempt);
+            let input = grants::assertion_signing_input(&client_id, &b.issuer, now, &jti);
+            f.signing_input = input.clone();
+            return emit(f, Phase::Signing, Effect::Sign { input });
+        }
+        let secret = self.config.client_secret.clone();
+        let client = ClientCredentials {
+            client_id,
+            method: AuthMethod::choose(
+                secret.is_some(),
+                None,
+                md.token_endpoint_auth_methods_supported.as_deref(),
+            ),
+            client_secret: secret,
+            source: ClientSource::PreRegistered,
+        };
+        let auth = grants::client_auth(&client, f.client_assertion.as_deref());
+        let req = match &f.id_jag {
+            Some(jag) => grants::jwt_bearer_request(&md.token_endpoint, jag, &resource, scope.as_deref(), auth),
+            None => grants::client_credentials_request(&md.token_endpoint, &resource, scope.as_deref(), auth),
+        };
+        f.client = Some(client);
+        emit(f, Phase::MachineToken, Effect::Http(req))
+    }
+
     fn start_refresh(&mut self, f: &mut Flow) -> Step {
         let key = self.tokens_key();
         emit(f, Phase::Locking, Effect::Lock { key })
@@ -1408,6 +1542,8 @@ impl Phase {
             | Phase::Registering
             | Phase::ExchangingCode => "Http",
             Phase::Locking => "Locked",
+            Phase::ExchangingIdentity | Phase::MachineToken => "Http",
+            Phase::Signing => "Signed",
             Phase::Listening => "Listening",
             Phase::Consenting => "Consent",
             Phase::OpeningBrowser => "Opened",

@@ -177,7 +177,26 @@ pub fn parse_token_response(
     })
 }
 
-fn form_post(url: &str, mut form: Vec<(&'static str, String)>, client: &ClientCredentials) -> HttpRequest {
+/// How a token request authenticates the client.
+#[derive(Clone, Copy)]
+pub enum ClientAuth<'a> {
+    /// Secret or public client (`none`, basic, post).
+    Credentials(&'a ClientCredentials),
+    /// RFC 7523 `private_key_jwt`: a signed client assertion.
+    Assertion {
+        /// The client id.
+        client_id: &'a str,
+        /// The compact JWS.
+        assertion: &'a str,
+    },
+    /// A public client id only (e.g. at an IdP).
+    PublicId(&'a str),
+    /// No client authentication.
+    None,
+}
+
+/// A form-encoded POST to a token endpoint with client authentication.
+pub(crate) fn form_post(url: &str, mut form: Vec<(&'static str, String)>, auth: ClientAuth<'_>) -> HttpRequest {
     let mut headers = alloc::vec![
         (
             String::from("content-type"),
@@ -185,7 +204,19 @@ fn form_post(url: &str, mut form: Vec<(&'static str, String)>, client: &ClientCr
         ),
         (String::from("accept"), String::from("application/json")),
     ];
-    client.apply(&mut form, &mut headers);
+    match auth {
+        ClientAuth::Credentials(client) => client.apply(&mut form, &mut headers),
+        ClientAuth::Assertion { client_id, assertion } => {
+            form.push(("client_id", String::from(client_id)));
+            form.push((
+                "client_assertion_type",
+                String::from(crate::grants::JWT_BEARER_ASSERTION),
+            ));
+            form.push(("client_assertion", String::from(assertion)));
+        }
+        ClientAuth::PublicId(id) => form.push(("client_id", String::from(id))),
+        ClientAuth::None => {}
+    }
     let mut ser = form_urlencoded::Serializer::new(String::new());
     for (k, v) in &form {
         ser.append_pair(k, v);
@@ -223,7 +254,7 @@ pub fn code_request(x: &CodeExchange<'_>) -> HttpRequest {
         ("code_verifier", String::from(x.verifier)),
         ("resource", String::from(x.resource)),
     ];
-    form_post(x.token_endpoint, form, x.client)
+    form_post(x.token_endpoint, form, ClientAuth::Credentials(x.client))
 }
 
 /// OAuth 2.1 §4.3.1 refresh request, with the same `resource` (RFC 8707 §2.2).
@@ -239,7 +270,7 @@ pub fn refresh_request(
         ("refresh_token", String::from(refresh_token)),
         ("resource", String::from(resource)),
     ];
-    form_post(token_endpoint, form, client)
+    form_post(token_endpoint, form, ClientAuth::Credentials(client))
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ const PRM_HDR: &str = "https://mcp.example.com/prm";
 const ASM: &str = "https://auth.example.com/.well-known/oauth-authorization-server";
 const REG: &str = "https://auth.example.com/register";
 const TOK: &str = "https://auth.example.com/token";
+const PRM_PATH: &str = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
 
 // ---- round trips ---------------------------------------------------------
 
@@ -1041,4 +1042,85 @@ fn stored_metadata_is_rechecked_for_s256() {
     sim.forget_refresh_tokens();
     let err = sim.call_tool(&mut session(), Mode::Interactive).unwrap_err();
     assert_eq!(err, Error::PkceUnsupported { issuer: ISSUER.into() });
+}
+
+// ---- machine grants (SEP-1046 client credentials, SEP-990 identity assertion) ----
+
+/// A machine grant needs no user, so the silent `authorize` before the first
+/// request already discovers (well-known PRM) and gets a token: no 401.
+fn machine(grant: Grant, private_key_jwt: bool) -> (Sim, Session) {
+    let mut sim = Sim::new();
+    sim.prm_at = PrmAt::PathAware;
+    sim.preregistered
+        .push(("svc".into(), Some("svc-secret".into()), "client_secret_basic".into()));
+    let s = session_with(Config {
+        client_id: Some("svc".into()),
+        client_secret: (!private_key_jwt).then(|| "svc-secret".into()),
+        grant,
+        private_key_jwt,
+        ..Config::default()
+    });
+    (sim, s)
+}
+
+// Client credentials with client_secret_basic: no user, silent mode is enough.
+#[test]
+fn client_credentials_with_basic_auth() {
+    let (mut sim, mut s) = machine(Grant::ClientCredentials, false);
+    sim.call_tool(&mut s, Mode::Silent).unwrap();
+    assert_eq!(urls(&sim), [PRM_PATH, ASM, TOK, MCP]);
+    assert_eq!(sim.consents.len() + sim.opens.len(), 0);
+    assert_eq!(sim.resources_seen, [("client_credentials", MCP.to_string())]);
+    // Expired: the grant is simply repeated (no refresh token, no user).
+    sim.now += 3_600_000;
+    sim.requests.clear();
+    sim.call_tool(&mut s, Mode::Silent).unwrap();
+    assert_eq!(urls(&sim), [TOK, MCP]);
+}
+
+// private_key_jwt: the engine builds the assertion, the host signs it.
+#[test]
+fn client_credentials_with_private_key_jwt() {
+    let (mut sim, mut s) = machine(Grant::ClientCredentials, true);
+    sim.call_tool(&mut s, Mode::Silent).unwrap();
+    assert_eq!(urls(&sim), [PRM_PATH, ASM, TOK, MCP]);
+    assert_eq!(sim.signatures, 1);
+}
+
+// SEP-990: ID token → ID-JAG at the IdP → access token at the AS.
+#[test]
+fn identity_assertion_exchange_then_jwt_bearer() {
+    let grant = Grant::IdentityAssertion {
+        idp_token_endpoint: IDP_TOKEN.into(),
+        id_token: "user-id-token".into(),
+        idp_client_id: Some("idp-client".into()),
+    };
+    let (mut sim, mut s) = machine(grant, false);
+    sim.call_tool(&mut s, Mode::Silent).unwrap();
+    assert_eq!(urls(&sim), [PRM_PATH, ASM, IDP_TOKEN, TOK, MCP]);
+    assert_eq!(sim.consents.len() + sim.opens.len(), 0);
+}
+
+// A machine grant needs a pre-registered client id; the ID token never shows in Debug.
+#[test]
+fn machine_grants_need_a_client_id_and_hide_the_id_token() {
+    let err = Session::new(
+        MCP,
+        Config {
+            grant: Grant::ClientCredentials,
+            ..Config::default()
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig { .. }));
+    let c = Config {
+        client_id: Some("x".into()),
+        grant: Grant::IdentityAssertion {
+            idp_token_endpoint: IDP_TOKEN.into(),
+            id_token: "secret-id-token".into(),
+            idp_client_id: None,
+        },
+        ..Config::default()
+    };
+    assert!(!format!("{c:?}").contains("secret-id-token"));
 }

@@ -14,6 +14,16 @@ use url::Url;
 pub const MCP: &str = "https://mcp.example.com/mcp";
 pub const ISSUER: &str = "https://auth.example.com";
 pub const REDIRECT_PORT: u16 = 43123;
+pub const IDP_TOKEN: &str = "https://idp.example/token";
+
+/// The simulated host's "ES256" signature: SHA-256 of the input, twice (64
+/// bytes). The simulated AS checks it the same way.
+pub fn fake_signature(input: &[u8]) -> Vec<u8> {
+    let a = Sha256::digest(input);
+    let mut out = a.to_vec();
+    out.extend_from_slice(&Sha256::digest(a));
+    out
+}
 
 /// Where the MCP server publishes its protected resource metadata.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,6 +182,10 @@ pub struct Sim {
     /// Record locks currently held, and how many were ever taken.
     pub held_locks: Vec<String>,
     pub locks_taken: usize,
+    /// Client assertions the simulated host signed.
+    pub signatures: usize,
+    /// ID-JAGs the simulated IdP issued.
+    id_jags: Vec<String>,
 }
 
 pub fn json(v: serde_json::Value) -> HttpResponse {
@@ -239,6 +253,8 @@ impl Sim {
             refresh_ok: 0,
             held_locks: vec![],
             locks_taken: 0,
+            signatures: 0,
+            id_jags: vec![],
         }
     }
 
@@ -319,6 +335,10 @@ impl Sim {
                 self.held_locks.retain(|k| *k != key);
                 assert_eq!(self.held_locks.len() + 1, before, "unlock of a lock not held");
                 Input::Ack
+            }
+            Effect::Sign { input } => {
+                self.signatures += 1;
+                Input::Signed(Ok(fake_signature(&input)))
             }
             Effect::Listen { port } => match &self.listen_error {
                 Some(e) => Input::Listening(Err(e.clone())),
@@ -563,6 +583,9 @@ impl Sim {
             }
             return status(404, "not found");
         }
+        if req.url == IDP_TOKEN {
+            return self.idp_token(req);
+        }
         if self.retired_bases.contains(&origin) {
             return oauth_err(400, "invalid_grant");
         }
@@ -684,7 +707,46 @@ impl Sim {
         redirect(vec![("code", code), ("state", state)])
     }
 
+    /// RFC 8693 at the IdP: an ID token for an ID-JAG addressed to the AS.
+    fn idp_token(&mut self, req: &HttpRequest) -> HttpResponse {
+        let form: HashMap<String, String> = url::form_urlencoded::parse(&req.body).into_owned().collect();
+        let ok = form.get("grant_type").map(String::as_str) == Some("urn:ietf:params:oauth:grant-type:token-exchange")
+            && form.get("subject_token").map(String::as_str) == Some("user-id-token")
+            && form.get("subject_token_type").map(String::as_str) == Some("urn:ietf:params:oauth:token-type:id_token")
+            && form.get("requested_token_type").map(String::as_str) == Some("urn:ietf:params:oauth:token-type:id-jag")
+            && form.get("audience") == Some(&self.asc.issuer)
+            && form.get("resource") == Some(&self.prm_resource);
+        if !ok {
+            return oauth_err(400, "invalid_request");
+        }
+        let jag = self.next_id("jag");
+        self.id_jags.push(jag.clone());
+        json(
+            serde_json::json!({"access_token": jag, "issued_token_type": "urn:ietf:params:oauth:token-type:id-jag", "token_type": "N_A"}),
+        )
+    }
+
     fn authenticate(&self, req: &HttpRequest, form: &HashMap<String, String>) -> Result<String, HttpResponse> {
+        if let Some(assertion) = form.get("client_assertion") {
+            // private_key_jwt: the stand-in signature, iss = sub = client, aud = issuer.
+            let (input, sig) = assertion
+                .rsplit_once('.')
+                .ok_or_else(|| oauth_err(401, "invalid_client"))?;
+            let claims = input.split('.').nth(1).and_then(|c| URL_SAFE_NO_PAD.decode(c).ok());
+            let claims: serde_json::Value = claims.and_then(|c| serde_json::from_slice(&c).ok()).unwrap_or_default();
+            let id = claims["iss"].as_str().unwrap_or_default().to_string();
+            let good = URL_SAFE_NO_PAD.decode(sig).ok() == Some(fake_signature(input.as_bytes()))
+                && claims["sub"] == claims["iss"]
+                && claims["aud"] == self.asc.issuer
+                && form.get("client_assertion_type").map(String::as_str)
+                    == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+                && self.client(&id).is_some();
+            return if good {
+                Ok(id)
+            } else {
+                Err(oauth_err(401, "invalid_client"))
+            };
+        }
         let (id, secret) = match req.header("authorization").and_then(|h| h.strip_prefix("Basic ")) {
             Some(b) => {
                 let raw = String::from_utf8(STANDARD.decode(b).unwrap()).unwrap();
@@ -798,6 +860,22 @@ impl Sim {
                 let r = self.issue(&client_id, &resource, &st.scope, Some(st.family));
                 self.asc.issue_refresh = issue_refresh;
                 r
+            }
+            Some("client_credentials") => {
+                self.resources_seen.push(("client_credentials", resource.clone()));
+                let issue_refresh = std::mem::replace(&mut self.asc.issue_refresh, false);
+                let scope = form.get("scope").cloned().unwrap_or_else(|| "default".into());
+                let r = self.issue(&client_id, &resource, &scope, None);
+                self.asc.issue_refresh = issue_refresh;
+                r
+            }
+            Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+                let jag = form.get("assertion").cloned().unwrap_or_default();
+                if !self.id_jags.contains(&jag) {
+                    return oauth_err(400, "invalid_grant");
+                }
+                let scope = form.get("scope").cloned().unwrap_or_else(|| "default".into());
+                self.issue(&client_id, &resource, &scope, None)
             }
             _ => oauth_err(400, "unsupported_grant_type"),
         }
