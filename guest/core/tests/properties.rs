@@ -252,4 +252,40 @@ proptest! {
         prop_assert_eq!(b.scope.as_deref(), Some(scope.as_str()));
         prop_assert_eq!(b.resource_metadata.as_deref(), Some(rm.as_str()));
     }
+
+    // The hand-written URL parser (http_url.rs) never panics, on any input.
+    #[test]
+    fn http_url_never_panics(s in "\\PC*", b in proptest::collection::vec(any::<u8>(), 0..120)) {
+        let _ = mcp_oauth_core::http_url::HttpUrl::parse(&s);
+        let _ = mcp_oauth_core::http_url::HttpUrl::parse(&String::from_utf8_lossy(&b));
+    }
+
+    // ...and what it accepts, it serializes to a form that parses back to the
+    // same URL (normalization is stable, so engine and host agree).
+    #[test]
+    fn http_url_normalization_is_stable(
+        scheme in "[hH][tT][tT][pP][sS]?",
+        host in prop_oneof![
+            "[a-z][a-z0-9-]{0,10}(\\.[a-z][a-z0-9-]{0,10}){0,3}",
+            Just("127.0.0.1".to_string()),
+            Just("[::1]".to_string()),
+        ],
+        port in proptest::option::of(1u16..),
+        path in "(/[A-Za-z0-9._~!$&'()*+,;=:@-]{0,8}){0,4}",
+        query in proptest::option::of("[A-Za-z0-9=&_.-]{0,20}"),
+    ) {
+        let mut raw = format!("{scheme}://{host}");
+        if let Some(p) = port {
+            raw.push_str(&format!(":{p}"));
+        }
+        raw.push_str(&path);
+        if let Some(q) = &query {
+            raw.push('?');
+            raw.push_str(q);
+        }
+        let u = mcp_oauth_core::http_url::HttpUrl::parse(&raw).unwrap();
+        let again = mcp_oauth_core::http_url::HttpUrl::parse(u.as_str()).unwrap();
+        prop_assert_eq!(again.as_str(), u.as_str());
+        prop_assert_eq!(u.query(), query.as_deref());
+    }
 }
