@@ -26,6 +26,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
 
+    ensure_wasm_target();
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let engine = componentize(&build_guest(&root, "guest-build", &[]), &out.join("engine.wasm"));
     println!("cargo:rustc-env=MCP_OAUTH_COMPONENT={}", engine.display());
@@ -36,6 +37,22 @@ fn main() {
         &out.join("sans-io.wasm"),
     );
     println!("cargo:rustc-env=MCP_OAUTH_SANS_IO_COMPONENT={}", sans_io.display());
+}
+
+/// Installs the wasm32-wasip2 target when it is missing, so that the first
+/// `cargo run` on a new machine works (rustup is the only way to get it).
+fn ensure_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let libdir = Command::new(rustc)
+        .args(["--print", "target-libdir", "--target", "wasm32-wasip2"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    if libdir.is_some_and(|d| !d.is_empty() && std::path::Path::new(&d).exists()) {
+        return;
+    }
+    println!("cargo:warning=installing the wasm32-wasip2 target (rustup target add wasm32-wasip2)");
+    let _ = Command::new("rustup").args(["target", "add", "wasm32-wasip2"]).status();
 }
 
 fn build_guest(root: &std::path::Path, dir: &str, extra: &[&str]) -> PathBuf {
