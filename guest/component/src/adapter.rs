@@ -28,16 +28,6 @@ impl client::Guest for Component {
     type Session = ClientSession;
 }
 
-fn entropy() -> Entropy {
-    let bytes = random::get_random_bytes(64);
-    // A host that returns too few bytes gets zero-padded entropy refused below.
-    Entropy::from_slice(&bytes).unwrap_or(Entropy([0; 64]))
-}
-
-fn entropy_ok(e: &Entropy) -> bool {
-    e.0.iter().any(|b| *b != 0)
-}
-
 /// A session driven through the imports.
 pub struct ClientSession {
     engine: RefCell<Session>,
@@ -64,13 +54,12 @@ impl ClientSession {
         }
     }
 
+    /// 64 random bytes from the host; all zeros means the host has none.
     fn with_entropy(&self) -> Result<Entropy, AuthError> {
-        let e = entropy();
-        if entropy_ok(&e) {
-            Ok(e)
-        } else {
-            Err(convert::other("the host's random import returned no entropy"))
-        }
+        Entropy::from_slice(&random::get_random_bytes(64))
+            .ok()
+            .filter(|e| e.0.iter().any(|b| *b != 0))
+            .ok_or_else(|| convert::other("the host's random import returned no entropy"))
     }
 }
 

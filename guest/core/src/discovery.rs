@@ -20,10 +20,6 @@ pub const OAUTH_WELL_KNOWN: &str = "/.well-known/oauth-authorization-server";
 /// OIDC Discovery 1.0 §4 suffix.
 pub const OIDC_WELL_KNOWN: &str = "/.well-known/openid-configuration";
 
-fn origin_of(url: &HttpUrl) -> String {
-    url.origin()
-}
-
 /// The URL's path without a terminating slash; empty for the root.
 fn trimmed_path(url: &HttpUrl) -> &str {
     url.path().trim_end_matches('/')
@@ -38,7 +34,7 @@ pub fn prm_candidates(server: &HttpUrl, from_header: Option<&str>) -> Result<Vec
     if let Some(h) = from_header {
         out.push(String::from(check_url(h, "resource_metadata")?.as_str()));
     }
-    let origin = origin_of(server);
+    let origin = server.origin();
     let path = trimmed_path(server);
     if !path.is_empty() {
         out.push(format!("{origin}{PRM_WELL_KNOWN}{path}"));
@@ -155,7 +151,7 @@ pub fn as_metadata_candidates(issuer: &str) -> Result<Vec<String>, Error> {
             reason: "an issuer identifier has no query component (RFC 8414 §2)".into(),
         });
     }
-    let origin = origin_of(&url);
+    let origin = url.origin();
     let path = trimmed_path(&url);
     Ok(if path.is_empty() {
         alloc::vec![
@@ -206,7 +202,7 @@ fn parse_metadata_document(body: &[u8]) -> Result<AsMetadata, AsRejection> {
 
 /// 2025-03-26 "Authorization Base URL": the server URL with its path dropped.
 pub fn legacy_base(server: &HttpUrl) -> String {
-    origin_of(server)
+    server.origin()
 }
 
 /// 2025-03-26: the one metadata URL of a server without PRM.

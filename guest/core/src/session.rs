@@ -355,16 +355,6 @@ impl Session {
         self.latch.is_declined()
     }
 
-    /// The latch epoch (how many times `retry` was called).
-    pub fn latch_epoch(&self) -> u32 {
-        self.latch.epoch()
-    }
-
-    /// The flow in progress, if any.
-    pub fn running(&self) -> Option<FlowId> {
-        self.flow.as_ref().map(|f| f.id)
-    }
-
     /// The outcome of a finished flow, for callers that got [`Step::Wait`].
     /// `None` while it runs, or when a newer flow has finished since (call
     /// `authorize` again then).
@@ -373,8 +363,7 @@ impl Session {
     }
 
     /// What is known in memory now (see [`Session::inspect`] to load first).
-    pub fn status(&self, now: u64) -> Status {
-        let _ = now;
+    pub fn status(&self) -> Status {
         let client_id = self.tokens.as_ref().map(|t| t.client_id.clone()).or_else(|| {
             self.config
                 .client_id
@@ -495,7 +484,7 @@ impl Session {
                 },
             ),
             Then::MachineGrant => self.machine_grant(f, now),
-            Then::ChooseClient => self.choose_client(f, now),
+            Then::ChooseClient => self.choose_client(f),
             Then::AwaitCallback => self.await_callback(f, now),
             Then::Reauthorize => self.reauthorize(f, now),
             Then::Finish(r) => Step::Done(r),
@@ -740,7 +729,7 @@ impl Session {
             },
             (Phase::Consenting, Input::Consent(yes)) => {
                 if yes {
-                    self.choose_client(f, now)
+                    self.choose_client(f)
                 } else {
                     self.latch.decline();
                     Step::Done(Err(Error::Declined))
@@ -750,7 +739,7 @@ impl Session {
                 let issuer = self.binding.as_ref().map(|b| b.issuer.clone()).unwrap_or_default();
                 self.registration = storage::decode_registration(b.as_deref(), &issuer);
                 self.registration_loaded_for = Some(issuer);
-                self.choose_client(f, now)
+                self.choose_client(f)
             }
             (Phase::Registering, Input::Http(r)) => {
                 let (Some(binding), Some(redirect)) = (&self.binding, &f.redirect_uri) else {
@@ -869,7 +858,7 @@ impl Session {
 
     fn dispatch(&mut self, f: &mut Flow, now: u64) -> Step {
         match f.op.clone() {
-            Op::Inspect => Step::Done(Ok(Outcome::Status(self.status(now)))),
+            Op::Inspect => Step::Done(Ok(Outcome::Status(self.status()))),
             Op::Logout => {
                 let effects = match &self.binding {
                     Some(_) => alloc::vec![Effect::Delete { key: self.tokens_key() }],
@@ -1161,8 +1150,7 @@ impl Session {
     }
 
     /// Client identity in the spec's priority order.
-    fn choose_client(&mut self, f: &mut Flow, now: u64) -> Step {
-        let _ = now;
+    fn choose_client(&mut self, f: &mut Flow) -> Step {
         let (Some(b), Some(md), Some(redirect)) = (&self.binding, &self.metadata, &f.redirect_uri) else {
             return unexpected("discovered metadata and a redirect URI");
         };
