@@ -88,6 +88,16 @@ enum Command {
         /// Open your real browser instead of following redirects headlessly
         #[arg(long)]
         browser: bool,
+        /// Only run the local servers, print their URLs, and wait for Ctrl-C
+        /// (to test other hosts and clients against them)
+        #[arg(long)]
+        serve: bool,
+        /// With --serve: the port to listen on, on 127.0.0.1 (default: any free port)
+        #[arg(long, requires = "serve")]
+        port: Option<u16>,
+        /// With --serve: access token lifetime in seconds
+        #[arg(long, requires = "serve", default_value_t = 3600)]
+        access_ttl: u64,
     },
 }
 
@@ -341,6 +351,28 @@ fn logout(url: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// `demo --serve`: the demo's servers alone, until the process is stopped.
+fn serve_demo(port: u16, access_ttl: u64) -> Result<(), Error> {
+    let faults = Faults {
+        access_ttl_secs: Some(access_ttl),
+        ..Faults::default()
+    };
+    let server = DemoServer::start_on(port, faults)
+        .map_err(|e| Error::Setup(format!("starting the demo server on port {port}: {e}")))?;
+    println!("MCP server:           {}", server.mcp_url());
+    println!("authorization server: {}", server.base());
+    println!(
+        "test hooks:           GET {0}/_demo/log (requests seen, refresh reuse), POST {0}/_demo/revoke (revoke all tokens)",
+        server.base()
+    );
+    println!("Stop with Ctrl-C.");
+    use std::io::Write as _;
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::park();
+    }
+}
+
 fn demo(real_browser: bool) -> Result<(), Error> {
     let server =
         DemoServer::start(Faults::default()).map_err(|e| Error::Setup(format!("starting the demo server: {e}")))?;
@@ -417,7 +449,13 @@ fn main() -> ExitCode {
         Command::Token { url } => token(&url),
         Command::Status { url, json } => status(url, json),
         Command::Logout { url } => logout(&url),
-        Command::Demo { browser } => demo(browser),
+        Command::Demo {
+            serve: true,
+            port,
+            access_ttl,
+            ..
+        } => serve_demo(port.unwrap_or(0), access_ttl),
+        Command::Demo { browser, .. } => demo(browser),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

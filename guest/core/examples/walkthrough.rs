@@ -83,7 +83,7 @@ fn chapter(sim: &mut Sim, title: &str, f: impl FnOnce(&mut Sim) -> Result<(), Er
 
 fn main() {
     let mut sim = Sim::new();
-    sim.challenge_scope = Some("files:read".into());
+    sim.mcp.challenge_scope = Some("files:read".into());
     chapter(
         &mut sim,
         "Cold start: discovery, dynamic registration, browser, token",
@@ -96,7 +96,7 @@ fn main() {
     chapter(&mut sim, "An hour later: the token expired, one refresh", |sim| {
         call_tool(sim, &mut session())
     });
-    sim.required_scope = vec!["files:write".into()];
+    sim.mcp.required_scope = vec!["files:write".into()];
     chapter(&mut sim, "The server wants more scope: step-up", |sim| {
         call_tool(sim, &mut session())
     });

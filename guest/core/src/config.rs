@@ -4,7 +4,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::error::Error;
-use crate::url_safety::check_url;
+use crate::primitives::url_safety::check_url;
 
 /// How the engine obtains tokens.
 #[derive(Clone, PartialEq, Eq, Default)]

@@ -2,12 +2,107 @@
 //! engine asks for, inputs the driver answers with. Every effect maps to one
 //! host import in `wit/` (see the table in `lib.rs`).
 
+use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
 use crate::error::Error;
-use crate::tokens::AccessToken;
+
+/// An access token handed to the caller for `Authorization: Bearer`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    secret: String,
+    /// Absolute expiry (unix ms), when the AS said.
+    pub expires_at: Option<u64>,
+    /// The scopes granted (or requested, when the AS did not say).
+    pub scopes: Vec<String>,
+}
+
+impl AccessToken {
+    pub(crate) fn new(secret: String, expires_at: Option<u64>, scopes: Vec<String>) -> Self {
+        Self {
+            secret,
+            expires_at,
+            scopes,
+        }
+    }
+
+    /// The token itself. Treat it as a secret.
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// The value for the `Authorization` header.
+    pub fn authorization_header(&self) -> String {
+        format!("Bearer {}", self.secret)
+    }
+}
+
+impl core::fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AccessToken")
+            .field("secret", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+/// Whether the engine may involve the user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// May prompt, open the browser and wait for the callback.
+    Interactive,
+    /// Never prompts: returns `AuthorizationRequired` instead.
+    Silent,
+}
+
+/// A response from the MCP server, as the engine needs to see it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct ServerResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Every `WWW-Authenticate` header value.
+    pub www_authenticate: Vec<String>,
+    /// The access token the request carried, if any.
+    pub sent_token: Option<String>,
+}
+
+impl core::fmt::Debug for ServerResponse {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ServerResponse")
+            .field("status", &self.status)
+            .field("www_authenticate", &self.www_authenticate)
+            .field("sent_token", &self.sent_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// What is known about the server's authorization (no secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Status {
+    /// The server URL.
+    pub server_url: String,
+    /// The resource tokens are requested for.
+    pub resource: Option<String>,
+    /// The authorization server in use.
+    pub issuer: Option<String>,
+    /// The client id in use for that issuer.
+    pub client_id: Option<String>,
+    /// The scopes of the stored token.
+    pub scopes: Vec<String>,
+    /// When the stored access token expires (unix ms).
+    pub expires_at: Option<u64>,
+    /// A token is stored.
+    pub has_token: bool,
+    /// A refresh token is stored.
+    pub can_refresh: bool,
+    /// The decline latch is set.
+    pub declined: bool,
+    /// The server is a 2025-03-26 server without PRM.
+    pub legacy: bool,
+}
 
 /// HTTP method. The engine only ever reads metadata and posts forms or JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,9 +202,10 @@ pub struct ConsentRequest {
 }
 
 /// Why an interactive authorization is starting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ConsentReason {
     /// No token yet.
+    #[default]
     FirstLogin,
     /// The stored authorization can no longer be used (expired, revoked).
     Reauthorize,
@@ -285,7 +381,7 @@ pub enum Outcome {
     /// The stored tokens were removed.
     LoggedOut,
     /// What is known about the server (from `Session::inspect`).
-    Status(crate::Status),
+    Status(Status),
 }
 
 /// The engine's answer to every call.

@@ -17,23 +17,43 @@
 //! }
 //! ```
 //!
+//! The modules are layered; each imports only from the layers before it
+//! (`tests/layers.rs` checks this, and that no two modules import each other
+//! in a circle):
+//!
+//! 0. vocabulary: [`error`], [`effect`] (what crosses to the host), [`config`]
+//! 1. [`primitives`]: URL parsing and safety, JSON, scopes, PKCE, entropy,
+//!    WWW-Authenticate
+//! 2. [`wire`]: messages to and from the AS, the IdP and the redirect
+//! 3. [`records`]: what is persisted
+//! 4. [`policy`]: decisions as pure functions
+//! 5. [`session`]: the state machine that drives them
+//!
 //! Where each rule of the spec lives:
 //!
-//! | rule | module |
+//! | rule | file |
 //! |---|---|
-//! | WWW-Authenticate (RFC 9110 §11.6.1, RFC 6750 §3) | [`www_authenticate`] |
-//! | PRM + AS metadata discovery, legacy fallback (RFC 9728, RFC 8414) | [`discovery`] |
-//! | PKCE S256 (RFC 7636) | [`pkce`] |
-//! | client identity order, DCR (RFC 7591) | [`registration`] |
-//! | token endpoint auth (RFC 6749 §2.3) | [`client_auth`] |
-//! | client credentials, token exchange + jwt-bearer, `private_key_jwt` (RFC 8693, RFC 7523) | [`grants`] |
-//! | token requests and responses, `resource` (RFC 8707) | [`tokens`] |
-//! | `state` and `iss` on the redirect (RFC 6749 §10.12, RFC 9207) | [`callback`] |
-//! | scope selection and step-up union | [`scope`] |
-//! | decline latch | [`latch`] |
-//! | URL safety (CVE-2025-6514), strict URL parsing | [`url_safety`], [`http_url`] |
-//! | persisted records | [`storage`] |
-//! | the flow itself, single flight, round trips | [`session`] |
+//! | WWW-Authenticate (RFC 9110 §11.6.1, RFC 6750 §3) | `primitives/www_authenticate.rs` |
+//! | URL safety (CVE-2025-6514), strict URL parsing | `primitives/url_safety.rs`, `primitives/http_url.rs` |
+//! | scope selection and union | `primitives/scope.rs` |
+//! | PKCE S256 (RFC 7636) | `primitives/pkce.rs` |
+//! | PRM + AS metadata documents and their URLs, legacy (RFC 9728, RFC 8414) | `wire/metadata.rs` |
+//! | the authorization request: PKCE, `state`, `resource`, no `prompt` | `wire/authorization_request.rs` |
+//! | `state` checked before the code, RFC 9207 `iss` | `wire/authorization_response.rs` |
+//! | DCR (RFC 7591) | `wire/registration.rs` |
+//! | token endpoint client authentication (RFC 6749 §2.3) | `wire/client_auth.rs` |
+//! | token requests and responses, `resource` (RFC 8707) | `wire/token.rs` |
+//! | client credentials, token exchange + jwt-bearer, `private_key_jwt` | `wire/grants.rs` |
+//! | persisted records, keys | `records.rs` |
+//! | what a 401/403 leads to | `policy/rejection.rs` |
+//! | step-up union and cap | `policy/step_up.rs` |
+//! | decline latch, silent-mode gate | `policy/decline_latch.rs` |
+//! | stored records read once, saved before use, no credential across issuers | `session/stored.rs` |
+//! | refresh under the lock, `resource` verbatim on refresh, rotation | `session/refresh.rs` |
+//! | discovery order, issuer choice, S256 required | `session/discovery.rs` |
+//! | client identity order, browser, redirect, code exchange | `session/interactive.rs` |
+//! | machine grants | `session/machine.rs` |
+//! | single flight, the state diagram | `session/mod.rs` |
 //!
 //! Each [`Effect`] maps to one import of the `mcp:oauth` WIT package:
 //! `Http` → `http.send`, `Load`/`Save`/`Delete`/`Lock`/`Unlock` →
@@ -48,29 +68,20 @@
 
 extern crate alloc;
 
-pub mod callback;
-pub mod client_auth;
 pub mod config;
-pub mod discovery;
 pub mod effect;
 pub mod error;
-pub mod grants;
-pub mod http_url;
-pub mod latch;
-pub mod pkce;
-pub mod registration;
-pub mod scope;
+pub mod policy;
+pub mod primitives;
+pub mod records;
 pub mod session;
-pub mod storage;
-pub mod tokens;
-pub mod url_safety;
-pub mod www_authenticate;
+pub mod wire;
 
 pub use config::{Config, Grant};
 pub use effect::{
-    CallbackEvent, ConsentReason, ConsentRequest, Effect, Event, FlowId, HttpRequest, HttpResponse, Input, Method,
-    Outcome, Step, TransportError,
+    AccessToken, CallbackEvent, ConsentReason, ConsentRequest, Effect, Event, FlowId, HttpRequest, HttpResponse, Input,
+    Method, Mode, Outcome, ServerResponse, Status, Step, TransportError,
 };
 pub use error::Error;
-pub use session::{Entropy, Mode, ServerResponse, Session, Status};
-pub use tokens::AccessToken;
+pub use primitives::entropy::Entropy;
+pub use session::Session;

@@ -328,7 +328,7 @@ fn silent_mode_never_prompts() {
 #[test]
 fn concurrent_callers_share_one_flow() {
     let mut sim = Sim::new();
-    sim.prm_at = PrmAt::PathAware;
+    sim.mcp.prm_at = PrmAt::PathAware;
     let mut s = session();
     let e = sim.entropy();
     let mut step = s.authorize(sim.now, Mode::Interactive, e);
@@ -442,11 +442,11 @@ fn refresh_is_tried_once_per_rejection() {
 #[test]
 fn step_up_requests_the_union() {
     let mut sim = Sim::new();
-    sim.challenge_scope = Some("files:read".into());
+    sim.mcp.challenge_scope = Some("files:read".into());
     let mut s = session();
     sim.call_tool(&mut s, Mode::Interactive).unwrap();
     assert_eq!(sim.scopes_requested, [Some("files:read".to_string())]);
-    sim.required_scope = vec!["files:write".into()];
+    sim.mcp.required_scope = vec!["files:write".into()];
     sim.requests.clear();
     sim.call_tool(&mut s, Mode::Interactive).unwrap();
     assert_eq!(sim.scopes_requested[1].as_deref(), Some("files:read files:write"));
@@ -461,7 +461,7 @@ fn step_up_is_capped() {
     let mut sim = Sim::new();
     let mut s = session();
     sim.call_tool(&mut s, Mode::Interactive).unwrap();
-    sim.always_insufficient = Some("admin".into());
+    sim.mcp.always_insufficient = Some("admin".into());
     let err = sim.call_tool(&mut s, Mode::Interactive).unwrap_err();
     assert!(matches!(err, Error::StepUpLimit { attempts: 3, .. }), "{err:?}");
     assert_eq!(sim.opens.len(), 1 + 3);
@@ -499,7 +499,7 @@ fn plain_forbidden_is_an_error() {
 #[test]
 fn prm_at_path_aware_well_known() {
     let mut sim = Sim::new();
-    sim.prm_at = PrmAt::PathAware;
+    sim.mcp.prm_at = PrmAt::PathAware;
     sim.call_tool(&mut session(), Mode::Interactive).unwrap();
     assert_eq!(
         urls(&sim),
@@ -517,7 +517,7 @@ fn prm_at_path_aware_well_known() {
 #[test]
 fn prm_at_root_well_known() {
     let mut sim = Sim::new();
-    sim.prm_at = PrmAt::Root;
+    sim.mcp.prm_at = PrmAt::Root;
     sim.call_tool(&mut session(), Mode::Interactive).unwrap();
     assert_eq!(
         urls(&sim),
@@ -589,7 +589,7 @@ fn issuer_mismatch_stops_before_anything_opens() {
 #[test]
 fn resource_mismatch_stops_before_authorization() {
     let mut sim = Sim::new();
-    sim.prm_resource = "https://evil.example.com/mcp".into();
+    sim.mcp.prm_resource = "https://evil.example.com/mcp".into();
     let err = sim.call_tool(&mut session(), Mode::Interactive).unwrap_err();
     assert!(matches!(err, Error::ResourceMismatch { .. }), "{err:?}");
     assert_eq!(urls(&sim), [MCP, PRM_HDR]);
@@ -600,7 +600,7 @@ fn resource_mismatch_stops_before_authorization() {
 #[test]
 fn legacy_server_with_metadata() {
     let mut sim = Sim::legacy(true);
-    sim.prm_at = PrmAt::Nowhere;
+    sim.mcp.prm_at = PrmAt::Nowhere;
     sim.call_tool(&mut session(), Mode::Interactive).unwrap();
     assert_eq!(
         urls(&sim),
@@ -675,7 +675,7 @@ fn missing_s256_is_refused_unless_overridden() {
 fn malicious_endpoints_are_refused_before_opening() {
     for bad_base in ["javascript:alert(1)//", "file:///tmp", "http://evil.example"] {
         let mut sim = Sim::new();
-        sim.prm_at = PrmAt::PathAware;
+        sim.mcp.prm_at = PrmAt::PathAware;
         let md = serde_json::json!({
             "issuer": ISSUER,
             "authorization_endpoint": format!("{bad_base}/authorize"),
@@ -903,7 +903,7 @@ fn moving_to_another_issuer_reregisters() {
 #[test]
 fn scope_from_scopes_supported_with_offline_access() {
     let mut sim = Sim::new();
-    sim.prm_scopes = Some(vec!["mcp:tools".into(), "mcp:read".into()]);
+    sim.mcp.prm_scopes = Some(vec!["mcp:tools".into(), "mcp:read".into()]);
     sim.asc.scopes_supported = Some(vec!["mcp:tools".into(), "offline_access".into()]);
     sim.call_tool(&mut session(), Mode::Interactive).unwrap();
     assert_eq!(
@@ -984,7 +984,7 @@ fn debug_output_has_no_secrets() {
 #[test]
 fn challenge_scope_gets_offline_access_when_listed() {
     let mut sim = Sim::new();
-    sim.challenge_scope = Some("files:read".into());
+    sim.mcp.challenge_scope = Some("files:read".into());
     sim.asc.scopes_supported = Some(vec!["files:read".into(), "offline_access".into()]);
     sim.call_tool(&mut session(), Mode::Interactive).unwrap();
     assert_eq!(sim.scopes_requested[0].as_deref(), Some("files:read offline_access"));
@@ -1050,7 +1050,7 @@ fn stored_metadata_is_rechecked_for_s256() {
 /// request already discovers (well-known PRM) and gets a token: no 401.
 fn machine(grant: Grant, private_key_jwt: bool) -> (Sim, Session) {
     let mut sim = Sim::new();
-    sim.prm_at = PrmAt::PathAware;
+    sim.mcp.prm_at = PrmAt::PathAware;
     sim.preregistered
         .push(("svc".into(), Some("svc-secret".into()), "client_secret_basic".into()));
     let s = session_with(Config {

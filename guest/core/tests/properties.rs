@@ -4,7 +4,7 @@ mod sim;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use mcp_oauth_core::www_authenticate::{BearerChallenge, parse};
+use mcp_oauth_core::primitives::www_authenticate::{BearerChallenge, parse};
 use mcp_oauth_core::*;
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
@@ -40,7 +40,7 @@ proptest! {
     #[test]
     fn latch_one_prompt_per_epoch(acts in proptest::collection::vec(act(), 1..80)) {
         let mut sim = Sim::new();
-        sim.prm_at = PrmAt::PathAware;
+        sim.mcp.prm_at = PrmAt::PathAware;
         let mut s = session();
         let mut running: Option<Step> = None;
         let mut prompts_this_epoch = 0;
@@ -119,8 +119,8 @@ proptest! {
             ser.append_pair("state", g);
         }
         let q = ser.finish();
-        let v = mcp_oauth_core::callback::check(&q, &expected, ISSUER, iss_supported);
-        prop_assert!(matches!(v, mcp_oauth_core::callback::Verdict::Rejected(_)), "{:?}", v);
+        let v = mcp_oauth_core::wire::authorization_response::check(&q, &expected, ISSUER, iss_supported);
+        prop_assert!(matches!(v, mcp_oauth_core::wire::authorization_response::Verdict::Rejected(_)), "{:?}", v);
     }
 
     // Through the whole engine: forged callbacks never reach the token endpoint.
@@ -140,7 +140,7 @@ proptest! {
     // of the unreserved alphabet.
     #[test]
     fn pkce_challenge_is_s256_of_verifier(bytes in any::<[u8; 32]>()) {
-        let p = mcp_oauth_core::pkce::Pkce::from_entropy(&bytes);
+        let p = mcp_oauth_core::primitives::pkce::Pkce::from_entropy(&bytes);
         let v = p.verifier();
         prop_assert!((43..=128).contains(&v.len()));
         prop_assert!(v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b)));
@@ -172,7 +172,7 @@ proptest! {
         Just("https://mcp.example.com:443/mcp"),
     ]) {
         let mut sim = Sim::new();
-        sim.prm_resource = resource.to_string();
+        sim.mcp.prm_resource = resource.to_string();
         let mut s = session();
         sim.call_tool(&mut s, Mode::Interactive).unwrap();
         sim.now += 3_600_000;
@@ -192,10 +192,10 @@ proptest! {
         challenges in proptest::collection::vec(proptest::collection::vec("[a-e]:[rwx]", 1..3), 1..7),
     ) {
         let mut sim = Sim::new();
-        sim.challenge_scope = Some(held.join(" "));
+        sim.mcp.challenge_scope = Some(held.join(" "));
         let mut s = session();
         sim.call_tool(&mut s, Mode::Interactive).unwrap();
-        let mut expected = mcp_oauth_core::scope::split(&held.join(" "));
+        let mut expected = mcp_oauth_core::primitives::scope::split(&held.join(" "));
         let mut stepped = 0u8;
         for ch in &challenges {
             let Ok(Outcome::Token(t)) = sim.authorize(&mut s, Mode::Silent) else { panic!() };
@@ -256,8 +256,8 @@ proptest! {
     // The hand-written URL parser (http_url.rs) never panics, on any input.
     #[test]
     fn http_url_never_panics(s in "\\PC*", b in proptest::collection::vec(any::<u8>(), 0..120)) {
-        let _ = mcp_oauth_core::http_url::HttpUrl::parse(&s);
-        let _ = mcp_oauth_core::http_url::HttpUrl::parse(&String::from_utf8_lossy(&b));
+        let _ = mcp_oauth_core::primitives::http_url::HttpUrl::parse(&s);
+        let _ = mcp_oauth_core::primitives::http_url::HttpUrl::parse(&String::from_utf8_lossy(&b));
     }
 
     // ...and what it accepts, it serializes to a form that parses back to the
@@ -283,8 +283,8 @@ proptest! {
             raw.push('?');
             raw.push_str(q);
         }
-        let u = mcp_oauth_core::http_url::HttpUrl::parse(&raw).unwrap();
-        let again = mcp_oauth_core::http_url::HttpUrl::parse(u.as_str()).unwrap();
+        let u = mcp_oauth_core::primitives::http_url::HttpUrl::parse(&raw).unwrap();
+        let again = mcp_oauth_core::primitives::http_url::HttpUrl::parse(u.as_str()).unwrap();
         prop_assert_eq!(again.as_str(), u.as_str());
         prop_assert_eq!(u.query(), query.as_deref());
     }

@@ -2,48 +2,15 @@
 //! authorization-code and refresh grants, both carrying the same `resource`
 //! string (RFC 8707; MCP "Resource Parameter Implementation").
 
-use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use miniserde::json::{Number, Value};
 use miniserde::{Deserialize, Serialize};
 
-use crate::client_auth::ClientCredentials;
-use crate::effect::{HttpRequest, HttpResponse, Method};
+use crate::effect::{AccessToken, HttpRequest, HttpResponse};
 use crate::error::Error;
-use crate::scope;
-
-/// An access token handed to the caller for `Authorization: Bearer`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct AccessToken {
-    secret: String,
-    /// Absolute expiry (unix ms), when the AS said.
-    pub expires_at: Option<u64>,
-    /// The scopes granted (or requested, when the AS did not say).
-    pub scopes: Vec<String>,
-}
-
-impl AccessToken {
-    /// The token itself. Treat it as a secret.
-    pub fn secret(&self) -> &str {
-        &self.secret
-    }
-
-    /// The value for the `Authorization` header.
-    pub fn authorization_header(&self) -> String {
-        format!("Bearer {}", self.secret)
-    }
-}
-
-impl core::fmt::Debug for AccessToken {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("AccessToken")
-            .field("secret", &"<redacted>")
-            .field("expires_at", &self.expires_at)
-            .field("scopes", &self.scopes)
-            .finish()
-    }
-}
+use crate::primitives::scope;
+use crate::wire::client_auth::{ClientAuth, ClientCredentials, form_post};
 
 /// What the engine keeps of a grant (persisted in the token record).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,11 +52,7 @@ impl TokenSet {
 
     /// The token for the caller.
     pub fn access(&self) -> AccessToken {
-        AccessToken {
-            secret: self.access_token.clone(),
-            expires_at: self.expires_at,
-            scopes: self.scopes(),
-        }
+        AccessToken::new(self.access_token.clone(), self.expires_at, self.scopes())
     }
 }
 
@@ -102,23 +65,9 @@ struct RawTokenResponse {
     scope: Option<String>,
 }
 
-/// An OAuth error body (RFC 6749 §5.2).
-#[derive(Deserialize, Default)]
-pub struct OAuthErrorBody {
-    /// Error code.
-    pub error: Option<String>,
-    /// Description.
-    pub error_description: Option<String>,
-}
-
-/// Reads an OAuth error body, if there is one.
-pub fn oauth_error(body: &[u8]) -> OAuthErrorBody {
-    crate::storage::from_json(body).unwrap_or_default()
-}
-
 /// The token endpoint refused: status plus the OAuth error, if any.
 pub fn token_error(resp: &HttpResponse) -> Error {
-    let e = oauth_error(&resp.body);
+    let e = crate::primitives::json::oauth_error(&resp.body);
     Error::TokenRequestFailed {
         status: resp.status,
         error: e.error,
@@ -145,8 +94,8 @@ pub fn parse_token_response(
         what: "token response",
         detail: detail.to_string(),
     };
-    let raw: RawTokenResponse =
-        crate::storage::from_json(&resp.body).ok_or_else(|| invalid("the body is not a JSON token response"))?;
+    let raw: RawTokenResponse = crate::primitives::json::from_json(&resp.body)
+        .ok_or_else(|| invalid("the body is not a JSON token response"))?;
     let access_token = raw
         .access_token
         .filter(|t| !t.is_empty())
@@ -175,58 +124,6 @@ pub fn parse_token_response(
         scope: raw.scope.or_else(|| requested_scope.map(String::from)),
         client_id: String::from(client_id),
     })
-}
-
-/// How a token request authenticates the client.
-#[derive(Clone, Copy)]
-pub enum ClientAuth<'a> {
-    /// Secret or public client (`none`, basic, post).
-    Credentials(&'a ClientCredentials),
-    /// RFC 7523 `private_key_jwt`: a signed client assertion.
-    Assertion {
-        /// The client id.
-        client_id: &'a str,
-        /// The compact JWS.
-        assertion: &'a str,
-    },
-    /// A public client id only (e.g. at an IdP).
-    PublicId(&'a str),
-    /// No client authentication.
-    None,
-}
-
-/// A form-encoded POST to a token endpoint with client authentication.
-pub(crate) fn form_post(url: &str, mut form: Vec<(&'static str, String)>, auth: ClientAuth<'_>) -> HttpRequest {
-    let mut headers = alloc::vec![
-        (
-            String::from("content-type"),
-            String::from("application/x-www-form-urlencoded")
-        ),
-        (String::from("accept"), String::from("application/json")),
-    ];
-    match auth {
-        ClientAuth::Credentials(client) => client.apply(&mut form, &mut headers),
-        ClientAuth::Assertion { client_id, assertion } => {
-            form.push(("client_id", String::from(client_id)));
-            form.push((
-                "client_assertion_type",
-                String::from(crate::grants::JWT_BEARER_ASSERTION),
-            ));
-            form.push(("client_assertion", String::from(assertion)));
-        }
-        ClientAuth::PublicId(id) => form.push(("client_id", String::from(id))),
-        ClientAuth::None => {}
-    }
-    let mut ser = form_urlencoded::Serializer::new(String::new());
-    for (k, v) in &form {
-        ser.append_pair(k, v);
-    }
-    HttpRequest {
-        method: Method::Post,
-        url: String::from(url),
-        headers,
-        body: ser.finish().into_bytes(),
-    }
 }
 
 /// The parts of an authorization-code exchange.

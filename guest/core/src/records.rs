@@ -1,4 +1,4 @@
-//! Persisted records: versioned JSON, one key per kind. Keys are hashes, so no
+//! Layer 3, persisted records: versioned JSON, one key per kind. Keys are hashes, so no
 //! key is a path whatever the server URL or issuer looks like. A record that
 //! does not decode, has another version, or belongs to another server counts
 //! as absent.
@@ -10,9 +10,10 @@ use miniserde::json::{self, Number, Value};
 use miniserde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::discovery::{AsMetadata, ResourceMetadata};
-use crate::registration::Registration;
-use crate::tokens::TokenSet;
+use crate::primitives::json::from_json;
+use crate::wire::metadata::{AsMetadata, ResourceMetadata};
+use crate::wire::registration::Registration;
+use crate::wire::token::TokenSet;
 
 /// Version of every record this engine writes.
 pub const RECORD_VERSION: u32 = 1;
@@ -54,11 +55,6 @@ pub struct TokenRecord {
     pub issuer: String,
     /// The grant.
     pub tokens: TokenSet,
-}
-
-/// Parses JSON into `T`; anything that is not UTF-8 JSON of that shape is `None`.
-pub fn from_json<T: Deserialize>(bytes: &[u8]) -> Option<T> {
-    json::from_str(core::str::from_utf8(bytes).ok()?).ok()
 }
 
 /// Serializes a record inside its envelope: `{"v":1,"record":{...}}`.

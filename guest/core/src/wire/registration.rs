@@ -6,11 +6,11 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use miniserde::{Deserialize, Serialize};
 
-use crate::client_auth::AuthMethod;
-use crate::discovery::AsMetadata;
 use crate::effect::{HttpRequest, HttpResponse, Method};
 use crate::error::Error;
-use crate::tokens::oauth_error;
+use crate::primitives::json::oauth_error;
+use crate::wire::client_auth::AuthMethod;
+use crate::wire::metadata::AsMetadata;
 
 /// A dynamic registration, persisted per issuer and never sent to another.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,10 +111,11 @@ pub fn parse_registration(resp: &HttpResponse, issuer: &str, redirect_uri: &str)
             description: e.error_description,
         });
     }
-    let raw: RawRegistration = crate::storage::from_json(&resp.body).ok_or_else(|| Error::InvalidResponse {
-        what: "registration response",
-        detail: String::from("not a JSON registration (RFC 7591 §3.2.1)"),
-    })?;
+    let raw: RawRegistration =
+        crate::primitives::json::from_json(&resp.body).ok_or_else(|| Error::InvalidResponse {
+            what: "registration response",
+            detail: String::from("not a JSON registration (RFC 7591 §3.2.1)"),
+        })?;
     let client_id = raw.client_id.filter(|c| !c.is_empty()).ok_or(Error::InvalidResponse {
         what: "registration response",
         detail: "no client_id".to_string(),

@@ -10,8 +10,8 @@ use alloc::vec::Vec;
 use miniserde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::http_url::HttpUrl;
-use crate::url_safety::check_url;
+use crate::primitives::http_url::HttpUrl;
+use crate::primitives::url_safety::check_url;
 
 /// RFC 9728 §3.1 well-known suffix.
 pub const PRM_WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -66,7 +66,7 @@ pub enum PrmRejection {
 
 /// Parses and validates a PRM document fetched for `server`.
 pub fn parse_prm(body: &[u8], server_url: &str, server: &HttpUrl) -> Result<ResourceMetadata, PrmRejection> {
-    let prm: ResourceMetadata = crate::storage::from_json(body).ok_or_else(|| {
+    let prm: ResourceMetadata = crate::primitives::json::from_json(body).ok_or_else(|| {
         PrmRejection::Invalid(
             "not a protected resource metadata document (JSON with resource and authorization_servers)".into(),
         )
@@ -76,7 +76,7 @@ pub fn parse_prm(body: &[u8], server_url: &str, server: &HttpUrl) -> Result<Reso
     }
     if !resource_covers(&prm.resource, server) {
         return Err(PrmRejection::Fatal(Error::ResourceMismatch {
-            resource: crate::url_safety::printable(&prm.resource),
+            resource: crate::primitives::url_safety::printable(&prm.resource),
             server: String::from(server_url),
         }));
     }
@@ -147,7 +147,7 @@ pub fn as_metadata_candidates(issuer: &str) -> Result<Vec<String>, Error> {
     if url.query().is_some() {
         return Err(Error::UnsafeUrl {
             what: "issuer",
-            url: crate::url_safety::printable(issuer),
+            url: crate::primitives::url_safety::printable(issuer),
             reason: "an issuer identifier has no query component (RFC 8414 §2)".into(),
         });
     }
@@ -184,14 +184,16 @@ pub enum AsRejection {
 pub fn parse_as_metadata(body: &[u8], expected_issuer: &str) -> Result<AsMetadata, AsRejection> {
     let md = parse_metadata_document(body)?;
     if md.issuer != expected_issuer {
-        return Err(AsRejection::IssuerMismatch(crate::url_safety::printable(&md.issuer)));
+        return Err(AsRejection::IssuerMismatch(crate::primitives::url_safety::printable(
+            &md.issuer,
+        )));
     }
     md.check_endpoints().map_err(AsRejection::Fatal)?;
     Ok(md)
 }
 
 fn parse_metadata_document(body: &[u8]) -> Result<AsMetadata, AsRejection> {
-    let md: AsMetadata = crate::storage::from_json(body).ok_or_else(|| {
+    let md: AsMetadata = crate::primitives::json::from_json(body).ok_or_else(|| {
         AsRejection::Invalid("not an authorization server metadata document (JSON with issuer and endpoints)".into())
     })?;
     if md.authorization_endpoint.is_empty() || md.token_endpoint.is_empty() {

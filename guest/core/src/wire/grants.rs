@@ -11,13 +11,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use miniserde::{Deserialize, Serialize};
 
-use crate::client_auth::ClientCredentials;
 use crate::effect::{HttpRequest, HttpResponse};
 use crate::error::Error;
-use crate::tokens::{ClientAuth, form_post, token_error};
-
-/// RFC 7523 §2.2 client assertion type.
-pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+use crate::wire::client_auth::{ClientAuth, ClientCredentials, form_post};
+use crate::wire::token::token_error;
 /// RFC 7523 §2.1 grant type.
 pub const JWT_BEARER_GRANT: &str = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 /// RFC 8693 §2.1 grant type.
@@ -142,7 +139,7 @@ pub fn parse_token_exchange(resp: &HttpResponse) -> Result<String, Error> {
         what: "token exchange response",
         detail: String::from(detail),
     };
-    let r: ExchangeResponse = crate::storage::from_json(&resp.body).ok_or_else(|| invalid("not JSON"))?;
+    let r: ExchangeResponse = crate::primitives::json::from_json(&resp.body).ok_or_else(|| invalid("not JSON"))?;
     if r.issued_token_type.as_deref().is_some_and(|t| t != ID_JAG_TYPE) {
         return Err(invalid("the IdP issued another token type than an ID-JAG"));
     }
@@ -173,7 +170,7 @@ pub fn jwt_bearer_request(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client_auth::{AuthMethod, ClientSource};
+    use crate::wire::client_auth::{AuthMethod, ClientSource};
 
     fn form(r: &HttpRequest) -> Vec<(String, String)> {
         form_urlencoded::parse(&r.body).into_owned().collect()
@@ -226,7 +223,10 @@ mod tests {
             client_auth(&client, Some("h.c.s")),
         );
         let f = form(&r);
-        assert_eq!(get(&f, "client_assertion_type").as_deref(), Some(JWT_BEARER_ASSERTION));
+        assert_eq!(
+            get(&f, "client_assertion_type").as_deref(),
+            Some(crate::wire::client_auth::JWT_BEARER_ASSERTION)
+        );
         assert_eq!(get(&f, "client_assertion").as_deref(), Some("h.c.s"));
         assert!(r.header("authorization").is_none());
         assert!(get(&f, "client_secret").is_none());

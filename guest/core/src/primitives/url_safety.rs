@@ -10,7 +10,7 @@
 use alloc::string::{String, ToString};
 
 use crate::error::Error;
-use crate::http_url::{Host, HttpUrl};
+use crate::primitives::http_url::{Host, HttpUrl};
 
 /// Parses `raw` strictly and accepts it only if it is safe to fetch or open.
 ///
@@ -46,7 +46,7 @@ pub fn is_loopback(url: &HttpUrl) -> bool {
 /// Checks the redirect URI the host's listener reports: it must be plain
 /// `http` on a loopback IP literal (RFC 8252 §7.3, §8.3), with no query or
 /// fragment.
-pub fn check_redirect_uri(raw: &str) -> Result<HttpUrl, Error> {
+pub fn check_loopback_redirect(raw: &str) -> Result<HttpUrl, Error> {
     let url = check_url(raw, "redirect_uri")?;
     let ip_literal = matches!(url.host(), Host::Ipv4(_) | Host::Ipv6(_));
     if url.scheme() != "http" || !ip_literal || url.query().is_some() {
@@ -123,11 +123,11 @@ mod tests {
 
     #[test]
     fn redirect_uri_must_be_loopback_ip_http() {
-        assert!(check_redirect_uri("http://127.0.0.1:4000/callback").is_ok());
-        assert!(check_redirect_uri("http://[::1]:4000/callback").is_ok());
-        assert!(check_redirect_uri("http://localhost:4000/callback").is_err());
-        assert!(check_redirect_uri("https://127.0.0.1:4000/callback").is_err());
-        assert!(check_redirect_uri("http://127.0.0.1:4000/callback?x=1").is_err());
+        assert!(check_loopback_redirect("http://127.0.0.1:4000/callback").is_ok());
+        assert!(check_loopback_redirect("http://[::1]:4000/callback").is_ok());
+        assert!(check_loopback_redirect("http://localhost:4000/callback").is_err());
+        assert!(check_loopback_redirect("https://127.0.0.1:4000/callback").is_err());
+        assert!(check_loopback_redirect("http://127.0.0.1:4000/callback?x=1").is_err());
     }
 
     #[test]

@@ -8,6 +8,11 @@ use alloc::vec::Vec;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+use crate::effect::{HttpRequest, Method};
+
+/// RFC 7523 §2.2 client assertion type (`private_key_jwt`).
+pub const JWT_BEARER_ASSERTION: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
 /// How the client proves its identity at the token endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthMethod {
@@ -97,6 +102,24 @@ impl core::fmt::Debug for ClientCredentials {
 }
 
 impl ClientCredentials {
+    /// The one way to build a client identity: the method follows from the
+    /// secret, the registration's own method and the AS's list
+    /// ([`AuthMethod::choose`]); a client without a secret is public.
+    pub fn new(
+        source: ClientSource,
+        client_id: &str,
+        client_secret: Option<&str>,
+        registered_method: Option<&str>,
+        supported: Option<&[String]>,
+    ) -> Self {
+        Self {
+            client_id: String::from(client_id),
+            client_secret: client_secret.map(String::from),
+            method: AuthMethod::choose(client_secret.is_some(), registered_method, supported),
+            source,
+        }
+    }
+
     /// Adds client authentication to a token request: form fields and/or an
     /// `Authorization` header.
     pub fn apply(&self, form: &mut Vec<(&'static str, String)>, headers: &mut Vec<(String, String)>) {
@@ -113,6 +136,55 @@ impl ClientCredentials {
             }
             _ => form.push(("client_id", self.client_id.clone())),
         }
+    }
+}
+
+/// How a token request authenticates the client.
+#[derive(Clone, Copy)]
+pub enum ClientAuth<'a> {
+    /// Secret or public client (`none`, basic, post).
+    Credentials(&'a ClientCredentials),
+    /// RFC 7523 `private_key_jwt`: a signed client assertion.
+    Assertion {
+        /// The client id.
+        client_id: &'a str,
+        /// The compact JWS.
+        assertion: &'a str,
+    },
+    /// A public client id only (e.g. at an IdP).
+    PublicId(&'a str),
+    /// No client authentication.
+    None,
+}
+
+/// A form-encoded POST to a token endpoint with client authentication.
+pub(crate) fn form_post(url: &str, mut form: Vec<(&'static str, String)>, auth: ClientAuth<'_>) -> HttpRequest {
+    let mut headers = alloc::vec![
+        (
+            String::from("content-type"),
+            String::from("application/x-www-form-urlencoded")
+        ),
+        (String::from("accept"), String::from("application/json")),
+    ];
+    match auth {
+        ClientAuth::Credentials(client) => client.apply(&mut form, &mut headers),
+        ClientAuth::Assertion { client_id, assertion } => {
+            form.push(("client_id", String::from(client_id)));
+            form.push(("client_assertion_type", String::from(JWT_BEARER_ASSERTION)));
+            form.push(("client_assertion", String::from(assertion)));
+        }
+        ClientAuth::PublicId(id) => form.push(("client_id", String::from(id))),
+        ClientAuth::None => {}
+    }
+    let mut ser = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in &form {
+        ser.append_pair(k, v);
+    }
+    HttpRequest {
+        method: Method::Post,
+        url: String::from(url),
+        headers,
+        body: ser.finish().into_bytes(),
     }
 }
 

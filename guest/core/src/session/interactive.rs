@@ -1,0 +1,303 @@
+//! The interactive authorization (OAuth 2.1 §4.1): listen on loopback,
+//! ask consent, pick the client identity in the spec's order (pre-registered
+//! → Client ID Metadata Document → the stored or a new dynamic registration),
+//! open the browser, wait for the redirect (state, then iss, then the code:
+//! `wire::authorization_response`), exchange the code with the PKCE verifier.
+//! A decline, `access_denied` or a cancelled wait sets the decline latch.
+
+use alloc::string::String;
+
+use super::Session;
+use super::state::{Authorization, Flow, Next, Pending, Phase, Then};
+use super::stored::{load, save};
+use crate::config::Config;
+use crate::effect::{CallbackEvent, ConsentRequest, Effect, Event, HttpResponse, TransportError};
+use crate::error::Error;
+use crate::primitives::pkce::Pkce;
+use crate::primitives::scope;
+use crate::primitives::url_safety::{check_loopback_redirect, check_url};
+use crate::records;
+use crate::wire::authorization_request::AuthorizationRequest;
+use crate::wire::authorization_response::{self, Verdict};
+use crate::wire::client_auth::{ClientCredentials, ClientSource};
+use crate::wire::registration;
+use crate::wire::token::{self, CodeExchange};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+pub(super) fn listen(config: &Config) -> Next {
+    Next::Effect(
+        Phase::Listening,
+        Effect::Listen {
+            port: config.callback_port,
+        },
+    )
+}
+
+/// The browser is out (or could not open: the URL was shown): wait.
+pub(super) fn opened(now: u64, mut pending: Pending, r: Result<(), String>, config: &Config) -> Next {
+    pending.deadline = now.saturating_add(config.callback_timeout_ms);
+    match r {
+        Ok(()) => await_callback(now, pending),
+        Err(reason) => {
+            let notice = Effect::Notify(Event::BrowserOpenFailed {
+                url: pending.url.clone(),
+                reason,
+            });
+            Next::Queue(alloc::vec![notice], Then::AwaitCallback(pending))
+        }
+    }
+}
+
+pub(super) fn await_callback(now: u64, pending: Pending) -> Next {
+    let remaining = pending.deadline.saturating_sub(now);
+    if remaining == 0 {
+        return Next::fail(Error::TimedOut);
+    }
+    Next::Effect(
+        Phase::AwaitingCallback(pending),
+        Effect::AwaitCallback { timeout_ms: remaining },
+    )
+}
+
+impl Session {
+    pub(super) fn listening(&mut self, f: &mut Flow, r: Result<String, String>) -> Next {
+        let redirect_uri = match r {
+            Ok(uri) => uri,
+            Err(message) => return Next::fail(Error::CallbackListener { message }),
+        };
+        if let Err(e) = check_loopback_redirect(&redirect_uri) {
+            return Next::fail(e);
+        }
+        let (Some(b), Some(md)) = (&self.binding, &self.metadata) else {
+            return Next::fail(Error::UnexpectedInput {
+                expected: "discovered metadata",
+            });
+        };
+        let scopes = match &f.wanted.scopes {
+            Some(s) => s.clone(),
+            None => scope::select(
+                self.config.scope.as_deref(),
+                f.wanted.challenge_scope.as_deref(),
+                b.prm.scopes_supported.as_deref(),
+                md.scopes_supported.as_deref(),
+                self.config.request_offline_access,
+            ),
+        };
+        let ask = ConsentRequest {
+            server_url: self.server_url.clone(),
+            issuer: b.issuer.clone(),
+            scopes: scopes.clone(),
+            reason: f.wanted.reason,
+        };
+        let auth = Authorization { redirect_uri, scopes };
+        Next::Effect(Phase::Consenting(auth), Effect::Consent(ask))
+    }
+
+    pub(super) fn consented(&mut self, _f: &mut Flow, auth: Authorization, yes: bool) -> Next {
+        if yes {
+            self.choose_client(_f, auth)
+        } else {
+            self.latch.decline();
+            Next::fail(Error::Declined)
+        }
+    }
+
+    /// Client identity in the spec's priority order.
+    pub(super) fn choose_client(&mut self, f: &mut Flow, auth: Authorization) -> Next {
+        let (Some(b), Some(md)) = (&self.binding, &self.metadata) else {
+            return Next::fail(Error::UnexpectedInput {
+                expected: "discovered metadata",
+            });
+        };
+        let issuer = b.issuer.clone();
+        let supported = md.token_endpoint_auth_methods_supported.as_deref();
+        let client = if let Some(id) = &self.config.client_id {
+            if let Some(ci) = &self.config.client_issuer
+                && *ci != issuer
+            {
+                return Next::fail(Error::ClientIssuerMismatch {
+                    configured: ci.clone(),
+                    actual: issuer,
+                });
+            }
+            let secret = self.config.client_secret.as_deref();
+            ClientCredentials::new(ClientSource::PreRegistered, id, secret, None, supported)
+        } else if let (Some(url), Some(true)) = (
+            &self.config.client_metadata_url,
+            md.client_id_metadata_document_supported,
+        ) {
+            ClientCredentials::new(ClientSource::MetadataDocument, url, None, None, supported)
+        } else if self.registration_loaded_for.as_deref() != Some(issuer.as_str()) {
+            let key = records::registration_key(&issuer);
+            return Next::Effect(Phase::LoadRegistrationForFlow(auth), load(key));
+        } else if let Some(r) = self
+            .registration
+            .as_ref()
+            .filter(|r| r.usable_for(&issuer, &auth.redirect_uri))
+        {
+            ClientCredentials::new(
+                ClientSource::Dynamic,
+                &r.client_id,
+                r.client_secret.as_deref(),
+                r.token_endpoint_auth_method.as_deref(),
+                supported,
+            )
+        } else if let Some(endpoint) = &md.registration_endpoint {
+            let req = registration::registration_request(endpoint, md, &self.config.client_name, &auth.redirect_uri);
+            return Next::Effect(Phase::Registering(auth), Effect::Http(req));
+        } else {
+            return Next::fail(Error::NoClientIdentity {
+                offers: registration::offers(md, self.config.client_metadata_url.is_some()),
+                issuer,
+            });
+        };
+        self.open_browser(f, auth, client)
+    }
+
+    pub(super) fn loaded_registration_for_flow(
+        &mut self,
+        f: &mut Flow,
+        auth: Authorization,
+        bytes: Option<&[u8]>,
+    ) -> Next {
+        let issuer = self.binding.as_ref().map(|b| b.issuer.clone()).unwrap_or_default();
+        self.registration = records::decode_registration(bytes, &issuer);
+        self.registration_loaded_for = Some(issuer);
+        self.choose_client(f, auth)
+    }
+
+    pub(super) fn registered(
+        &mut self,
+        _f: &mut Flow,
+        auth: Authorization,
+        r: Result<HttpResponse, TransportError>,
+    ) -> Next {
+        let resp = match r {
+            Ok(resp) => resp,
+            Err(e) => {
+                let url = self.metadata.as_ref().and_then(|m| m.registration_endpoint.clone());
+                return Next::fail(super::discovery::transport(&url.unwrap_or_default(), &e.message));
+            }
+        };
+        let issuer = self.binding.as_ref().map(|b| b.issuer.clone()).unwrap_or_default();
+        match registration::parse_registration(&resp, &issuer, &auth.redirect_uri) {
+            Ok(reg) => {
+                let save = save(records::registration_key(&reg.issuer), records::encode(&reg));
+                self.registration = Some(reg);
+                Next::Queue(alloc::vec![save], Then::ChooseClient(auth))
+            }
+            Err(e) => Next::fail(e),
+        }
+    }
+
+    /// Builds the authorization URL from validated parts only and opens it.
+    fn open_browser(&mut self, f: &mut Flow, auth: Authorization, client: ClientCredentials) -> Next {
+        let (Some(b), Some(md)) = (&self.binding, &self.metadata) else {
+            return Next::fail(Error::UnexpectedInput {
+                expected: "discovered metadata",
+            });
+        };
+        let endpoint = match check_url(&md.authorization_endpoint, "authorization_endpoint") {
+            Ok(u) => u,
+            Err(e) => return Next::fail(e),
+        };
+        let pkce = Pkce::from_entropy(&f.entropy.derive("pkce", f.attempt));
+        let state = URL_SAFE_NO_PAD.encode(f.entropy.derive("state", f.attempt));
+        f.attempt = f.attempt.wrapping_add(1);
+        let scope = Some(scope::join(&auth.scopes)).filter(|s| !s.is_empty());
+        let url = AuthorizationRequest {
+            endpoint: &endpoint,
+            client_id: &client.client_id,
+            redirect_uri: &auth.redirect_uri,
+            code_challenge: pkce.challenge(),
+            state: &state,
+            resource: &b.prm.resource,
+            scope: scope.as_deref(),
+        }
+        .url();
+        let effect = Effect::OpenBrowser { url: url.clone() };
+        let pending = Pending {
+            auth,
+            client,
+            pkce,
+            state,
+            url,
+            deadline: 0,
+        };
+        Next::Effect(Phase::OpeningBrowser(pending), effect)
+    }
+
+    pub(super) fn callback(&mut self, _f: &mut Flow, now: u64, pending: Pending, ev: CallbackEvent) -> Next {
+        let query = match ev {
+            CallbackEvent::Redirect { query } => query,
+            CallbackEvent::TimedOut => return Next::fail(Error::TimedOut),
+            CallbackEvent::Cancelled => {
+                self.latch.decline();
+                return Next::fail(Error::Declined);
+            }
+        };
+        let (Some(b), Some(md)) = (&self.binding, &self.metadata) else {
+            return Next::fail(Error::UnexpectedInput {
+                expected: "a pending authorization",
+            });
+        };
+        let iss_supported = md.authorization_response_iss_parameter_supported == Some(true);
+        match authorization_response::check(&query, &pending.state, &b.issuer, iss_supported) {
+            Verdict::Rejected(reason) => {
+                let notice = Effect::Notify(Event::CallbackRejected { reason });
+                let _ = now;
+                Next::Queue(alloc::vec![notice], Then::AwaitCallback(pending))
+            }
+            Verdict::IssMismatch => Next::fail(Error::IssMismatch {
+                expected: b.issuer.clone(),
+            }),
+            Verdict::Denied => {
+                self.latch.decline();
+                Next::fail(Error::Declined)
+            }
+            Verdict::Failed { error, description } => Next::fail(Error::AuthorizationFailed { error, description }),
+            Verdict::Code(code) => {
+                // `state` is single use: it goes with `pending` here.
+                let Pending { auth, client, pkce, .. } = pending;
+                let req = token::code_request(&CodeExchange {
+                    token_endpoint: &md.token_endpoint,
+                    code: &code,
+                    redirect_uri: &auth.redirect_uri,
+                    verifier: pkce.verifier(),
+                    resource: &b.prm.resource,
+                    client: &client,
+                });
+                Next::Effect(Phase::ExchangingCode { auth, client }, Effect::Http(req))
+            }
+        }
+    }
+
+    pub(super) fn exchanged_code(
+        &mut self,
+        f: &mut Flow,
+        now: u64,
+        auth: Authorization,
+        client: ClientCredentials,
+        r: Result<HttpResponse, TransportError>,
+    ) -> Next {
+        let resp = match r {
+            Ok(resp) => resp,
+            Err(e) => return Next::fail(self.token_transport(&e.message)),
+        };
+        let requested = Some(scope::join(&auth.scopes)).filter(|s| !s.is_empty());
+        match token::parse_token_response(&resp, now, &client.client_id, requested.as_deref(), None) {
+            Ok(ts) => {
+                self.refreshed_after_401 = false;
+                self.store_tokens(f, ts)
+            }
+            Err(Error::TokenRequestFailed { error: Some(e), .. })
+                if e == "invalid_client" && client.source == ClientSource::Dynamic && !f.reregistered =>
+            {
+                f.reregistered = true;
+                Next::Queue(self.forget_registration(), Then::ChooseClient(auth))
+            }
+            Err(e) => Next::fail(e),
+        }
+    }
+}

@@ -1,0 +1,430 @@
+//! The session: one per MCP server. A sans-IO state machine in the manner of
+//! quinn-proto and str0m: calls start an operation, `handle` feeds each
+//! effect's result back, and every answer is a [`Step`]. Time (`now`, unix ms)
+//! and entropy are arguments; the session never reads a clock or the OS.
+//!
+//! ```text
+//!  authorize / on_response / logout / inspect
+//!        │
+//!        ▼
+//!  stored records ──(first call only)── LoadBinding → LoadMetadata → LoadRegistration → LoadTokens
+//!        │
+//!        ▼
+//!  policy::rejection::decide ── use current token ───────────────────────────────▶ Done
+//!        │            └──────── refresh: Locking → ReloadBeforeRefresh → Refreshing ─▶ save ─▶ Done
+//!        │                                        (invalid_grant → ReloadAfterInvalidGrant)
+//!        ▼  new grant (decline_latch gate: never silent, never while declined)
+//!  discovery: FetchPrm* → LoadCachedMetadata → FetchMetadata*   (or FetchLegacyMetadata)
+//!        │
+//!        ├── machine grant: [ExchangingIdentity] → [Signing] → MachineToken ─▶ save ─▶ Done
+//!        ▼
+//!  interactive: Listening → Consenting → [LoadRegistrationForFlow] → [Registering]
+//!               → OpeningBrowser → AwaitingCallback* → ExchangingCode ─▶ save ─▶ Done
+//! ```
+//!
+//! One file per stage: [`stored`] (records), [`refresh`], [`discovery`],
+//! [`interactive`], [`machine`]. Each stage's handlers return a [`Next`];
+//! [`Session::advance`] is the one place where the phase changes.
+
+mod discovery;
+mod interactive;
+mod machine;
+mod refresh;
+mod state;
+mod stored;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::config::Config;
+use crate::effect::{Effect, Event, FlowId, Input, Mode, Outcome, ServerResponse, Status, Step};
+use crate::error::Error;
+use crate::policy::decline_latch::Latch;
+use crate::policy::rejection::{self, Decision, Facts, Trigger};
+use crate::primitives::entropy::Entropy;
+use crate::primitives::http_url::HttpUrl;
+use crate::primitives::url_safety::check_url;
+use crate::primitives::www_authenticate::BearerChallenge;
+use crate::records::Binding;
+use crate::wire::metadata::AsMetadata;
+use crate::wire::registration::Registration;
+use crate::wire::token::TokenSet;
+use state::{Flow, Next, Op, Phase, Then, Wanted};
+
+/// The engine for one MCP server.
+pub struct Session {
+    config: Config,
+    server_url: String,
+    server: HttpUrl,
+    /// The stored records were read once (they are kept in memory after).
+    loaded: bool,
+    binding: Option<Binding>,
+    metadata: Option<AsMetadata>,
+    registration: Option<Registration>,
+    /// The issuer whose registration record was read (it may be absent).
+    registration_loaded_for: Option<String>,
+    tokens: Option<TokenSet>,
+    latch: Latch,
+    step_ups: u8,
+    refreshed_after_401: bool,
+    next_flow: u64,
+    flow: Option<Flow>,
+    last: Option<(FlowId, Result<Outcome, Error>)>,
+}
+
+impl core::fmt::Debug for Session {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Session")
+            .field("server_url", &self.server_url)
+            .field("issuer", &self.binding.as_ref().map(|b| &b.issuer))
+            .field("has_token", &self.tokens.is_some())
+            .field("declined", &self.latch.is_declined())
+            .field("phase", &self.flow.as_ref().map(|f| f.phase.expects()))
+            .finish()
+    }
+}
+
+impl Session {
+    /// A session for the MCP server at `server_url` (kept verbatim).
+    pub fn new(server_url: &str, config: Config) -> Result<Self, Error> {
+        config.validate()?;
+        let server = check_url(server_url, "server")?;
+        Ok(Self {
+            config,
+            server_url: String::from(server_url),
+            server,
+            loaded: false,
+            binding: None,
+            metadata: None,
+            registration: None,
+            registration_loaded_for: None,
+            tokens: None,
+            latch: Latch::default(),
+            step_ups: 0,
+            refreshed_after_401: false,
+            next_flow: 1,
+            flow: None,
+            last: None,
+        })
+    }
+
+    // ---- the public API ----------------------------------------------------
+
+    /// Get a token: a stored fresh one at once, else refresh, else (in
+    /// interactive mode) a full authorization.
+    pub fn authorize(&mut self, now: u64, mode: Mode, entropy: Entropy) -> Step {
+        let trigger = Trigger::Ask;
+        self.begin(now, Op::Authorize { mode, trigger }, entropy)
+    }
+
+    /// Tell the engine how the MCP server answered. A 401 leads to a refresh
+    /// or a new authorization; a 403 `insufficient_scope` to a step-up; other
+    /// statuses finish at once with [`Outcome::Unchanged`].
+    pub fn on_response(&mut self, now: u64, response: &ServerResponse, mode: Mode, entropy: Entropy) -> Step {
+        if let Some(f) = &self.flow {
+            return Step::Wait(f.id);
+        }
+        let challenge = BearerChallenge::from_headers(&response.www_authenticate);
+        let rejected = response.sent_token.clone();
+        let trigger = match response.status {
+            401 => Trigger::Unauthorized { challenge, rejected },
+            403 if challenge.error.as_deref() == Some("insufficient_scope") => {
+                Trigger::InsufficientScope { challenge, rejected }
+            }
+            403 => {
+                return Step::Done(Err(Error::Forbidden {
+                    error: challenge.error,
+                    description: challenge.error_description,
+                }));
+            }
+            s => {
+                if (200..300).contains(&s) {
+                    // A success re-arms the once-per-rejection refresh.
+                    self.refreshed_after_401 = false;
+                }
+                return Step::Done(Ok(Outcome::Unchanged));
+            }
+        };
+        self.begin(now, Op::Authorize { mode, trigger }, entropy)
+    }
+
+    /// Remove the stored tokens for this server.
+    pub fn logout(&mut self, now: u64) -> Step {
+        self.begin(now, Op::Logout, Entropy([0; 64]))
+    }
+
+    /// Load what is stored and report it as [`Outcome::Status`].
+    pub fn inspect(&mut self, now: u64) -> Step {
+        self.begin(now, Op::Inspect, Entropy([0; 64]))
+    }
+
+    /// Clear the decline latch (and the step-up count): the next authorize may
+    /// prompt again.
+    pub fn retry(&mut self) {
+        self.latch.retry();
+        self.step_ups = 0;
+    }
+
+    /// True while the decline latch is set.
+    pub fn is_declined(&self) -> bool {
+        self.latch.is_declined()
+    }
+
+    /// The outcome of a finished flow, for callers that got [`Step::Wait`].
+    /// `None` while it runs, or when a newer flow has finished since (call
+    /// `authorize` again then).
+    pub fn outcome(&self, id: FlowId) -> Option<Result<Outcome, Error>> {
+        self.last.as_ref().filter(|(i, _)| *i == id).map(|(_, r)| r.clone())
+    }
+
+    /// What is known in memory now (see [`Session::inspect`] to load first).
+    pub fn status(&self) -> Status {
+        let client_id = self.tokens.as_ref().map(|t| t.client_id.clone()).or_else(|| {
+            self.config
+                .client_id
+                .clone()
+                .or_else(|| self.registration.as_ref().map(|r| r.client_id.clone()))
+        });
+        Status {
+            server_url: self.server_url.clone(),
+            resource: self.binding.as_ref().map(|b| b.prm.resource.clone()),
+            issuer: self.binding.as_ref().map(|b| b.issuer.clone()),
+            client_id,
+            scopes: self.tokens.as_ref().map(TokenSet::scopes).unwrap_or_default(),
+            expires_at: self.tokens.as_ref().and_then(|t| t.expires_at),
+            has_token: self.tokens.is_some(),
+            can_refresh: self.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()),
+            declined: self.latch.is_declined(),
+            legacy: self.binding.as_ref().is_some_and(|b| b.legacy),
+        }
+    }
+
+    /// Feed the result of the last effect.
+    pub fn handle(&mut self, now: u64, input: Input) -> Step {
+        let Some(mut f) = self.flow.take() else {
+            return Step::Done(Err(Error::UnexpectedInput {
+                expected: "nothing (no flow is running)",
+            }));
+        };
+        let next = self.on_input(&mut f, now, input);
+        let step = self.advance(&mut f, now, next);
+        self.settle(f, step)
+    }
+
+    // ---- the one place the phase changes ----------------------------------
+
+    fn begin(&mut self, now: u64, op: Op, entropy: Entropy) -> Step {
+        if let Some(f) = &self.flow {
+            return Step::Wait(f.id);
+        }
+        let id = FlowId(self.next_flow);
+        self.next_flow += 1;
+        let mut f = Flow {
+            id,
+            op,
+            entropy,
+            phase: Phase::Idle,
+            outbox: Default::default(),
+            held_lock: None,
+            wanted: Wanted::default(),
+            attempt: 0,
+            reregistered: false,
+            refresh_retried: false,
+        };
+        let next = if self.loaded {
+            self.dispatch(&mut f, now)
+        } else {
+            stored::load_binding(&self.server_url)
+        };
+        let step = self.advance(&mut f, now, next);
+        self.settle(f, step)
+    }
+
+    /// Carries out a handler's [`Next`]: sets the phase and says what the
+    /// host must do. Queued effects go out first; a flow that ends while
+    /// holding the record lock releases it first, whatever path got there.
+    fn advance(&mut self, f: &mut Flow, now: u64, mut next: Next) -> Step {
+        // Each round either returns or drains a queue it just filled; the
+        // queue is refilled only by handlers that end in an effect, so a
+        // small bound is generous.
+        for _ in 0..64 {
+            next = match next {
+                Next::Effect(phase, effect) => {
+                    f.phase = phase;
+                    return Step::Effect(effect);
+                }
+                Next::Done(r) => match f.held_lock.take() {
+                    Some(key) => Next::Queue(alloc::vec![Effect::Unlock { key }], Then::Finish(r)),
+                    None => return Step::Done(r),
+                },
+                Next::Queue(effects, then) => {
+                    f.outbox.extend(effects);
+                    match f.outbox.pop_front() {
+                        Some(effect) => {
+                            f.phase = Phase::Draining(then);
+                            return Step::Effect(effect);
+                        }
+                        None => self.resume(f, now, then),
+                    }
+                }
+            };
+        }
+        Step::Done(Err(Error::UnexpectedInput {
+            expected: "a flow that ends (internal loop bound reached)",
+        }))
+    }
+
+    fn settle(&mut self, f: Flow, step: Step) -> Step {
+        if let Step::Done(r) = &step {
+            self.last = Some((f.id, r.clone()));
+            self.flow = None;
+        } else {
+            self.flow = Some(f);
+        }
+        step
+    }
+
+    /// What runs once queued effects are out.
+    fn resume(&mut self, f: &mut Flow, now: u64, then: Then) -> Next {
+        match then {
+            Then::Listen => interactive::listen(&self.config),
+            Then::MachineGrant => self.machine_grant(f, now, Default::default()),
+            Then::ChooseClient(auth) => self.choose_client(f, auth),
+            Then::AwaitCallback(pending) => interactive::await_callback(now, pending),
+            Then::Reauthorize => self.reauthorize(f, now),
+            Then::Finish(r) => Next::Done(r),
+        }
+    }
+
+    // ---- dispatch, in flow order -------------------------------------------
+
+    fn on_input(&mut self, f: &mut Flow, now: u64, input: Input) -> Next {
+        let phase = core::mem::replace(&mut f.phase, Phase::Idle);
+        match (phase, input) {
+            (Phase::Draining(then), Input::Stored(r)) => {
+                if let Err(message) = r {
+                    f.outbox.push_front(Effect::Notify(Event::StorageWarning {
+                        record: String::from("record"),
+                        message,
+                    }));
+                }
+                Next::Queue(Vec::new(), then)
+            }
+            (Phase::Draining(then), Input::Ack) => Next::Queue(Vec::new(), then),
+
+            // stored records (stored.rs)
+            (Phase::LoadBinding, Input::Loaded(b)) => self.loaded_binding(f, now, b.as_deref()),
+            (Phase::LoadMetadata { issuer }, Input::Loaded(b)) => self.loaded_metadata(issuer, b.as_deref()),
+            (Phase::LoadRegistration { issuer }, Input::Loaded(b)) => self.loaded_registration(issuer, b.as_deref()),
+            (Phase::LoadTokens { resource, issuer }, Input::Loaded(b)) => {
+                self.loaded_tokens(f, now, &resource, &issuer, b.as_deref())
+            }
+
+            // refresh (refresh.rs)
+            (Phase::Locking { key }, Input::Locked(r)) => refresh::locked(f, key, r.is_ok()),
+            (Phase::ReloadBeforeRefresh, Input::Loaded(b)) => self.reloaded_before_refresh(f, now, b.as_deref()),
+            (Phase::Refreshing { used }, Input::Http(r)) => self.refreshed(f, now, used, r),
+            (Phase::ReloadAfterInvalidGrant { used }, Input::Loaded(b)) => {
+                self.reloaded_after_invalid_grant(f, now, &used, b.as_deref())
+            }
+
+            // discovery (discovery.rs)
+            (Phase::FetchPrm(c), Input::Http(r)) => self.fetched_prm(f, c, r),
+            (Phase::LoadCachedMetadata { issuer }, Input::Loaded(b)) => {
+                self.loaded_cached_metadata(f, issuer, b.as_deref())
+            }
+            (Phase::FetchMetadata { issuer, candidates }, Input::Http(r)) => {
+                self.fetched_metadata(f, issuer, candidates, r)
+            }
+            (Phase::FetchLegacyMetadata, Input::Http(r)) => self.fetched_legacy_metadata(f, r),
+
+            // interactive authorization (interactive.rs)
+            (Phase::Listening, Input::Listening(r)) => self.listening(f, r),
+            (Phase::Consenting(auth), Input::Consent(yes)) => self.consented(f, auth, yes),
+            (Phase::LoadRegistrationForFlow(auth), Input::Loaded(b)) => {
+                self.loaded_registration_for_flow(f, auth, b.as_deref())
+            }
+            (Phase::Registering(auth), Input::Http(r)) => self.registered(f, auth, r),
+            (Phase::OpeningBrowser(pending), Input::Opened(r)) => interactive::opened(now, pending, r, &self.config),
+            (Phase::AwaitingCallback(pending), Input::Callback(ev)) => self.callback(f, now, pending, ev),
+            (Phase::ExchangingCode { auth, client }, Input::Http(r)) => self.exchanged_code(f, now, auth, client, r),
+
+            // machine grants (machine.rs)
+            (Phase::ExchangingIdentity(grant), Input::Http(r)) => self.exchanged_identity(f, now, grant, r),
+            (Phase::Signing { grant, input }, Input::Signed(r)) => self.signed(f, now, grant, &input, r),
+            (Phase::MachineToken { client_id, scopes }, Input::Http(r)) => {
+                self.machine_token(f, now, &client_id, &scopes, r)
+            }
+
+            (phase, _) => Next::fail(Error::UnexpectedInput {
+                expected: phase.expects(),
+            }),
+        }
+    }
+
+    /// With the stored records in memory: what the operation leads to.
+    fn dispatch(&mut self, f: &mut Flow, now: u64) -> Next {
+        let trigger = match &f.op {
+            Op::Inspect => return Next::Done(Ok(Outcome::Status(self.status()))),
+            Op::Logout => {
+                let effects = match &self.binding {
+                    Some(_) => alloc::vec![Effect::Delete { key: self.tokens_key() }],
+                    None => Vec::new(),
+                };
+                self.tokens = None;
+                return Next::Queue(effects, Then::Finish(Ok(Outcome::LoggedOut)));
+            }
+            Op::Authorize { trigger, .. } => trigger.clone(),
+        };
+        let facts = Facts {
+            now,
+            skew_ms: self.config.expiry_skew_ms,
+            tokens: self.tokens.as_ref(),
+            metadata_known: self.metadata.is_some(),
+            machine_grant: self.config.grant.is_machine(),
+            refreshed_since_success: self.refreshed_after_401,
+            bound_prm_url: self.binding.as_ref().map(|b| b.resource_metadata_url.as_deref()),
+            step_ups: self.step_ups,
+            max_step_ups: self.config.max_step_ups,
+            latch: &self.latch,
+            mode: f.mode(),
+        };
+        let (decision, expire_current) = rejection::decide(&trigger, &facts);
+        if let Trigger::Unauthorized { challenge, .. } = &trigger {
+            f.wanted.challenge_prm = challenge.resource_metadata.clone();
+        }
+        if expire_current && let Some(t) = self.tokens.as_mut() {
+            // The server says this token is no good, whatever its expiry.
+            t.expires_at = Some(0);
+        }
+        match decision {
+            Decision::UseCurrent => self.finish_with_token(),
+            Decision::Refresh => {
+                if matches!(trigger, Trigger::Unauthorized { .. }) {
+                    self.refreshed_after_401 = true;
+                }
+                refresh::start(self.tokens_key())
+            }
+            Decision::Fail(e) => Next::fail(e),
+            Decision::Authorize(grant) => {
+                if grant.rediscover {
+                    self.forget_binding();
+                }
+                if grant.step_up {
+                    self.step_ups += 1;
+                }
+                f.wanted.reason = grant.reason;
+                f.wanted.scopes = grant.scopes;
+                f.wanted.challenge_scope = grant.challenge_scope;
+                self.new_grant(f, now)
+            }
+        }
+    }
+
+    fn finish_with_token(&self) -> Next {
+        match &self.tokens {
+            Some(t) => Next::Done(Ok(Outcome::Token(t.access()))),
+            None => Next::fail(Error::UnexpectedInput { expected: "a token" }),
+        }
+    }
+}

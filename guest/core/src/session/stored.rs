@@ -1,0 +1,152 @@
+//! Stored records: read once per session (binding → AS metadata →
+//! registration → tokens), then kept in memory; saved as they change. A new
+//! grant is saved before it is handed out, so a rotated refresh token is on
+//! disk before anyone uses it. Credentials never cross issuers: when the
+//! binding names another issuer, everything tied to the old one is dropped
+//! from memory.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use super::Session;
+use super::state::{Flow, Next, Phase, Then};
+use crate::effect::{Effect, Outcome};
+use crate::records::{self, Binding, TokenRecord};
+use crate::wire::metadata::AsMetadata;
+use crate::wire::token::TokenSet;
+
+pub(super) fn load(key: String) -> Effect {
+    Effect::Load { key }
+}
+
+pub(super) fn save(key: String, value: Vec<u8>) -> Effect {
+    Effect::Save { key, value }
+}
+
+/// The first read of a session.
+pub(super) fn load_binding(server_url: &str) -> Next {
+    Next::Effect(Phase::LoadBinding, load(records::binding_key(server_url)))
+}
+
+impl Session {
+    pub(super) fn loaded_binding(&mut self, f: &mut Flow, now: u64, bytes: Option<&[u8]>) -> Next {
+        match records::decode_binding(bytes, &self.server_url) {
+            Some(binding) => {
+                let issuer = binding.issuer.clone();
+                self.binding = Some(binding);
+                Next::Effect(
+                    Phase::LoadMetadata { issuer: issuer.clone() },
+                    load(records::metadata_key(&issuer)),
+                )
+            }
+            None => {
+                self.loaded = true;
+                self.dispatch(f, now)
+            }
+        }
+    }
+
+    pub(super) fn loaded_metadata(&mut self, issuer: String, bytes: Option<&[u8]>) -> Next {
+        self.metadata = self.stored_metadata(bytes, &issuer);
+        let key = records::registration_key(&issuer);
+        Next::Effect(Phase::LoadRegistration { issuer }, load(key))
+    }
+
+    pub(super) fn loaded_registration(&mut self, issuer: String, bytes: Option<&[u8]>) -> Next {
+        self.registration = records::decode_registration(bytes, &issuer);
+        self.registration_loaded_for = Some(issuer.clone());
+        let resource = self
+            .binding
+            .as_ref()
+            .map(|b| b.prm.resource.clone())
+            .unwrap_or_default();
+        let key = records::tokens_key(&resource, &issuer);
+        Next::Effect(Phase::LoadTokens { resource, issuer }, load(key))
+    }
+
+    pub(super) fn loaded_tokens(
+        &mut self,
+        f: &mut Flow,
+        now: u64,
+        resource: &str,
+        issuer: &str,
+        bytes: Option<&[u8]>,
+    ) -> Next {
+        self.tokens = records::decode_tokens(bytes, resource, issuer);
+        self.loaded = true;
+        self.dispatch(f, now)
+    }
+
+    /// Keep the new grant, save it, release the lock, hand out the token.
+    pub(super) fn store_tokens(&mut self, f: &mut Flow, ts: TokenSet) -> Next {
+        let Some(b) = &self.binding else {
+            return Next::fail(crate::Error::UnexpectedInput { expected: "a binding" });
+        };
+        let record = TokenRecord {
+            resource: b.prm.resource.clone(),
+            issuer: b.issuer.clone(),
+            tokens: ts.clone(),
+        };
+        let mut effects = alloc::vec![save(self.tokens_key(), records::encode(&record))];
+        effects.extend(f.held_lock.take().map(|key| Effect::Unlock { key }));
+        let token = ts.access();
+        self.tokens = Some(ts);
+        Next::Queue(effects, Then::Finish(Ok(Outcome::Token(token))))
+    }
+
+    pub(super) fn tokens_key(&self) -> String {
+        self.binding
+            .as_ref()
+            .map(|b| records::tokens_key(&b.prm.resource, &b.issuer))
+            .unwrap_or_default()
+    }
+
+    /// Stored AS metadata, used only if it would still be accepted today:
+    /// safe endpoints, and S256 (or the configured override).
+    pub(super) fn stored_metadata(&self, bytes: Option<&[u8]>, issuer: &str) -> Option<AsMetadata> {
+        records::decode_metadata(bytes, issuer).filter(|m| {
+            m.check_endpoints().is_ok() && (m.supports_s256() || self.config.allow_missing_s256.contains(&m.issuer))
+        })
+    }
+
+    pub(super) fn decode_stored_tokens(&self, bytes: Option<&[u8]>) -> Option<TokenSet> {
+        let b = self.binding.as_ref()?;
+        records::decode_tokens(bytes, &b.prm.resource, &b.issuer)
+    }
+
+    /// Records where authorization lives; when the issuer changes, everything
+    /// tied to the old one (metadata, registration, tokens) is dropped from
+    /// memory so no credential crosses to the new issuer.
+    pub(super) fn set_binding(&mut self, binding: Binding) {
+        // After `forget_binding` the registration still remembers its issuer.
+        let previous = self
+            .binding
+            .as_ref()
+            .map(|b| &b.issuer)
+            .or(self.registration_loaded_for.as_ref());
+        if previous != Some(&binding.issuer) {
+            self.metadata = None;
+            self.registration = None;
+            self.registration_loaded_for = None;
+            self.tokens = None;
+        }
+        self.binding = Some(binding);
+    }
+
+    /// The binding may be stale: discover again (metadata for the same issuer
+    /// still comes from storage).
+    pub(super) fn forget_binding(&mut self) {
+        self.binding = None;
+        self.metadata = None;
+    }
+
+    /// The AS no longer knows our dynamic client: drop it here too.
+    pub(super) fn forget_registration(&mut self) -> Vec<Effect> {
+        let Some(r) = self.registration.take() else {
+            return Vec::new();
+        };
+        alloc::vec![Effect::Delete {
+            key: records::registration_key(&r.issuer),
+        }]
+    }
+}
