@@ -81,7 +81,7 @@ fn servers(base: &str) -> Servers {
     // Codes and tokens differ from one run (and process) to the next.
     let mut salt = [0u8; 6];
     let _ = getrandom::fill(&mut salt);
-    s.id_salt = format!("{}-", salt.iter().map(|b| format!("{b:02x}")).collect::<String>());
+    s.id_salt = format!("-{}", salt.iter().map(|b| format!("{b:02x}")).collect::<String>());
     s
 }
 

@@ -54,12 +54,9 @@ impl ClientSession {
         }
     }
 
-    /// 64 random bytes from the host; all zeros means the host has none.
+    /// 64 random bytes from the host (the core refuses too few, or zeros).
     fn with_entropy(&self) -> Result<Entropy, AuthError> {
-        Entropy::from_slice(&random::get_random_bytes(64))
-            .ok()
-            .filter(|e| e.0.iter().any(|b| *b != 0))
-            .ok_or_else(|| convert::other("the host's random import returned no entropy"))
+        Entropy::from_slice(&random::get_random_bytes(64)).map_err(|e| convert::auth_error(&e))
     }
 }
 

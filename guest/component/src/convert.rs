@@ -131,7 +131,6 @@ pub fn auth_error(e: &core_engine::Error) -> AuthError {
         E::StepUpLimit { .. } => (FailureKind::StepUpLimit, None),
         E::Forbidden { .. } => (FailureKind::Forbidden, None),
         E::CallbackListener { .. } => (FailureKind::CallbackListener, None),
-        E::Storage { .. } => (FailureKind::Storage, None),
         E::UnexpectedInput { .. } => (FailureKind::Other, None),
     };
     AuthError::Failed(Failure {

@@ -138,11 +138,6 @@ pub enum Error {
         /// The host's message (names the port when a pinned port is taken).
         message: String,
     },
-    /// The host's storage failed.
-    Storage {
-        /// The host's message.
-        message: String,
-    },
     /// The driver fed an input the engine was not waiting for (a host bug).
     UnexpectedInput {
         /// What the engine was waiting for.
@@ -185,7 +180,7 @@ impl fmt::Display for Error {
             ),
             NoClientIdentity { issuer, offers } => write!(
                 f,
-                "no way to identify this client to {issuer}: {offers}. Pass a pre-registered client id (--client-id) or a client metadata URL"
+                "no way to identify this client to {issuer}: {offers}. Configure a pre-registered client id or a client ID metadata document URL"
             ),
             ClientIssuerMismatch { configured, actual } => write!(
                 f,
@@ -201,10 +196,7 @@ impl fmt::Display for Error {
                 opt(f, "description", description)?;
                 write!(f, "; pass a pre-registered client id instead")
             }
-            AuthorizationRequired => write!(
-                f,
-                "authorization required: no usable token is stored; run `mcp-oauth login <url>`"
-            ),
+            AuthorizationRequired => write!(f, "authorization required: no usable token is stored"),
             Declined => write!(
                 f,
                 "authorization was declined; nothing more will be asked until you retry"
@@ -229,7 +221,7 @@ impl fmt::Display for Error {
             InvalidResponse { what, detail } => write!(f, "invalid {what}: {detail}"),
             TimedOut => write!(
                 f,
-                "timed out waiting for the browser to come back; run the command again (or use --no-browser to paste the redirect URL)"
+                "timed out waiting for the browser to come back to the loopback redirect"
             ),
             StepUpLimit { attempts, scope } => write!(
                 f,
@@ -242,9 +234,8 @@ impl fmt::Display for Error {
             }
             CallbackListener { message } => write!(
                 f,
-                "could not start the loopback callback listener: {message}; free the port or choose another with --callback-port"
+                "could not start the loopback callback listener: {message}; free the port or configure another callback port"
             ),
-            Storage { message } => write!(f, "storage failed: {message}"),
             UnexpectedInput { expected } => write!(
                 f,
                 "host bug: the engine was waiting for {expected} and got something else"

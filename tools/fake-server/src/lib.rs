@@ -272,7 +272,7 @@ pub struct Servers {
     /// Origins of replaced authorization servers: their token endpoints
     /// refuse every grant.
     pub retired_bases: Vec<String>,
-    /// Prefix of every issued code and token (distinct per process).
+    /// Suffix of every issued code and token (distinct per process).
     pub id_salt: String,
 
     /// Every request, as (method, URL).
@@ -387,7 +387,7 @@ impl Servers {
 
     fn next_id(&mut self, prefix: &str) -> String {
         self.counter += 1;
-        format!("{}{prefix}-{}", self.id_salt, self.counter)
+        format!("{prefix}-{}{}", self.counter, self.id_salt)
     }
 
     fn prm_path(&self) -> Option<String> {

@@ -124,72 +124,58 @@ pub fn decide(trigger: &Trigger, k: &Facts<'_>) -> (Decision, bool) {
     }
     let can_refresh = k.tokens.is_some_and(|t| t.refresh_token.is_some()) && k.metadata_known && !k.machine_grant;
     let held = k.tokens.map(TokenSet::scopes).unwrap_or_default();
+    let rejected = trigger.rejected().is_some();
+    let mut grant = NewGrant {
+        reason: if k.tokens.is_some() {
+            ConsentReason::Reauthorize
+        } else {
+            ConsentReason::FirstLogin
+        },
+        rediscover: false,
+        scopes: None,
+        challenge_scope: None,
+        step_up: false,
+    };
+    let mut expire = false;
     match trigger {
-        Trigger::Ask => {
-            let decision = match k.tokens {
-                Some(t) if t.is_fresh(k.now, k.skew_ms) => Decision::UseCurrent,
-                _ if can_refresh => Decision::Refresh,
-                tokens => Decision::Authorize(NewGrant {
-                    reason: if tokens.is_some() {
-                        ConsentReason::Reauthorize
-                    } else {
-                        ConsentReason::FirstLogin
-                    },
-                    rediscover: false,
-                    scopes: None,
-                    challenge_scope: None,
-                    step_up: false,
-                }),
-            };
-            (decision, false)
-        }
-        Trigger::Unauthorized { challenge, rejected } => {
-            let rejected = rejected.is_some();
-            let expire = rejected && k.tokens.is_some();
+        Trigger::Ask => match k.tokens {
+            Some(t) if t.is_fresh(k.now, k.skew_ms) => return (Decision::UseCurrent, false),
+            _ if can_refresh => return (Decision::Refresh, false),
+            _ => {}
+        },
+        Trigger::Unauthorized { challenge, .. } => {
+            expire = rejected && k.tokens.is_some();
             if rejected && can_refresh && !k.refreshed_since_success {
                 return (Decision::Refresh, expire);
             }
             let moved = matches!((k.bound_prm_url, &challenge.resource_metadata),
                 (Some(bound), Some(named)) if bound != Some(named.as_str()));
-            let (mut scopes, mut challenge_scope) = (None, None);
             if let Some(s) = challenge.scope.as_deref().filter(|s| !s.trim().is_empty()) {
                 if held.is_empty() {
-                    challenge_scope = Some(String::from(s));
+                    grant.challenge_scope = Some(String::from(s));
                 } else {
-                    scopes = Some(scope::union(&held, &scope::split(s)));
+                    grant.scopes = Some(scope::union(&held, &scope::split(s)));
                 }
             }
-            let grant = NewGrant {
-                reason: if rejected {
-                    ConsentReason::Reauthorize
-                } else {
-                    ConsentReason::FirstLogin
-                },
-                rediscover: rejected || moved,
-                scopes,
-                challenge_scope,
-                step_up: false,
+            grant.reason = if rejected {
+                ConsentReason::Reauthorize
+            } else {
+                ConsentReason::FirstLogin
             };
-            (Decision::Authorize(grant), expire)
+            grant.rediscover = rejected || moved;
         }
         Trigger::InsufficientScope { challenge, .. } => {
-            let scopes = match step_up::next_scopes(&held, challenge.scope.as_deref(), k.step_ups, k.max_step_ups) {
-                Ok(s) => s,
+            let scopes = step_up::next_scopes(&held, challenge.scope.as_deref(), k.step_ups, k.max_step_ups)
+                .and_then(|s| may_involve_user(k.latch, k.mode, k.machine_grant).map(|()| s));
+            match scopes {
+                Ok(s) => grant.scopes = Some(s),
                 Err(e) => return (Decision::Fail(e), false),
-            };
-            if let Err(e) = may_involve_user(k.latch, k.mode, k.machine_grant) {
-                return (Decision::Fail(e), false);
             }
-            let grant = NewGrant {
-                reason: ConsentReason::StepUp,
-                rediscover: false,
-                scopes: Some(scopes),
-                challenge_scope: None,
-                step_up: true,
-            };
-            (Decision::Authorize(grant), false)
+            grant.reason = ConsentReason::StepUp;
+            grant.step_up = true;
         }
     }
+    (Decision::Authorize(grant), expire)
 }
 
 #[cfg(test)]

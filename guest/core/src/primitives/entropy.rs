@@ -29,7 +29,7 @@ impl Entropy {
             })?;
         if arr.iter().all(|b| *b == 0) {
             return Err(Error::InvalidConfig {
-                reason: String::from("the host's random source returned only zeros"),
+                reason: String::from("entropy must not be all zeros"),
             });
         }
         Ok(Self(arr))

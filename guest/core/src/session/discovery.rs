@@ -66,12 +66,7 @@ impl Session {
         }
     }
 
-    pub(super) fn fetched_prm(
-        &mut self,
-        _f: &mut Flow,
-        mut c: Candidates,
-        r: Result<HttpResponse, TransportError>,
-    ) -> Next {
+    pub(super) fn fetched_prm(&mut self, mut c: Candidates, r: Result<HttpResponse, TransportError>) -> Next {
         let url = c.current();
         let resp = match r {
             Ok(resp) => resp,
@@ -126,9 +121,9 @@ impl Session {
         Next::Effect(Phase::LoadCachedMetadata { issuer }, load(key))
     }
 
-    pub(super) fn loaded_cached_metadata(&mut self, f: &mut Flow, issuer: String, bytes: Option<&[u8]>) -> Next {
+    pub(super) fn loaded_cached_metadata(&mut self, issuer: String, bytes: Option<&[u8]>) -> Next {
         match self.stored_metadata(bytes, &issuer) {
-            Some(md) => self.accept_metadata(f, md, Vec::new()),
+            Some(md) => self.accept_metadata(md, Vec::new()),
             None => Self::discover_metadata(issuer),
         }
     }
@@ -162,7 +157,6 @@ impl Session {
 
     pub(super) fn fetched_metadata(
         &mut self,
-        f: &mut Flow,
         issuer: String,
         mut c: Candidates,
         r: Result<HttpResponse, TransportError>,
@@ -177,7 +171,7 @@ impl Session {
             return Self::fetch_next_metadata(issuer, c);
         }
         match metadata::parse_as_metadata(&resp.body, &issuer) {
-            Ok(md) => self.accept_metadata(f, md, Vec::new()),
+            Ok(md) => self.accept_metadata(md, Vec::new()),
             Err(AsRejection::Invalid(why)) => {
                 c.reject(format!("{url} ({why})"));
                 Self::fetch_next_metadata(issuer, c)
@@ -192,7 +186,7 @@ impl Session {
     }
 
     /// 2025-03-26: metadata at the server's origin, else default endpoints.
-    pub(super) fn fetched_legacy_metadata(&mut self, f: &mut Flow, r: Result<HttpResponse, TransportError>) -> Next {
+    pub(super) fn fetched_legacy_metadata(&mut self, r: Result<HttpResponse, TransportError>) -> Next {
         let url = metadata::legacy_metadata_url(&self.server);
         let resp = match r {
             Ok(resp) => resp,
@@ -226,11 +220,11 @@ impl Session {
             issuer: md.issuer.clone(),
             legacy: true,
         });
-        self.accept_metadata(f, md, notices)
+        self.accept_metadata(md, notices)
     }
 
     /// Validated metadata: check PKCE, persist binding and metadata, go on.
-    fn accept_metadata(&mut self, _f: &mut Flow, md: AsMetadata, mut effects: Vec<Effect>) -> Next {
+    fn accept_metadata(&mut self, md: AsMetadata, mut effects: Vec<Effect>) -> Next {
         if !md.supports_s256() {
             if !self.config.allow_missing_s256.contains(&md.issuer) {
                 return Next::fail(Error::PkceUnsupported { issuer: md.issuer });

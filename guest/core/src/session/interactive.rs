@@ -94,9 +94,9 @@ impl Session {
         Next::Effect(Phase::Consenting(auth), Effect::Consent(ask))
     }
 
-    pub(super) fn consented(&mut self, _f: &mut Flow, auth: Authorization, yes: bool) -> Next {
+    pub(super) fn consented(&mut self, f: &mut Flow, auth: Authorization, yes: bool) -> Next {
         if yes {
-            self.choose_client(_f, auth)
+            self.choose_client(f, auth)
         } else {
             self.latch.decline();
             Next::fail(Error::Declined)
@@ -167,12 +167,7 @@ impl Session {
         self.choose_client(f, auth)
     }
 
-    pub(super) fn registered(
-        &mut self,
-        _f: &mut Flow,
-        auth: Authorization,
-        r: Result<HttpResponse, TransportError>,
-    ) -> Next {
+    pub(super) fn registered(&mut self, auth: Authorization, r: Result<HttpResponse, TransportError>) -> Next {
         let resp = match r {
             Ok(resp) => resp,
             Err(e) => {
@@ -228,7 +223,7 @@ impl Session {
         Next::Effect(Phase::OpeningBrowser(pending), effect)
     }
 
-    pub(super) fn callback(&mut self, _f: &mut Flow, now: u64, pending: Pending, ev: CallbackEvent) -> Next {
+    pub(super) fn callback(&mut self, pending: Pending, ev: CallbackEvent) -> Next {
         let query = match ev {
             CallbackEvent::Redirect { query } => query,
             CallbackEvent::TimedOut => return Next::fail(Error::TimedOut),
@@ -239,14 +234,13 @@ impl Session {
         };
         let (Some(b), Some(md)) = (&self.binding, &self.metadata) else {
             return Next::fail(Error::UnexpectedInput {
-                expected: "a pending authorization",
+                expected: "discovered metadata",
             });
         };
         let iss_supported = md.authorization_response_iss_parameter_supported == Some(true);
         match authorization_response::check(&query, &pending.state, &b.issuer, iss_supported) {
             Verdict::Rejected(reason) => {
                 let notice = Effect::Notify(Event::CallbackRejected { reason });
-                let _ = now;
                 Next::Queue(alloc::vec![notice], Then::AwaitCallback(pending))
             }
             Verdict::IssMismatch => Next::fail(Error::IssMismatch {

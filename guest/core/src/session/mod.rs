@@ -270,7 +270,7 @@ impl Session {
             };
         }
         Step::Done(Err(Error::UnexpectedInput {
-            expected: "a flow that ends (internal loop bound reached)",
+            expected: "a flow that ends",
         }))
     }
 
@@ -314,11 +314,9 @@ impl Session {
 
             // stored records (stored.rs)
             (Phase::LoadBinding, Input::Loaded(b)) => self.loaded_binding(f, now, b.as_deref()),
-            (Phase::LoadMetadata { issuer }, Input::Loaded(b)) => self.loaded_metadata(issuer, b.as_deref()),
-            (Phase::LoadRegistration { issuer }, Input::Loaded(b)) => self.loaded_registration(issuer, b.as_deref()),
-            (Phase::LoadTokens { resource, issuer }, Input::Loaded(b)) => {
-                self.loaded_tokens(f, now, &resource, &issuer, b.as_deref())
-            }
+            (Phase::LoadMetadata, Input::Loaded(b)) => self.loaded_metadata(b.as_deref()),
+            (Phase::LoadRegistration, Input::Loaded(b)) => self.loaded_registration(b.as_deref()),
+            (Phase::LoadTokens, Input::Loaded(b)) => self.loaded_tokens(f, now, b.as_deref()),
 
             // refresh (refresh.rs)
             (Phase::Locking { key }, Input::Locked(r)) => refresh::locked(f, key, r.is_ok()),
@@ -329,14 +327,14 @@ impl Session {
             }
 
             // discovery (discovery.rs)
-            (Phase::FetchPrm(c), Input::Http(r)) => self.fetched_prm(f, c, r),
+            (Phase::FetchPrm(c), Input::Http(r)) => self.fetched_prm(c, r),
             (Phase::LoadCachedMetadata { issuer }, Input::Loaded(b)) => {
-                self.loaded_cached_metadata(f, issuer, b.as_deref())
+                self.loaded_cached_metadata(issuer, b.as_deref())
             }
             (Phase::FetchMetadata { issuer, candidates }, Input::Http(r)) => {
-                self.fetched_metadata(f, issuer, candidates, r)
+                self.fetched_metadata(issuer, candidates, r)
             }
-            (Phase::FetchLegacyMetadata, Input::Http(r)) => self.fetched_legacy_metadata(f, r),
+            (Phase::FetchLegacyMetadata, Input::Http(r)) => self.fetched_legacy_metadata(r),
 
             // interactive authorization (interactive.rs)
             (Phase::Listening, Input::Listening(r)) => self.listening(f, r),
@@ -344,9 +342,9 @@ impl Session {
             (Phase::LoadRegistrationForFlow(auth), Input::Loaded(b)) => {
                 self.loaded_registration_for_flow(f, auth, b.as_deref())
             }
-            (Phase::Registering(auth), Input::Http(r)) => self.registered(f, auth, r),
+            (Phase::Registering(auth), Input::Http(r)) => self.registered(auth, r),
             (Phase::OpeningBrowser(pending), Input::Opened(r)) => interactive::opened(now, pending, r, &self.config),
-            (Phase::AwaitingCallback(pending), Input::Callback(ev)) => self.callback(f, now, pending, ev),
+            (Phase::AwaitingCallback(pending), Input::Callback(ev)) => self.callback(pending, ev),
             (Phase::ExchangingCode { auth, client }, Input::Http(r)) => self.exchanged_code(f, now, auth, client, r),
 
             // machine grants (machine.rs)

@@ -71,9 +71,7 @@ impl Session {
             Err(e) => return Next::fail(self.token_transport(&e.message)),
         };
         let Some(t) = &self.tokens else {
-            return Next::fail(Error::UnexpectedInput {
-                expected: "a token to refresh",
-            });
+            return Next::fail(Error::UnexpectedInput { expected: "a token" });
         };
         let (client_id, scope) = (t.client_id.clone(), t.scope.clone());
         match token::parse_token_response(&resp, now, &client_id, scope.as_deref(), Some(&used)) {

@@ -157,16 +157,9 @@ pub(super) enum Phase {
     Idle,
     // stored records
     LoadBinding,
-    LoadMetadata {
-        issuer: String,
-    },
-    LoadRegistration {
-        issuer: String,
-    },
-    LoadTokens {
-        resource: String,
-        issuer: String,
-    },
+    LoadMetadata,
+    LoadRegistration,
+    LoadTokens,
     // refresh
     Locking {
         key: String,
@@ -218,9 +211,9 @@ impl Phase {
     pub fn expects(&self) -> &'static str {
         match self {
             Phase::LoadBinding
-            | Phase::LoadMetadata { .. }
-            | Phase::LoadRegistration { .. }
-            | Phase::LoadTokens { .. }
+            | Phase::LoadMetadata
+            | Phase::LoadRegistration
+            | Phase::LoadTokens
             | Phase::ReloadBeforeRefresh
             | Phase::ReloadAfterInvalidGrant { .. }
             | Phase::LoadCachedMetadata { .. }

@@ -32,12 +32,9 @@ impl Session {
     pub(super) fn loaded_binding(&mut self, f: &mut Flow, now: u64, bytes: Option<&[u8]>) -> Next {
         match records::decode_binding(bytes, &self.server_url) {
             Some(binding) => {
-                let issuer = binding.issuer.clone();
+                let key = records::metadata_key(&binding.issuer);
                 self.binding = Some(binding);
-                Next::Effect(
-                    Phase::LoadMetadata { issuer: issuer.clone() },
-                    load(records::metadata_key(&issuer)),
-                )
+                Next::Effect(Phase::LoadMetadata, load(key))
             }
             None => {
                 self.loaded = true;
@@ -46,33 +43,23 @@ impl Session {
         }
     }
 
-    pub(super) fn loaded_metadata(&mut self, issuer: String, bytes: Option<&[u8]>) -> Next {
-        self.metadata = self.stored_metadata(bytes, &issuer);
-        let key = records::registration_key(&issuer);
-        Next::Effect(Phase::LoadRegistration { issuer }, load(key))
+    // The next three run only after a binding was decoded (LoadBinding).
+
+    pub(super) fn loaded_metadata(&mut self, bytes: Option<&[u8]>) -> Next {
+        let issuer = self.binding.as_ref().map(|b| b.issuer.as_str()).unwrap_or_default();
+        self.metadata = self.stored_metadata(bytes, issuer);
+        Next::Effect(Phase::LoadRegistration, load(records::registration_key(issuer)))
     }
 
-    pub(super) fn loaded_registration(&mut self, issuer: String, bytes: Option<&[u8]>) -> Next {
+    pub(super) fn loaded_registration(&mut self, bytes: Option<&[u8]>) -> Next {
+        let issuer = self.binding.as_ref().map(|b| b.issuer.clone()).unwrap_or_default();
         self.registration = records::decode_registration(bytes, &issuer);
-        self.registration_loaded_for = Some(issuer.clone());
-        let resource = self
-            .binding
-            .as_ref()
-            .map(|b| b.prm.resource.clone())
-            .unwrap_or_default();
-        let key = records::tokens_key(&resource, &issuer);
-        Next::Effect(Phase::LoadTokens { resource, issuer }, load(key))
+        self.registration_loaded_for = Some(issuer);
+        Next::Effect(Phase::LoadTokens, load(self.tokens_key()))
     }
 
-    pub(super) fn loaded_tokens(
-        &mut self,
-        f: &mut Flow,
-        now: u64,
-        resource: &str,
-        issuer: &str,
-        bytes: Option<&[u8]>,
-    ) -> Next {
-        self.tokens = records::decode_tokens(bytes, resource, issuer);
+    pub(super) fn loaded_tokens(&mut self, f: &mut Flow, now: u64, bytes: Option<&[u8]>) -> Next {
+        self.tokens = self.decode_stored_tokens(bytes);
         self.loaded = true;
         self.dispatch(f, now)
     }

@@ -138,7 +138,9 @@ pub fn offers(md: &AsMetadata, has_metadata_url: bool) -> String {
         parts.push("it has no registration_endpoint (no dynamic registration)");
     }
     match (md.client_id_metadata_document_supported == Some(true), has_metadata_url) {
-        (true, false) => parts.push("it accepts client ID metadata documents, but no --client-metadata-url was given"),
+        (true, false) => {
+            parts.push("it accepts client ID metadata documents, but no client ID metadata document URL is configured")
+        }
         (false, true) => parts.push("it does not accept client ID metadata documents"),
         (false, false) => parts.push("it does not advertise client ID metadata documents"),
         (true, true) => {}
@@ -214,6 +216,6 @@ mod tests {
         m.registration_endpoint = None;
         m.client_id_metadata_document_supported = Some(true);
         let o = offers(&m, false);
-        assert!(o.contains("no registration_endpoint") && o.contains("--client-metadata-url"));
+        assert!(o.contains("no registration_endpoint") && o.contains("metadata document URL"));
     }
 }

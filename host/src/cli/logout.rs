@@ -1,0 +1,17 @@
+//! `mcp-oauth logout <url>`: removes the stored tokens and the login profile.
+
+use mcp_oauth_host::Error;
+use mcp_oauth_host::storage::{FileStore, default_home};
+
+use super::profile::{config_from, load_profile, profile_key};
+use super::{quiet_io, runtime};
+
+pub(crate) fn logout(url: &str) -> Result<(), Error> {
+    let home = default_home();
+    let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
+    let session = runtime(home)?.session(url, config_from(&load_profile(&store, url)), quiet_io())?;
+    session.logout()?;
+    let _ = store.delete(&profile_key(url));
+    eprintln!("Logged out of {url}: its tokens were removed.");
+    Ok(())
+}

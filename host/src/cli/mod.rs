@@ -1,0 +1,172 @@
+//! The `mcp-oauth` command line: one file per command, the profile record in
+//! its own module, the shared set-up here. The library's messages name no
+//! flag of this CLI; the hints that do are added here ([`hint`]).
+
+pub(crate) mod demo;
+pub(crate) mod login;
+pub(crate) mod logout;
+pub(crate) mod profile;
+pub(crate) mod status;
+pub(crate) mod token;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use mcp_oauth_host::bindings::mcp::oauth::engine_types::{AuthError, FailureKind};
+use mcp_oauth_host::browser::BrowserOpener;
+use mcp_oauth_host::callback::CallbackOptions;
+use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
+use mcp_oauth_host::{Error, Runtime, RuntimeOptions, SessionIo};
+
+pub(crate) const AFTER_HELP: &str = "\
+Environment:
+  MCP_OAUTH_HOME   where tokens and registrations are stored (default: the platform data dir)
+  BROWSER          command that opens the authorization URL (run directly, URL as last argument)
+
+Exit codes:
+  0 ok, 1 error, 2 usage, 3 authorization required (token, silent), 4 declined, 5 timed out";
+
+#[derive(Parser)]
+#[command(name = "mcp-oauth", version, about = "OAuth for MCP servers, done by a sandboxed engine", after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone, Default)]
+pub(crate) struct ClientArgs {
+    /// A pre-registered client id (otherwise: client metadata document or dynamic registration)
+    #[arg(long)]
+    pub client_id: Option<String>,
+    /// The pre-registered client's secret (prefer the MCP_OAUTH_CLIENT_SECRET variable)
+    #[arg(long, env = "MCP_OAUTH_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: Option<String>,
+    /// Your Client ID Metadata Document URL (https, with a path)
+    #[arg(long)]
+    pub client_metadata_url: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum Command {
+    /// Authorize with an MCP server (opens the browser) and store the tokens
+    Login {
+        /// The MCP server URL, e.g. https://mcp.example.com/mcp
+        url: String,
+        #[command(flatten)]
+        client: ClientArgs,
+        /// Scopes to request, space-separated (default: what the server asks for)
+        #[arg(long)]
+        scope: Option<String>,
+        /// Listen for the redirect on this port (default: any free port)
+        #[arg(long)]
+        callback_port: Option<u16>,
+        /// Do not open a browser: print the URL and read the redirect URL pasted back
+        #[arg(long)]
+        no_browser: bool,
+        /// Seconds to wait for the browser to come back
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Print a valid access token (refreshing if needed); never interactive
+    Token {
+        /// The MCP server URL
+        url: String,
+    },
+    /// Show what is stored: issuer, client, scopes, expiry (never a secret)
+    Status {
+        /// One server; all known servers when omitted
+        url: Option<String>,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove the stored tokens for a server
+    Logout {
+        /// The MCP server URL
+        url: String,
+    },
+    /// Run the whole flow against a built-in local server, narrating each step
+    Demo {
+        /// Open your real browser instead of following redirects headlessly
+        #[arg(long)]
+        browser: bool,
+        /// Only run the local servers, print their URLs, and wait for Ctrl-C
+        /// (to test other hosts and clients against them)
+        #[arg(long)]
+        serve: bool,
+        /// With --serve: the port to listen on, on 127.0.0.1 (default: any free port)
+        #[arg(long, requires = "serve")]
+        port: Option<u16>,
+        /// With --serve: access token lifetime in seconds
+        #[arg(long, requires = "serve", default_value_t = 3600)]
+        access_ttl: u64,
+    },
+}
+
+/// The exit codes of the CLI contract.
+pub(crate) fn exit_for(e: &Error) -> u8 {
+    match e.auth() {
+        Some(AuthError::AuthorizationRequired) => 3,
+        Some(AuthError::Declined) => 4,
+        Some(AuthError::TimedOut) => 5,
+        _ => 1,
+    }
+}
+
+/// What to do next, in this CLI's terms, for errors a flag can fix.
+pub(crate) fn hint(e: &Error) -> Option<&'static str> {
+    match e.auth()? {
+        AuthError::AuthorizationRequired => Some("log in first: mcp-oauth login <url>"),
+        AuthError::TimedOut => {
+            Some("run the command again, or use --no-browser to paste the address the browser lands on")
+        }
+        AuthError::Failed(f) => match f.kind {
+            FailureKind::CallbackListener => Some("free the port, or choose another with --callback-port"),
+            FailureKind::NoClientIdentity => Some("pass --client-id (and --client-secret) or --client-metadata-url"),
+            FailureKind::RegistrationFailed => Some("pass a pre-registered client with --client-id"),
+            _ => None,
+        },
+        AuthError::Declined => None,
+    }
+}
+
+pub(crate) fn runtime(home: PathBuf) -> Result<Runtime, Error> {
+    Runtime::new(RuntimeOptions {
+        home,
+        ..RuntimeOptions::default()
+    })
+}
+
+/// A browser that never opens: the engine then shows the URL to paste from.
+pub(crate) struct NoBrowser;
+
+impl BrowserOpener for NoBrowser {
+    fn open(&self, _url: &str) -> Result<(), String> {
+        Err("--no-browser was given".into())
+    }
+}
+
+/// For commands that must never involve the user.
+pub(crate) fn quiet_io() -> SessionIo {
+    SessionIo {
+        prompter: Arc::new(TerminalPrompter::new(ConsentPolicy::Deny, false)),
+        browser: Arc::new(NoBrowser),
+        callback: CallbackOptions::default(),
+        signer: None,
+    }
+}
+
+/// "in 59 min", "expired 3 min ago", "unknown".
+pub(crate) fn human_expiry(at: Option<u64>) -> String {
+    let Some(at) = at else { return "unknown".into() };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    if at <= now {
+        format!("expired {} min ago", (now - at) / 60_000)
+    } else {
+        format!("in {} min", (at - now) / 60_000)
+    }
+}

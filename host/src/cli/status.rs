@@ -1,0 +1,78 @@
+//! `mcp-oauth status [<url>] [--json]`: issuer, client id, scopes, expiry;
+//! never a secret.
+
+use mcp_oauth_host::storage::{FileStore, default_home};
+use mcp_oauth_host::{Error, Status};
+
+use super::profile::{config_from, load_profile};
+use super::{human_expiry, quiet_io, runtime};
+
+pub(crate) fn print_status(s: &Status) {
+    println!("{}", s.server_url);
+    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("  issuer:      {}", or_none(&s.issuer));
+    println!("  client id:   {}", or_none(&s.client_id));
+    println!(
+        "  scopes:      {}",
+        if s.scopes.is_empty() {
+            "-".into()
+        } else {
+            s.scopes.join(" ")
+        }
+    );
+    println!(
+        "  token:       {}",
+        if s.has_token {
+            format!("stored, expires {}", human_expiry(s.expires_at))
+        } else {
+            "none".into()
+        }
+    );
+    println!("  can refresh: {}", if s.can_refresh { "yes" } else { "no" });
+}
+
+fn status_json(s: &Status) -> serde_json::Value {
+    serde_json::json!({
+        "server_url": s.server_url,
+        "resource": s.resource,
+        "issuer": s.issuer,
+        "client_id": s.client_id,
+        "scopes": s.scopes,
+        "expires_at": s.expires_at,
+        "has_token": s.has_token,
+        "can_refresh": s.can_refresh,
+        "legacy": s.legacy,
+    })
+}
+
+pub(crate) fn status(url: Option<String>, json: bool) -> Result<(), Error> {
+    let home = default_home();
+    let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
+    let urls = match url {
+        Some(u) => vec![u],
+        None => store.known_servers(),
+    };
+    if urls.is_empty() {
+        if json {
+            println!("[]");
+        } else {
+            eprintln!("No servers yet. Log in with: mcp-oauth login <url>");
+        }
+        return Ok(());
+    }
+    let rt = runtime(home)?;
+    let mut all = Vec::new();
+    for u in urls {
+        let session = rt.session(&u, config_from(&load_profile(&store, &u)), quiet_io())?;
+        all.push(session.status()?);
+    }
+    if json {
+        let v: Vec<_> = all.iter().map(status_json).collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for s in &all {
+            print_status(s);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,18 @@
+//! `mcp-oauth token <url>`: prints a valid access token (refreshing if
+//! needed) and nothing else; never interactive.
+
+use mcp_oauth_host::storage::{FileStore, default_home};
+use mcp_oauth_host::{Error, Mode};
+
+use super::profile::{config_from, load_profile};
+use super::{quiet_io, runtime};
+
+pub(crate) fn token(url: &str) -> Result<(), Error> {
+    let home = default_home();
+    let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
+    let config = config_from(&load_profile(&store, url));
+    let session = runtime(home)?.session(url, config, quiet_io())?;
+    let t = session.authorize(Mode::Silent)?;
+    println!("{}", t.token);
+    Ok(())
+}
