@@ -26,9 +26,14 @@ pub struct ReadmeDoctests;
 pub mod browser;
 pub mod callback;
 pub mod client;
+/// The demo's local servers (feature `demo`, on by default).
+#[cfg(feature = "demo")]
 pub mod demo_server;
+/// A redirect-following browser for tests and demos (feature `demo`).
+#[cfg(feature = "demo")]
 pub mod headless;
 pub mod http;
+pub mod imports;
 pub mod mcp;
 pub mod prompts;
 pub mod runtime;

@@ -30,12 +30,14 @@ fn main() -> ExitCode {
         Command::Token { url } => cli::token::token(&url),
         Command::Status { url, json } => cli::status::status(url, json),
         Command::Logout { url } => cli::logout::logout(&url),
+        #[cfg(feature = "demo")]
         Command::Demo {
             serve: true,
             port,
             access_ttl,
             ..
         } => cli::demo::serve_demo(port.unwrap_or(0), access_ttl),
+        #[cfg(feature = "demo")]
         Command::Demo { browser, .. } => cli::demo::demo(browser),
     };
     match result {

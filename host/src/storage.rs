@@ -6,13 +6,16 @@
 //! - keys are flat (`[A-Za-z0-9_-]`, what the engine produces): no key can name
 //!   a path outside the directory;
 //! - a record that is not valid JSON reads as absent, with a warning;
-//! - `lock` takes an exclusive OS file lock (`flock`), so two processes
-//!   refreshing the same server take turns.
+//! - `lock` creates `locks/<key>.lock` exclusively (lock protocol 2 in
+//!   `docs/store.md`, shared with the Node and Python hosts, which cannot
+//!   `flock`): two processes refreshing the same server take turns, a lock
+//!   left by a dead process is broken, and waiting has a deadline.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +23,18 @@ pub enum StoreError {
     /// The key is not a flat name.
     #[error("refused storage key {0:?}: keys are letters, digits, '-' and '_' only")]
     BadKey(String),
+    /// Another process held the lock past the deadline.
+    #[error(
+        "timed out after {secs} s waiting for the lock {path} (held by process {holder}); if no mcp-oauth program is running, remove that file"
+    )]
+    LockTimeout {
+        /// The lock file.
+        path: String,
+        /// Its holder's pid, as the file says ("unknown" if it says none).
+        holder: String,
+        /// How long we waited.
+        secs: u64,
+    },
     /// The filesystem failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -30,6 +45,88 @@ pub enum StoreError {
         /// The OS error.
         source: io::Error,
     },
+}
+
+/// How long `lock` waits for another process before giving up.
+pub const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// A lock older than this is stale whoever holds it (no engine call holds a
+/// lock for longer than its HTTP deadlines).
+const LOCK_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// A lock file with no readable pid is stale after this (a crash between
+/// create and write, or a protocol 1 file).
+const LOCK_UNREADABLE_AGE: Duration = Duration::from_secs(5);
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// What a lock file says about its holder.
+struct Holder {
+    pid: Option<u32>,
+    age: Option<Duration>,
+}
+
+impl Holder {
+    fn is_stale(&self) -> bool {
+        let age = self.age.unwrap_or_default();
+        match self.pid {
+            Some(pid) => age > LOCK_MAX_AGE || !process_alive(pid),
+            None => age > LOCK_UNREADABLE_AGE,
+        }
+    }
+}
+
+fn lock_holder(path: &Path) -> Holder {
+    let age = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    // The file is tiny; read at most a little of it whatever it holds.
+    let mut text = String::new();
+    if let Ok(f) = File::open(path) {
+        let _ = io::Read::read_to_string(&mut io::Read::take(f, 256), &mut text);
+    }
+    let pid = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["pid"].as_u64())
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| *p > 0);
+    Holder { pid, age }
+}
+
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
+}
+
+/// Moves a stale lock aside, then removes it; if another process broke it
+/// first, the rename fails and nothing happens.
+fn break_stale(path: &Path) {
+    let mut n = [0u8; 8];
+    let _ = getrandom::fill(&mut n);
+    let aside = path.with_extension(format!(
+        "lock.stale-{}-{:016x}",
+        std::process::id(),
+        u64::from_le_bytes(n)
+    ));
+    if fs::rename(path, &aside).is_ok() {
+        let _ = fs::remove_file(aside);
+    }
 }
 
 fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
@@ -44,7 +141,14 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreErr
 #[derive(Debug)]
 pub struct FileStore {
     dir: PathBuf,
-    held: HashMap<String, File>,
+    /// Lock files this handle created (removed on unlock and on drop).
+    held: HashMap<String, PathBuf>,
+}
+
+impl Drop for FileStore {
+    fn drop(&mut self) {
+        self.unlock_all();
+    }
 }
 
 /// The default store directory: `$MCP_OAUTH_HOME`, else `<data dir>/mcp-oauth`.
@@ -179,35 +283,57 @@ impl FileStore {
         }
     }
 
-    /// Takes the exclusive cross-process lock on `key` (blocks while another
-    /// process holds it).
+    /// Takes the exclusive cross-process lock on `key` (waits while another
+    /// process holds it, at most [`LOCK_WAIT`]).
     pub fn lock(&mut self, key: &str) -> Result<(), StoreError> {
         check_key(key)?;
         if self.held.contains_key(key) {
             return Ok(());
         }
         let path = self.dir.join("locks").join(format!("{key}.lock"));
-        let mut o = OpenOptions::new();
-        o.read(true).write(true).create(true).truncate(false);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            o.mode(0o600);
+        let started = Instant::now();
+        // Bounded by the deadline below; each round sleeps 10-30 ms.
+        loop {
+            match create_private(&path) {
+                Ok(mut f) => {
+                    let stamp = format!("{{\"pid\":{},\"created_ms\":{}}}", std::process::id(), unix_ms());
+                    f.write_all(stamp.as_bytes()).map_err(io_err("writing", &path))?;
+                    self.held.insert(key.to_string(), path);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("creating", &path)(e)),
+            }
+            let holder = lock_holder(&path);
+            if holder.is_stale() {
+                break_stale(&path);
+                continue;
+            }
+            if started.elapsed() >= LOCK_WAIT {
+                return Err(StoreError::LockTimeout {
+                    path: path.display().to_string(),
+                    holder: holder.pid.map_or_else(|| "unknown".into(), |p| p.to_string()),
+                    secs: LOCK_WAIT.as_secs(),
+                });
+            }
+            let mut jitter = [0u8; 1];
+            let _ = getrandom::fill(&mut jitter);
+            std::thread::sleep(Duration::from_millis(10 + u64::from(jitter[0]) % 21));
         }
-        let f = o.open(&path).map_err(io_err("opening", &path))?;
-        f.lock().map_err(io_err("locking", &path))?;
-        self.held.insert(key.to_string(), f);
-        Ok(())
     }
 
-    /// Releases the lock on `key` (closing the file releases it).
+    /// Releases the lock on `key`.
     pub fn unlock(&mut self, key: &str) {
-        self.held.remove(key);
+        if let Some(path) = self.held.remove(key) {
+            let _ = fs::remove_file(path);
+        }
     }
 
     /// Releases every lock (the end of a call).
     pub fn unlock_all(&mut self) {
-        self.held.clear();
+        for (_, path) in self.held.drain() {
+            let _ = fs::remove_file(path);
+        }
     }
 
     /// Server URLs with a stored binding (for `status` with no URL).
@@ -315,5 +441,56 @@ mod tests {
         a.unlock("tokens-x");
         rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         t.join().unwrap();
+    }
+
+    #[test]
+    fn a_lock_left_by_a_dead_process_is_broken() {
+        let dir = temp();
+        let mut a = FileStore::open(&dir).unwrap();
+        // A pid that cannot be running (beyond Linux's pid_max).
+        fs::write(dir.join("locks/tokens-x.lock"), br#"{"pid":2147483000,"created_ms":1}"#).unwrap();
+        let t = Instant::now();
+        a.lock("tokens-x").unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2));
+        let text = fs::read_to_string(dir.join("locks/tokens-x.lock")).unwrap();
+        assert!(text.contains(&format!("\"pid\":{}", std::process::id())), "{text}");
+        a.unlock("tokens-x");
+        assert!(!dir.join("locks/tokens-x.lock").exists());
+    }
+
+    #[test]
+    fn a_live_holder_is_waited_for_and_an_old_empty_file_is_not() {
+        let dir = temp();
+        let mut a = FileStore::open(&dir).unwrap();
+        // Held by this (live) process: a second handle must wait.
+        fs::write(
+            dir.join("locks/tokens-y.lock"),
+            format!("{{\"pid\":{},\"created_ms\":1}}", std::process::id()),
+        )
+        .unwrap();
+        assert!(lock_holder(&dir.join("locks/tokens-y.lock")).pid.is_some());
+        assert!(!lock_holder(&dir.join("locks/tokens-y.lock")).is_stale());
+        // A protocol 1 file: empty, from long ago.
+        let old = dir.join("locks/tokens-z.lock");
+        fs::write(&old, b"").unwrap();
+        File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        a.lock("tokens-z").unwrap();
+        a.unlock_all();
+        assert!(!old.exists());
+    }
+
+    #[test]
+    fn dropping_the_store_releases_its_locks() {
+        let dir = temp();
+        let mut a = FileStore::open(&dir).unwrap();
+        a.lock("tokens-w").unwrap();
+        assert!(dir.join("locks/tokens-w.lock").exists());
+        drop(a);
+        assert!(!dir.join("locks/tokens-w.lock").exists());
     }
 }

@@ -10,7 +10,7 @@ use mcp_oauth_host::headless::HeadlessBrowser;
 use mcp_oauth_host::http::HttpOptions;
 use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
 use mcp_oauth_host::storage::default_home;
-use mcp_oauth_host::{AuthorizedClient, Config, Error, Mode, Runtime, RuntimeOptions, SessionIo};
+use mcp_oauth_host::{AuthorizedClient, Config, Error, Runtime, RuntimeOptions, SessionIo};
 
 use super::status::print_status;
 
@@ -83,11 +83,26 @@ pub(crate) fn demo(real_browser: bool) -> Result<(), Error> {
     println!("   -> HTTP {} {}", r.status, String::from_utf8_lossy(&r.body));
     println!("   requests to the server: {}\n", server.log().len() - before);
 
-    println!("3. A new process finds everything in storage: no discovery, no browser:");
+    println!("3. A new process (`mcp-oauth token`, same store) finds everything in storage:");
+    println!("   no discovery, no browser, no request at all:");
     let before = server.log().len();
-    let again = rt.session(&mcp, Config::default(), io)?;
-    again.authorize(Mode::Silent)?;
-    print_status(&again.status()?);
+    let exe = std::env::current_exe().map_err(|e| Error::Setup(format!("finding this program: {e}")))?;
+    let out = std::process::Command::new(exe)
+        .args(["token", &mcp])
+        .env("MCP_OAUTH_HOME", &home)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| Error::Setup(format!("starting `mcp-oauth token`: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::Setup(format!(
+            "`mcp-oauth token` in a new process failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    // The token is a secret even here: say what came back, not what it is.
+    let printed = String::from_utf8_lossy(&out.stdout).trim().len();
+    println!("   -> it printed an access token ({printed} characters)");
+    print_status(&rt.session(&mcp, Config::default(), io)?.status()?);
     println!("   requests to the server: {}\n", server.log().len() - before);
 
     println!("Everything the server saw:");

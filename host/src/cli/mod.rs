@@ -2,6 +2,7 @@
 //! its own module, the shared set-up here. The library's messages name no
 //! flag of this CLI; the hints that do are added here ([`hint`]).
 
+#[cfg(feature = "demo")]
 pub(crate) mod demo;
 pub(crate) mod login;
 pub(crate) mod logout;
@@ -87,6 +88,7 @@ pub(crate) enum Command {
         url: String,
     },
     /// Run the whole flow against a built-in local server, narrating each step
+    #[cfg(feature = "demo")]
     Demo {
         /// Open your real browser instead of following redirects headlessly
         #[arg(long)]
