@@ -30,7 +30,7 @@ fn import_names(engine: &Engine, bytes: &[u8]) -> Vec<(String, bool)> {
         .collect()
 }
 
-// DESIGN.md: the engine component imports nothing but mcp:oauth interfaces
+// README "The WIT contract": the engine component imports nothing but mcp:oauth interfaces
 // (no wasi:cli, wasi:io, wasi:filesystem).
 #[test]
 fn engine_component_imports_only_mcp_oauth() {

@@ -1,5 +1,5 @@
 //! Whole flows through the engine against the simulated servers, each
-//! asserting the exact HTTP requests it made (DESIGN.md "Round trips").
+//! asserting the exact HTTP requests it made (docs/architecture.md "Round trips").
 
 mod sim;
 
@@ -18,7 +18,7 @@ const PRM_PATH: &str = "https://mcp.example.com/.well-known/oauth-protected-reso
 
 // ---- round trips ---------------------------------------------------------
 
-// DESIGN.md: cold with DCR = 6 (401, PRM, AS metadata, register, token, retry).
+// Round trips: cold with DCR = 6 (401, PRM, AS metadata, register, token, retry).
 #[test]
 fn cold_with_dynamic_registration_is_six_requests() {
     let mut sim = Sim::new();
@@ -30,7 +30,7 @@ fn cold_with_dynamic_registration_is_six_requests() {
     assert_eq!(sim.consents[0].reason, ConsentReason::FirstLogin);
 }
 
-// DESIGN.md: cold pre-registered = 5.
+// Round trips: cold pre-registered = 5.
 #[test]
 fn cold_preregistered_is_five_requests() {
     let mut sim = Sim::new();
@@ -77,7 +77,7 @@ fn client_identity_priority() {
     assert_eq!(sim.count("/register"), 0);
 }
 
-// DESIGN.md: warm = 1 request, also after a restart (new Session, same store).
+// Round trips: warm = 1 request, also after a restart (new Session, same store).
 #[test]
 fn warm_after_restart_is_one_request() {
     let mut sim = Sim::new();
@@ -90,7 +90,7 @@ fn warm_after_restart_is_one_request() {
     assert_eq!(sim.consents.len(), 1, "no second prompt");
 }
 
-// DESIGN.md: expired with refresh token = 2 (refresh + request), after a
+// Round trips: expired with refresh token = 2 (refresh + request), after a
 // restart too; the rotated refresh token is saved and the old one never reused.
 #[test]
 fn expired_with_refresh_is_two_requests_and_rotation_is_kept() {

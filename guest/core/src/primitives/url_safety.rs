@@ -1,6 +1,6 @@
 //! URL safety: every URL that reaches an effect passes through here first.
 //!
-//! Rule (DESIGN.md, security rules; MCP 2026-07-28 "Communication Security"):
+//! Rule (docs/architecture.md; MCP 2026-07-28 "Communication Security"):
 //! a URL taken from metadata, a registration response or a header is used only
 //! when it is `https`, or `http` on a loopback host. Everything else
 //! (`javascript:`, `data:`, `file:`, other schemes, userinfo, fragments on
@@ -78,7 +78,7 @@ pub fn printable(raw: &str) -> String {
 mod tests {
     use super::*;
 
-    // DESIGN.md security rules: https, or http on loopback only.
+    // MCP "Communication Security": https, or http on loopback only.
     #[test]
     fn accepts_https_and_loopback_http() {
         for ok in [
