@@ -163,7 +163,11 @@ impl DemoServer {
                         None => s.servers.handle(now_ms(), &request),
                     }
                 };
-                let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
+                // One request per connection: tiny_http serves few connections
+                // at once, and idle keep-alive clients would starve the rest.
+                let mut out = tiny_http::Response::from_data(resp.body)
+                    .with_status_code(resp.status)
+                    .with_header(tiny_http::Header::from_bytes("connection", "close").expect("a valid header"));
                 for (k, v) in resp.headers {
                     if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
                         out.add_header(h);

@@ -1124,3 +1124,21 @@ fn machine_grants_need_a_client_id_and_hide_the_id_token() {
     };
     assert!(!format!("{c:?}").contains("secret-id-token"));
 }
+
+// A registration response that names other redirect URIs (or none) is an
+// error after one POST /register, never a loop of registrations.
+#[test]
+fn registration_with_foreign_redirect_uris_fails_after_one_request() {
+    for claimed in [vec!["http://127.0.0.1:1/elsewhere".to_string()], vec![]] {
+        let mut sim = Sim::new();
+        sim.asc.registered_redirect_uris = Some(claimed.clone());
+        let mut s = session();
+        let err = sim.call_tool(&mut s, Mode::Interactive).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidResponse { what: "registration response", .. }),
+            "{claimed:?}: {err:?}"
+        );
+        assert_eq!(sim.count("/register"), 1, "{claimed:?}");
+        assert!(sim.opens.is_empty());
+    }
+}

@@ -52,8 +52,9 @@ impl Servers {
                 method: method.clone(),
             },
         );
+        let claimed = self.asc.registered_redirect_uris.clone().unwrap_or(redirect_uris);
         let mut out =
-            serde_json::json!({"client_id": id, "redirect_uris": redirect_uris, "token_endpoint_auth_method": method});
+            serde_json::json!({"client_id": id, "redirect_uris": claimed, "token_endpoint_auth_method": method});
         if let Some(s) = secret {
             out["client_secret"] = serde_json::json!(s);
         }

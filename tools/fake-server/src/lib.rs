@@ -152,6 +152,12 @@ pub struct AsConfig {
     pub token_endpoint: Option<String>,
     /// Answer the redirect with another `state` (a forged response).
     pub wrong_state: bool,
+    /// Claim these `redirect_uris` in registration responses (`Some(vec![])`
+    /// claims none) instead of the ones registered.
+    pub registered_redirect_uris: Option<Vec<String>>,
+    /// Text a hostile AS puts wherever it can: `error_description`s, the
+    /// issued client id, the granted scope.
+    pub hostile_text: Option<String>,
 }
 
 impl AsConfig {
@@ -178,6 +184,8 @@ impl AsConfig {
             authorization_endpoint: None,
             token_endpoint: None,
             wrong_state: false,
+            registered_redirect_uris: None,
+            hostile_text: None,
         }
     }
 }

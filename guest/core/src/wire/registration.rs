@@ -120,13 +120,21 @@ pub fn parse_registration(resp: &HttpResponse, issuer: &str, redirect_uri: &str)
         what: "registration response",
         detail: "no client_id".to_string(),
     })?;
+    // RFC 7591 §3.2.1: the server returns what it registered. A list without
+    // our redirect URI is a registration this flow cannot use (registering
+    // again would get the same answer: fail instead of looping).
+    let redirect_uris = raw.redirect_uris.unwrap_or_else(|| alloc::vec![String::from(redirect_uri)]);
+    if !redirect_uris.iter().any(|r| r == redirect_uri) {
+        return Err(Error::InvalidResponse {
+            what: "registration response",
+            detail: "the authorization server registered other redirect URIs than the loopback one sent".to_string(),
+        });
+    }
     Ok(Registration {
         issuer: String::from(issuer),
         client_id,
         client_secret: raw.client_secret.filter(|s| !s.is_empty()),
-        redirect_uris: raw
-            .redirect_uris
-            .unwrap_or_else(|| alloc::vec![String::from(redirect_uri)]),
+        redirect_uris,
         token_endpoint_auth_method: raw.token_endpoint_auth_method,
     })
 }

@@ -75,6 +75,12 @@ pub fn token_error(resp: &HttpResponse) -> Error {
     }
 }
 
+/// RFC 6750 §2.1: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+pub fn is_b64token(t: &str) -> bool {
+    let body = t.trim_end_matches('=');
+    !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
 /// Parses a successful token response into a [`TokenSet`].
 ///
 /// `previous` supplies what the AS may leave out on refresh: the refresh token
@@ -100,6 +106,15 @@ pub fn parse_token_response(
         .access_token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| invalid("no access_token"))?;
+    // It goes into an HTTP header and onto a terminal: RFC 6750 §2.1 syntax
+    // only (no CR/LF, no controls, no spaces).
+    if !is_b64token(&access_token) {
+        return Err(invalid("access_token is not an RFC 6750 b64token"));
+    }
+    let refresh_token = raw.refresh_token.filter(|t| !t.is_empty());
+    if refresh_token.as_deref().is_some_and(|t| !t.bytes().all(|b| (0x20..=0x7e).contains(&b))) {
+        return Err(invalid("refresh_token has characters outside RFC 6749 VSCHAR"));
+    }
     match raw.token_type.as_deref() {
         Some(t) if t.eq_ignore_ascii_case("bearer") => {}
         Some(_) => return Err(invalid("token_type is not Bearer")),
@@ -111,17 +126,18 @@ pub fn parse_token_response(
         Some(Value::Number(Number::I64(n))) => Some(n.max(0) as u64),
         Some(Value::Number(Number::F64(f))) => Some(f.max(0.0) as u64),
         // Some servers send a numeric string.
-        Some(Value::String(s)) => s.trim().parse().ok(),
+        Some(Value::String(s)) => Some(s.trim().parse().map_err(|_| invalid("expires_in is not a number"))?),
         Some(_) => return Err(invalid("expires_in is not a number")),
     };
     Ok(TokenSet {
         access_token,
         expires_at: expires_in.map(|s| now.saturating_add(s.saturating_mul(1000))),
-        refresh_token: raw
-            .refresh_token
-            .filter(|t| !t.is_empty())
-            .or_else(|| previous_refresh.map(String::from)),
-        scope: raw.scope.or_else(|| requested_scope.map(String::from)),
+        refresh_token: refresh_token.or_else(|| previous_refresh.map(String::from)),
+        // A scope outside RFC 6749 §3.3 syntax is as good as none said.
+        scope: raw
+            .scope
+            .filter(|s| s.bytes().all(|b| b == b' ' || (b >= 0x21 && b != b'"' && b != b'\\' && b <= 0x7e)))
+            .or_else(|| requested_scope.map(String::from)),
         client_id: String::from(client_id),
     })
 }
@@ -262,5 +278,24 @@ mod tests {
         assert!(t.is_fresh(0, 60_000));
         assert!(!t.is_fresh(40_001, 60_000));
         assert!(TokenSet { expires_at: None, ..t }.is_fresh(u64::MAX, 60_000));
+    }
+
+    #[test]
+    fn hostile_token_fields_are_refused() {
+        let parse = |body: &str| parse_token_response(&resp(200, body), 0, "c", None, None);
+        for bad in [
+            r#"{"access_token":"a\r\nX-Injected: 1","token_type":"Bearer"}"#,
+            r#"{"access_token":"a b","token_type":"Bearer"}"#,
+            r#"{"access_token":"\u001b[31m","token_type":"Bearer"}"#,
+            r#"{"access_token":"===","token_type":"Bearer"}"#,
+            r#"{"access_token":"a","token_type":"Bearer","refresh_token":"r\n"}"#,
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":"soon"}"#,
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":[1]}"#,
+        ] {
+            assert!(matches!(parse(bad), Err(Error::InvalidResponse { .. })), "{bad}");
+        }
+        let ok = parse(r#"{"access_token":"eyJ.a-b_c~d+e/f==","token_type":"Bearer","scope":"a \u001b]0;x"}"#).unwrap();
+        assert_eq!(ok.scope, None, "a scope with controls is dropped");
+        assert!(is_b64token("abc=") && !is_b64token("") && !is_b64token("a=b"));
     }
 }

@@ -1,0 +1,178 @@
+// Performs the engine's effects (the `machine` interface's `effect` variant)
+// and returns the matching `input`. Every effect has a deadline; every
+// failure becomes the error case of its input, so the engine decides what
+// to tell the user. Only the values shown in `onProgress` leave this module,
+// escaped, and none is a secret.
+
+import { sign as cryptoSign } from 'node:crypto';
+import { sendEngineRequest } from './http.js';
+import { Listener } from './callback.js';
+import { refuseToOpen } from './browser.js';
+import { escapeTerminal } from './terminal.js';
+
+const OK = { tag: 'ok', val: undefined };
+const err = (message) => ({ tag: 'err', val: String(message) });
+const BROWSER_DEADLINE_MS = 30_000;
+const CONSENT_DEADLINE_MS = 10 * 60_000;
+const safe = (s) => escapeTerminal(s, false);
+
+/** Settles as `promise`, or as `onTimeout()` (a value or a promise) after `ms`. */
+function withDeadline(promise, ms, onTimeout) {
+  let timer;
+  const timeout = new Promise((resolve) => {
+    timer = setTimeout(() => resolve(onTimeout()), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** An engine `event` as a progress object (fields escaped). */
+export function eventProgress(ev) {
+  switch (ev.tag) {
+    case 'callback-rejected':
+      return { kind: ev.tag, reason: safe(ev.val) };
+    case 'browser-open-failed':
+      return { kind: ev.tag, url: safe(ev.val.url), reason: safe(ev.val.reason) };
+    case 'storage-warning':
+      return { kind: ev.tag, record: safe(ev.val.recordKind), reason: safe(ev.val.message) };
+    case 'pkce-check-overridden':
+      return { kind: ev.tag, issuer: safe(ev.val) };
+    case 'legacy-issuer-differs':
+      return { kind: ev.tag, origin: safe(ev.val.origin), issuer: safe(ev.val.issuer) };
+    default:
+      return { kind: String(ev.tag) };
+  }
+}
+
+export class Host {
+  /**
+   * @param {object} io  { store, http, openBrowser, consent, progress, signingKey, paste }
+   */
+  constructor(io) {
+    this.io = io;
+  }
+
+  progress(p) {
+    try {
+      this.io.progress(p);
+    } catch {
+      // a failing hook must not break the flow
+    }
+  }
+
+  /** Performs `effect` for the flow whose state is `ctx` ({ locks, listener }). */
+  async perform(effect, ctx) {
+    const { store } = this.io;
+    const v = effect.val;
+    switch (effect.tag) {
+      case 'http': {
+        const r = await sendEngineRequest(v, this.io.http);
+        this.progress({ kind: 'http', method: v.method.toUpperCase(), url: safe(v.url), status: r.tag === 'ok' ? r.val.status : 0 });
+        return { tag: 'http', val: r };
+      }
+      case 'load':
+        try {
+          return { tag: 'loaded', val: (await store.get(v)) ?? undefined };
+        } catch {
+          return { tag: 'loaded', val: undefined };
+        }
+      case 'save':
+        try {
+          await store.set(v.key, v.value);
+          this.progress({ kind: 'saved', record: v.key.split('-')[0] });
+          return { tag: 'stored', val: OK };
+        } catch (e) {
+          return { tag: 'stored', val: err(e.message) };
+        }
+      case 'delete':
+        try {
+          await store.delete(v);
+          return { tag: 'stored', val: OK };
+        } catch (e) {
+          return { tag: 'stored', val: err(e.message) };
+        }
+      case 'lock':
+        try {
+          await store.lock(v);
+          ctx.locks.add(v);
+          return { tag: 'locked', val: OK };
+        } catch (e) {
+          this.progress({ kind: 'storage-warning', record: 'lock', reason: safe(e.message) });
+          return { tag: 'locked', val: err(e.message) };
+        }
+      case 'unlock':
+        await store.unlock(v);
+        ctx.locks.delete(v);
+        return { tag: 'ack' };
+      case 'sign':
+        return { tag: 'signed', val: this.sign(v) };
+      case 'listen':
+        try {
+          await ctx.listener?.close();
+          ctx.listener = await Listener.bind(v, {
+            paste: this.io.paste,
+            warn: (m) => this.progress({ kind: 'callback-rejected', reason: safe(m) }),
+          });
+          this.progress({ kind: 'listening', redirectUri: ctx.listener.redirectUri });
+          return { tag: 'listening', val: { tag: 'ok', val: ctx.listener.redirectUri } };
+        } catch (e) {
+          return { tag: 'listening', val: err(e.message) };
+        }
+      case 'consent':
+        return { tag: 'consent', val: await this.consent(v) };
+      case 'open-browser':
+        return { tag: 'opened', val: await this.openBrowser(v) };
+      case 'await-callback': {
+        if (!ctx.listener) return { tag: 'callback', val: { tag: 'timed-out' } };
+        this.progress({ kind: 'waiting' });
+        const ev = await ctx.listener.next(Number(v));
+        if (ev.tag === 'redirect') this.progress({ kind: 'callback-arrived' });
+        return { tag: 'callback', val: ev };
+      }
+      case 'notify':
+        this.progress(eventProgress(v));
+        return { tag: 'ack' };
+      default:
+        throw new Error(`the engine asked for an unknown effect ${String(effect.tag)}`);
+    }
+  }
+
+  sign(input) {
+    if (!this.io.signingKey) return err('no signing key is configured (pass the privateKey option for private_key_jwt)');
+    try {
+      // ES256: the raw 64-byte r || s, as JWS wants.
+      return { tag: 'ok', val: new Uint8Array(cryptoSign('sha256', input, { key: this.io.signingKey, dsaEncoding: 'ieee-p1363' })) };
+    } catch (e) {
+      return err(`signing failed: ${e.code || 'error'}`);
+    }
+  }
+
+  async consent(ask) {
+    const request = {
+      serverUrl: safe(ask.serverUrl),
+      issuer: safe(ask.issuer),
+      scopes: ask.scopes.map(safe),
+      reason: ask.reason,
+    };
+    try {
+      // No answer in time counts as no: the flow must end.
+      const answer = await withDeadline(Promise.resolve(this.io.consent(request)), CONSENT_DEADLINE_MS, () => false);
+      return answer === true;
+    } catch {
+      return false; // a hook that cannot ask is a no, as in the WIT contract
+    }
+  }
+
+  async openBrowser(url) {
+    const refused = refuseToOpen(url);
+    if (refused) return err(refused);
+    this.progress({ kind: 'browser-opened', url: safe(url) });
+    try {
+      await withDeadline(Promise.resolve(this.io.openBrowser(url)), BROWSER_DEADLINE_MS, () =>
+        Promise.reject(new Error('the browser opener did not return within 30 s')),
+      );
+      return OK;
+    } catch (e) {
+      return err(e && e.message ? e.message : String(e));
+    }
+  }
+}

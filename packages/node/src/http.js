@@ -1,0 +1,105 @@
+// The engine's `http` effect: Node's fetch with no redirect followed (the
+// engine sees the 3xx and decides), a total timeout and a body cap. Plain
+// http is allowed only to loopback hosts, everything else must be https:
+// the same rules as the Rust host (host/src/http.rs).
+
+export const DEFAULT_HTTP = { timeoutMs: 30_000, maxBody: 1024 * 1024 };
+
+/** True for localhost, 127.0.0.0/8 and ::1 (hostname as WHATWG URL gives it). */
+export function isLoopbackHost(hostname) {
+  const h = hostname.toLowerCase();
+  if (h === 'localhost' || h === '[::1]') return true;
+  // The URL parser has already normalized IPv4 forms such as 127.1.
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** https anywhere, http only on loopback; returns the parsed URL or a refusal reason. */
+export function checkPolicy(raw) {
+  let url;
+  try {
+    url = new URL(raw);
+  } catch {
+    return { refused: `${JSON.stringify(String(raw).slice(0, 200))} is not a URL` };
+  }
+  if (url.protocol === 'https:') return { url };
+  if (url.protocol === 'http:') {
+    if (isLoopbackHost(url.hostname)) return { url };
+    return { refused: `plain http to ${url.hostname} (only loopback may use http)` };
+  }
+  return { refused: `scheme ${JSON.stringify(url.protocol.replace(/:$/, ''))} is not allowed` };
+}
+
+/** Reads at most `max` bytes of a body; null when it is larger. */
+async function readCapped(body, max) {
+  if (!body) return new Uint8Array(0);
+  const chunks = [];
+  let size = 0;
+  const reader = body.getReader();
+  // Bounded: each chunk adds to `size`, and reading stops past the cap.
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => {});
+      return null;
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+function describeNetworkError(e) {
+  const cause = e && e.cause;
+  const code = cause && (cause.code || cause.name);
+  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') return 'host not found';
+  if (code === 'ECONNREFUSED') return 'connection refused';
+  if (code) return `${code}${cause.message ? `: ${cause.message}` : ''}`;
+  return (e && e.message) || String(e);
+}
+
+/**
+ * Performs one engine request. Returns the WIT `result<response, http-error>`
+ * as `{ tag: 'ok' | 'err', val }`.
+ */
+export async function sendEngineRequest(req, options = DEFAULT_HTTP, fetchImpl = globalThis.fetch) {
+  const checked = checkPolicy(req.url);
+  if (checked.refused) return { tag: 'err', val: { tag: 'refused', val: checked.refused } };
+  const headers = new Headers();
+  for (const h of req.headers) headers.append(h.name, h.value);
+  if (!headers.has('user-agent')) headers.set('user-agent', 'mcp-oauth-node/0.1.0');
+  const method = req.method === 'post' ? 'POST' : 'GET';
+  const signal = AbortSignal.timeout(options.timeoutMs);
+  let resp;
+  try {
+    resp = await fetchImpl(checked.url.href, {
+      method,
+      headers,
+      body: method === 'POST' ? req.body : undefined,
+      redirect: 'manual',
+      signal,
+    });
+  } catch (e) {
+    if (signal.aborted) return { tag: 'err', val: { tag: 'timeout' } };
+    return { tag: 'err', val: { tag: 'connection', val: describeNetworkError(e) } };
+  }
+  let body;
+  try {
+    body = await readCapped(resp.body, options.maxBody);
+  } catch (e) {
+    if (signal.aborted) return { tag: 'err', val: { tag: 'timeout' } };
+    return { tag: 'err', val: { tag: 'connection', val: describeNetworkError(e) } };
+  }
+  if (body === null) return { tag: 'err', val: { tag: 'too-large' } };
+  const outHeaders = [];
+  resp.headers.forEach((value, name) => outHeaders.push({ name, value }));
+  // fetch joins repeated fields with ", "; the engine's WWW-Authenticate
+  // parser reads several challenges from one value (RFC 9110 §11.6.1).
+  return { tag: 'ok', val: { status: resp.status, headers: outHeaders, body } };
+}

@@ -1,0 +1,316 @@
+// mcp-oauth for Node: the sans-IO OAuth engine (WebAssembly, transpiled by
+// jco) driven by a Node host. One McpOAuth per MCP server.
+//
+// Concurrency: the engine runs one flow at a time per session. A caller that
+// finds a flow running gets `wait(id)`, awaits the driver of that flow, then
+// reads `outcome(id)`: N concurrent calls share one flow (one consent, one
+// browser), and the decline latch inside the engine makes later calls fail
+// fast until retry().
+
+import { createPrivateKey, getRandomValues } from 'node:crypto';
+import { loadMachine } from './engine.js';
+import { Host } from './host.js';
+import { FileStore, defaultHome } from './store.js';
+import { DEFAULT_HTTP } from './http.js';
+import { systemOpenBrowser } from './browser.js';
+import { McpOAuthError, fromAuthError } from './errors.js';
+import { defaultProgress, escapeTerminal } from './terminal.js';
+
+export { McpOAuthError } from './errors.js';
+export { defaultHome } from './store.js';
+export { escapeTerminal } from './terminal.js';
+export { systemOpenBrowser } from './browser.js';
+
+const MAX_EFFECTS_PER_FLOW = 1000;
+const MAX_WAIT_ROUNDS = 8;
+const now = () => BigInt(Date.now());
+// Entropy for each engine call (64 bytes; the engine uses it only when a
+// flow needs a verifier or state). Drawn from a pool refilled 1024 calls at a
+// time: one getRandomValues call costs about as much as the warm engine call.
+const pool = new Uint8Array(65_536);
+let poolAt = pool.length;
+function entropy() {
+  if (poolAt === pool.length) {
+    getRandomValues(pool); // 65536 bytes: the most one call may fill
+    poolAt = 0;
+  }
+  poolAt += 64;
+  return pool.subarray(poolAt - 64, poolAt); // each slice is handed out once
+}
+
+/** The WIT `config` record from the options. */
+function engineConfig(o, signingKey) {
+  let grant;
+  if (o.grant === 'client-credentials') grant = { tag: 'client-credentials' };
+  else if (o.grant && typeof o.grant === 'object') {
+    grant = {
+      tag: 'identity-assertion',
+      val: { idpTokenEndpoint: o.grant.idpTokenEndpoint, idToken: o.grant.idToken, idpClientId: o.grant.idpClientId },
+    };
+  } else if (o.grant === undefined || o.grant === 'authorization-code') grant = undefined;
+  else throw new McpOAuthError('invalid-config', `unknown grant ${JSON.stringify(o.grant)}; use 'authorization-code', 'client-credentials' or { idToken, idpTokenEndpoint }`);
+  return {
+    clientId: o.clientId,
+    clientSecret: o.clientSecret,
+    clientIssuer: o.clientIssuer,
+    clientMetadataUrl: o.clientMetadataUrl,
+    clientName: o.clientName,
+    scope: o.scope,
+    callbackPort: o.callbackPort,
+    callbackTimeoutMs: o.callbackTimeoutMs === undefined ? undefined : BigInt(o.callbackTimeoutMs),
+    allowMissingS256: o.allowMissingS256 ?? [],
+    grant,
+    privateKeyJwt: Boolean(signingKey),
+  };
+}
+
+function loadSigningKey(pk) {
+  if (pk === undefined) return undefined;
+  let key;
+  try {
+    key = typeof pk === 'string' || Buffer.isBuffer(pk) ? createPrivateKey(pk) : pk;
+  } catch {
+    throw new McpOAuthError('invalid-config', 'privateKey is not a private key in PEM; give a P-256 key (-----BEGIN PRIVATE KEY-----)');
+  }
+  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
+    throw new McpOAuthError('invalid-config', 'privateKey must be a P-256 (ES256) private key');
+  }
+  return key;
+}
+
+/**
+ * Reads a small rejected body to its end so the connection is reused;
+ * cancelling instead closes it mid-response, which some servers answer by
+ * stalling the next requests. Bounded: past 64 KiB it is cancelled.
+ */
+async function drain(resp) {
+  if (!resp.body) return;
+  const reader = resp.body.getReader();
+  try {
+    for (let size = 0; size <= 65_536; ) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      size += value.byteLength;
+    }
+    await reader.cancel();
+  } catch {
+    // the retry goes on regardless
+  }
+}
+
+function publicStatus(s) {
+  return {
+    serverUrl: s.serverUrl,
+    resource: s.resource,
+    issuer: s.issuer,
+    clientId: s.clientId,
+    scopes: s.scopes,
+    expiresAt: s.expiresAt === undefined ? undefined : Number(s.expiresAt),
+    hasToken: s.hasToken,
+    canRefresh: s.canRefresh,
+    declined: s.declined,
+    legacy: s.legacy,
+  };
+}
+
+export class McpOAuth {
+  #serverUrl;
+  #origin;
+  #config;
+  #machine = null; // a SessionMachine, or null after a trap
+  #running = Promise.resolve(); // the driver of the flow in progress
+  #host;
+  #mode;
+  #fetchImpl;
+
+  /**
+   * Opens the authorization of one MCP server. Nothing is requested yet.
+   * @param {string | URL} serverUrl
+   * @param {import('../index').McpOAuthOptions} [options]
+   */
+  static async open(serverUrl, options = {}) {
+    const auth = new McpOAuth(String(serverUrl), options);
+    await auth.#instance();
+    return auth;
+  }
+
+  constructor(serverUrl, options) {
+    this.#serverUrl = serverUrl;
+    try {
+      this.#origin = new URL(serverUrl).origin;
+    } catch {
+      throw new McpOAuthError('invalid-config', `the server URL ${JSON.stringify(serverUrl.slice(0, 200))} is not a URL`);
+    }
+    const signingKey = loadSigningKey(options.privateKey);
+    this.#config = engineConfig(options, signingKey);
+    this.#mode = options.interactive === false ? 'silent' : 'interactive';
+    this.#fetchImpl = options.fetch ?? ((...a) => globalThis.fetch(...a));
+    const progress = options.onProgress ?? defaultProgress;
+    const home = options.home ?? defaultHome();
+    this.#host = new Host({
+      store: new FileStore(home, (m) => progress({ kind: 'storage-warning', record: 'record', reason: escapeTerminal(m, false) })),
+      http: { ...DEFAULT_HTTP, ...(options.httpTimeoutMs ? { timeoutMs: options.httpTimeoutMs } : {}) },
+      openBrowser: options.openBrowser ?? ((url) => systemOpenBrowser(url)),
+      consent: options.consent ?? (() => true),
+      progress,
+      signingKey,
+      paste: options.paste ?? false,
+    });
+    /** The store directory in use. */
+    this.home = home;
+    /**
+     * fetch with authorization, for `new StreamableHTTPClientTransport(url, { fetch: auth.fetch })`.
+     * Works unbound. Requests to other origins pass through untouched.
+     */
+    this.fetch = (input, init) => this.#authorizedFetch(input, init);
+  }
+
+  /** The server URL this session authorizes. */
+  get serverUrl() {
+    return this.#serverUrl;
+  }
+
+  /** A usable access token: stored, refreshed, or (interactive) newly authorized. */
+  async token() {
+    return (await this.#authorize(this.#mode)).token;
+  }
+
+  /** Clears the decline latch (and the step-up count): the next call may prompt again. */
+  async retry() {
+    const m = await this.#instance();
+    this.#call(m, () => m.retry());
+  }
+
+  /** Removes the stored tokens for this server. */
+  async logout() {
+    await this.#run((m) => m.logout(now()), ['logged-out'], false);
+  }
+
+  /** What is stored for this server (never a secret). */
+  async status() {
+    return publicStatus((await this.#run((m) => m.inspect(now()), ['status'], false)).val);
+  }
+
+  async #authorize(mode) {
+    return (await this.#run((m) => m.authorize(now(), mode, entropy()), ['token'], mode === 'interactive')).val;
+  }
+
+  async #instance() {
+    if (this.#machine) return this.#machine;
+    const api = await loadMachine();
+    if (this.#machine) return this.#machine; // a concurrent caller won
+    try {
+      this.#machine = api.SessionMachine.open(this.#serverUrl, this.#config);
+    } catch (e) {
+      // jco throws a result's error case as a ComponentError with `payload`.
+      if (e && e.payload) throw fromAuthError(e.payload, escapeTerminal(this.#serverUrl, false));
+      throw new McpOAuthError('other', `the engine could not start (${String(e?.message ?? e).split('\n')[0]})`);
+    }
+    return this.#machine;
+  }
+
+  /** Calls into `m`; a trap drops that instance (the next call gets a fresh one). */
+  #call(m, f) {
+    try {
+      return f();
+    } catch (e) {
+      if (this.#machine === m) this.#machine = null;
+      const what = String(e?.message ?? e).split('\n')[0].slice(0, 200);
+      throw new McpOAuthError('other', `the engine failed (${what}); it was restarted, nothing stored was lost, try again`);
+    }
+  }
+
+  /**
+   * Starts an operation and returns its outcome, one of the tags in `wanted`.
+   * When another caller's flow is running, waits for it and takes its
+   * outcome (single flight); if that outcome is not for this kind of
+   * operation (another caller's logout or status, or a silent flow's
+   * `authorization-required` for an interactive caller), asks again.
+   */
+  async #run(start, wanted, interactive) {
+    for (let round = 0; round < MAX_WAIT_ROUNDS; round++) {
+      const m = await this.#instance();
+      const step = this.#call(m, () => start(m));
+      let r;
+      if (step.tag === 'wait') {
+        await this.#running;
+        r = this.#call(m, () => m.outcome(step.val));
+        if (r === undefined) continue; // a newer flow finished since: ask again
+        if (r.tag === 'err' ? interactive && r.val.tag === 'authorization-required' : !wanted.includes(r.val.tag)) continue;
+      } else if (step.tag === 'done') {
+        r = step.val;
+      } else {
+        const run = this.#drive(m, step);
+        this.#running = run.then(
+          () => {},
+          () => {},
+        );
+        r = await run;
+      }
+      if (r.tag === 'err') throw fromAuthError(r.val, escapeTerminal(this.#serverUrl, false));
+      return r.val;
+    }
+    throw new McpOAuthError('other', 'other calls kept this one waiting for the engine; try again');
+  }
+
+  /** Performs effects until the flow is done; releases its locks and listener whatever happens. */
+  async #drive(m, first) {
+    const ctx = { locks: new Set(), listener: null };
+    let step = first;
+    try {
+      for (let n = 0; step.tag === 'effect' && n < MAX_EFFECTS_PER_FLOW; n++) {
+        const input = await this.#host.perform(step.val, ctx);
+        step = this.#call(m, () => m.handle(now(), input));
+      }
+      if (step.tag !== 'done') {
+        if (this.#machine === m) this.#machine = null; // a flow that does not end is a bug: start afresh
+        throw new McpOAuthError('other', 'the engine did not finish the flow; it was restarted, try again');
+      }
+      return step.val;
+    } finally {
+      for (const key of ctx.locks) await this.#host.io.store.unlock(key);
+      await ctx.listener?.close();
+    }
+  }
+
+  async #authorizedFetch(input, init) {
+    const isRequest = typeof Request !== 'undefined' && input instanceof Request;
+    let target;
+    try {
+      target = new URL(isRequest ? input.url : String(input));
+    } catch {
+      return this.#fetchImpl(input, init);
+    }
+    // The token goes only to the MCP server's origin.
+    if (target.origin !== this.#origin) return this.#fetchImpl(input, init);
+    const base = isRequest ? new Request(input, init) : null;
+    const send = async (token) => {
+      const headers = new Headers(base ? base.headers : init?.headers);
+      headers.delete('authorization');
+      if (token) headers.set('authorization', `Bearer ${token}`);
+      try {
+        return base
+          ? await this.#fetchImpl(new Request(base.clone(), { headers }))
+          : await this.#fetchImpl(input, { ...init, headers });
+      } catch (e) {
+        if (e?.name === 'AbortError' || e?.name === 'TimeoutError') throw e; // the caller's own abort
+        const method = (base ? base.method : init?.method) ?? 'GET';
+        throw new McpOAuthError('transport', `${method} ${target.origin}${target.pathname}: ${e?.cause?.code ?? e?.message ?? e}; check that the server is reachable`);
+      }
+    };
+    let token;
+    try {
+      token = (await this.#authorize('silent')).token;
+    } catch (e) {
+      if (e?.kind !== 'authorization-required') throw e;
+    }
+    const resp = await send(token);
+    if (resp.status !== 401 && resp.status !== 403) return resp;
+    const www = resp.headers.get('www-authenticate');
+    const challenge = { status: resp.status, wwwAuthenticate: www ? [www] : [], sentToken: token };
+    const outcome = await this.#run((m) => m.onResponse(now(), challenge, this.#mode, entropy()), ['token', 'unchanged'], this.#mode === 'interactive');
+    if (outcome.tag !== 'token') return resp;
+    await drain(resp);
+    return send(outcome.val.token);
+  }
+}

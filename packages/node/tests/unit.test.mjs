@@ -1,0 +1,156 @@
+// The host's parts on their own: URL policy, terminal escaping, the store and
+// its lock protocol, the loopback listener, the browser opener.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFile, writeFile, stat, utimes, readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { escapeTerminal, defaultHome, systemOpenBrowser } from 'mcp-oauth';
+import { tempHome, removeHome } from './helpers.mjs';
+
+// Internals, by file (the package's exports map covers only the public API).
+const pkg = path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src');
+const { checkPolicy } = await import(path.join(pkg, 'http.js'));
+const { FileStore } = await import(path.join(pkg, 'store.js'));
+const { Listener } = await import(path.join(pkg, 'callback.js'));
+const { browserCommand } = await import(path.join(pkg, 'browser.js'));
+
+const homes = [];
+after(() => Promise.all(homes.map(removeHome)));
+async function home() {
+  const h = await tempHome();
+  homes.push(h);
+  return h;
+}
+
+test('URL policy: https anywhere, http only to loopback', () => {
+  for (const ok of ['https://example.com/x', 'http://127.0.0.1:9/x', 'http://localhost/x', 'http://[::1]/x', 'http://127.1/x']) assert.ok(checkPolicy(ok).url, ok);
+  for (const bad of ['http://example.com/', 'http://10.0.0.1/', 'file:///etc/passwd', 'javascript:alert(1)', 'nonsense', 'http://127.0.0.1.evil.com/']) assert.ok(checkPolicy(bad).refused, bad);
+});
+
+test('terminal escaping removes escape sequences and bidi overrides', () => {
+  const s = escapeTerminal('evil\u001b[2J\u001b]0;title\u0007 \u202eabc\u009b\nnext');
+  assert.ok(!/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/.test(s), s);
+  assert.ok(s.includes('\n'));
+  assert.ok(!escapeTerminal('a\nb', false).includes('\n'));
+});
+
+test('default home: MCP_OAUTH_HOME, else the platform data dir', () => {
+  assert.equal(defaultHome({ MCP_OAUTH_HOME: '/x/y' }), '/x/y');
+  assert.equal(defaultHome({ MCP_OAUTH_HOME: '', XDG_DATA_HOME: '/data' }), '/data/mcp-oauth');
+  assert.match(defaultHome({}), /\.local\/share\/mcp-oauth$/);
+});
+
+test('store: 0700/0600, atomic writes leave no temp file, corrupt reads as absent, keys cannot escape', async () => {
+  const dir = path.join(await home(), 'store');
+  const warnings = [];
+  const s = new FileStore(dir, (m) => warnings.push(m));
+  await s.set('tokens-ab', new TextEncoder().encode('{"v":1}'));
+  assert.equal(new TextDecoder().decode(await s.get('tokens-ab')), '{"v":1}');
+  assert.equal((await stat(dir)).mode & 0o777, 0o700);
+  assert.equal((await stat(path.join(dir, 'locks'))).mode & 0o777, 0o700);
+  assert.equal((await stat(path.join(dir, 'tokens-ab.json'))).mode & 0o777, 0o600);
+  assert.deepEqual((await readdir(dir)).sort(), ['locks', 'tokens-ab.json']);
+  await writeFile(path.join(dir, 'bad.json'), '{"v":1, trunc');
+  assert.equal(await s.get('bad'), null);
+  assert.match(warnings.join(), /corrupt/);
+  for (const bad of ['../x', 'a/b', '', '.hidden', 'a.json', 'x\0y', '/etc/passwd']) await assert.rejects(s.set(bad, new Uint8Array(2)), /refused storage key/);
+  await s.delete('tokens-ab');
+  await s.delete('tokens-ab');
+  assert.equal(await s.get('tokens-ab'), null);
+});
+
+test('lock protocol 2: exclusive across holders, stale locks broken, deadline names the file', async () => {
+  const dir = await home();
+  const a = new FileStore(dir);
+  const b = new FileStore(dir);
+  await a.lock('tokens-x');
+  const file = path.join(dir, 'locks', 'tokens-x.lock');
+  const content = JSON.parse(await readFile(file, 'utf8'));
+  assert.equal(content.pid, process.pid);
+  assert.ok(Math.abs(content.created_ms - Date.now()) < 5000);
+  assert.equal((await stat(file)).mode & 0o777, 0o600);
+  await assert.rejects(b.lock('tokens-x', 300), (e) => e.message.includes(file));
+  let got = false;
+  const waiting = b.lock('tokens-x', 5000).then(() => (got = true));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(got, false, 'the second holder waits');
+  await a.unlock('tokens-x');
+  await waiting;
+  await b.unlock('tokens-x');
+  await assert.rejects(stat(file), { code: 'ENOENT' });
+
+  // A dead holder's lock is broken at once.
+  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+  await writeFile(file, JSON.stringify({ pid: Number(dead), created_ms: Date.now() }));
+  const t0 = Date.now();
+  await a.lock('tokens-x', 2000);
+  assert.ok(Date.now() - t0 < 1000);
+  await a.unlock('tokens-x');
+  // An empty lock file (a crash, or protocol 1) older than 5 s is broken; a fresh one is not.
+  await writeFile(file, '');
+  await assert.rejects(a.lock('tokens-x', 200));
+  const old = new Date(Date.now() - 10_000);
+  await utimes(file, old, old);
+  await a.lock('tokens-x', 2000);
+  await a.unlock('tokens-x');
+  // A live holder's lock older than 60 s is broken too.
+  await writeFile(file, JSON.stringify({ pid: process.pid, created_ms: 0 }));
+  const older = new Date(Date.now() - 61_000);
+  await utimes(file, older, older);
+  await a.lock('tokens-x', 2000);
+  await a.unlock('tokens-x');
+  assert.deepEqual((await readdir(path.join(dir, 'locks'))).filter((n) => n.includes('stale')), []);
+});
+
+test('listener: 127.0.0.1, many requests, only GET /callback, a timeout, the done page', async () => {
+  const l = await Listener.bind(undefined, {});
+  assert.match(l.redirectUri, /^http:\/\/127\.0\.0\.1:\d+\/callback$/);
+  const base = l.redirectUri.replace('/callback', '');
+  assert.equal((await fetch(`${base}/favicon.ico`)).status, 404);
+  assert.equal((await fetch(`${l.redirectUri}?x=1`, { method: 'POST' })).status, 404);
+  assert.deepEqual(await l.next(100), { tag: 'timed-out' });
+  const stray = fetch(`${l.redirectUri}?code=forged&state=forged`);
+  assert.deepEqual(await l.next(5000), { tag: 'redirect', val: 'code=forged&state=forged' });
+  const real = fetch(`${l.redirectUri}?code=a&state=b`);
+  assert.deepEqual(await l.next(5000), { tag: 'redirect', val: 'code=a&state=b' });
+  assert.equal((await stray).status, 400, 'the one waited past was not accepted');
+  await l.close();
+  const done = await real;
+  assert.equal(done.status, 200);
+  assert.match(await done.text(), /return to your application/);
+  await assert.rejects(fetch(l.redirectUri));
+});
+
+test('pasted redirect URLs are checked', async () => {
+  const l = await Listener.bind(undefined, {});
+  assert.deepEqual(l.parsePaste(`${l.redirectUri}?code=x&state=y`), { query: 'code=x&state=y' });
+  assert.match(l.parsePaste('hello').error, /not a URL/);
+  assert.match(l.parsePaste('https://evil.example/callback?code=x').error, /not the redirect/);
+  assert.match(l.parsePaste(l.redirectUri).error, /no query/);
+  await l.close();
+});
+
+test('$BROWSER runs directly with the URL last, never through a shell', async () => {
+  const dir = await home();
+  const script = path.join(dir, 'record.mjs');
+  const out = path.join(dir, 'args.json');
+  // The recorder writes its arguments atomically (temp file, rename).
+  await writeFile(script, `import { writeFileSync, renameSync } from 'node:fs'; writeFileSync(${JSON.stringify(`${out}.tmp`)}, JSON.stringify(process.argv.slice(2))); renameSync(${JSON.stringify(`${out}.tmp`)}, ${JSON.stringify(out)});`);
+  const url = 'https://as.example/authorize?a=1&b=$(touch pwned);touch pwned2`touch pwned3`';
+  await systemOpenBrowser(url, { BROWSER: `${process.execPath} ${script} --new-window:ignored-alternative` });
+  let args;
+  for (let i = 0; i < 100 && !args; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    args = await readFile(out, 'utf8').then(
+      (text) => JSON.parse(text),
+      () => undefined,
+    );
+  }
+  assert.deepEqual(args, ['--new-window', url]);
+  for (const d of [dir, process.cwd()]) assert.deepEqual((await readdir(d)).filter((n) => n.startsWith('pwned')), []);
+  assert.deepEqual(browserCommand('open -a Safari:lynx'), { program: 'open', args: ['-a', 'Safari'] });
+  await assert.rejects(systemOpenBrowser('javascript:alert(1)', {}), /refusing/);
+  await assert.rejects(systemOpenBrowser('https://x.example/', { BROWSER: '/nonexistent/browser' }), /could not run/);
+});
