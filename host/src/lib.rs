@@ -39,6 +39,7 @@ pub mod prompts;
 pub mod runtime;
 pub mod signer;
 pub mod storage;
+pub mod terminal;
 
 /// Host bindings generated from `wit/` (world `engine`).
 pub mod bindings {

@@ -7,6 +7,7 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
+use mcp_oauth_host::terminal::printable;
 
 use cli::{Cli, Command};
 
@@ -42,8 +43,12 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("mcp-oauth: {e}");
+        Err(cli::Failure::Usage(m)) => {
+            eprintln!("mcp-oauth: {}", printable(&m));
+            ExitCode::from(2)
+        }
+        Err(cli::Failure::Run(e)) => {
+            eprintln!("mcp-oauth: {}", printable(&e.to_string()));
             if let Some(h) = cli::hint(&e) {
                 eprintln!("hint: {h}");
             }

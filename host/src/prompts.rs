@@ -92,19 +92,27 @@ fn reason_text(r: ConsentReason) -> &'static str {
     }
 }
 
-/// One line describing a notice (no secrets: events carry none).
+/// One line describing a notice (no secrets: events carry none). Every
+/// field a server could have chosen is made printable.
 pub fn describe_event(event: &Event) -> String {
+    use crate::terminal::printable as p;
     match event {
-        Event::CallbackRejected(why) => format!("ignored a request to the callback: {why}; still waiting"),
+        Event::CallbackRejected(why) => format!("ignored a request to the callback: {}; still waiting", p(why)),
         Event::BrowserOpenFailed(f) => format!(
             "could not open a browser ({}). Open this URL yourself:\n\n  {}\n",
-            f.reason, f.url
+            p(&f.reason),
+            p(&f.url)
         ),
-        Event::StorageWarning(w) => format!("could not save the {} record: {}", w.record_kind, w.message),
+        Event::StorageWarning(w) => format!("could not save the {} record: {}", p(&w.record_kind), p(&w.message)),
         Event::PkceCheckOverridden(i) => {
-            format!("warning: {i} does not advertise PKCE S256; going on because the configuration allows it")
+            format!(
+                "warning: {} does not advertise PKCE S256; going on because the configuration allows it",
+                p(i)
+            )
         }
-        Event::LegacyIssuerDiffers(l) => format!("note: legacy server {} names its issuer {}", l.origin, l.issuer),
+        Event::LegacyIssuerDiffers(l) => {
+            format!("note: legacy server {} names its issuer {}", p(&l.origin), p(&l.issuer))
+        }
     }
 }
 
@@ -123,11 +131,13 @@ impl Prompter for TerminalPrompter {
         } else {
             ask.scopes.join(" ")
         };
+        let p = crate::terminal::printable;
         eprint!(
-            "{} {}.\nSign in at {} for {scopes}? [Y/n] ",
-            ask.server_url,
+            "{} {}.\nSign in at {} for {}? [Y/n] ",
+            p(&ask.server_url),
             reason_text(ask.reason),
-            ask.issuer
+            p(&ask.issuer),
+            p(&scopes)
         );
         let _ = std::io::stderr().flush();
         let line = crate::callback::stdin_lines()
@@ -173,7 +183,7 @@ impl Prompter for TerminalPrompter {
 
     fn trace(&self, step: &Trace) {
         if self.narrate {
-            eprintln!("  {}", narrate(step));
+            eprintln!("  {}", crate::terminal::printable(&narrate(step)));
         }
     }
 }

@@ -157,6 +157,13 @@ impl fmt::Display for Error {
         use Error::*;
         match self {
             InvalidConfig { reason } => write!(f, "invalid configuration: {reason}"),
+            UnsafeUrl {
+                what: "server",
+                url,
+                reason,
+            } => {
+                write!(f, "the server URL \"{url}\" cannot be used: {reason}")
+            }
             UnsafeUrl { what, url, reason } => write!(
                 f,
                 "refused the {what} URL \"{url}\": {reason}; the server's metadata is misconfigured or malicious, nothing was opened"

@@ -1135,7 +1135,13 @@ fn registration_with_foreign_redirect_uris_fails_after_one_request() {
         let mut s = session();
         let err = sim.call_tool(&mut s, Mode::Interactive).unwrap_err();
         assert!(
-            matches!(err, Error::InvalidResponse { what: "registration response", .. }),
+            matches!(
+                err,
+                Error::InvalidResponse {
+                    what: "registration response",
+                    ..
+                }
+            ),
             "{claimed:?}: {err:?}"
         );
         assert_eq!(sim.count("/register"), 1, "{claimed:?}");

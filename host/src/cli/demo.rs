@@ -15,7 +15,7 @@ use mcp_oauth_host::{AuthorizedClient, Config, Error, Runtime, RuntimeOptions, S
 use super::status::print_status;
 
 /// `demo --serve`: the demo's servers alone, until the process is stopped.
-pub(crate) fn serve_demo(port: u16, access_ttl: u64) -> Result<(), Error> {
+pub(crate) fn serve_demo(port: u16, access_ttl: u64) -> Result<(), super::Failure> {
     let faults = Faults {
         access_ttl_secs: Some(access_ttl),
         ..Faults::default()
@@ -36,7 +36,7 @@ pub(crate) fn serve_demo(port: u16, access_ttl: u64) -> Result<(), Error> {
     }
 }
 
-pub(crate) fn demo(real_browser: bool) -> Result<(), Error> {
+pub(crate) fn demo(real_browser: bool) -> Result<(), super::Failure> {
     let server =
         DemoServer::start(Faults::default()).map_err(|e| Error::Setup(format!("starting the demo server: {e}")))?;
     let home = std::env::temp_dir().join(format!("mcp-oauth-demo-{}", std::process::id()));
@@ -97,7 +97,8 @@ pub(crate) fn demo(real_browser: bool) -> Result<(), Error> {
         return Err(Error::Setup(format!(
             "`mcp-oauth token` in a new process failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        ))
+        .into());
     }
     // The token is a secret even here: say what came back, not what it is.
     let printed = String::from_utf8_lossy(&out.stdout).trim().len();

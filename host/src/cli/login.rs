@@ -12,10 +12,11 @@ use mcp_oauth_host::callback::CallbackOptions;
 use mcp_oauth_host::http::HttpOptions;
 use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
 use mcp_oauth_host::storage::{FileStore, default_home};
+use mcp_oauth_host::terminal::printable;
 use mcp_oauth_host::{AuthorizedClient, Config, Error, Mode, SessionIo};
 
 use super::profile::{Profile, config_from, save_profile};
-use super::{ClientArgs, NoBrowser, human_expiry, runtime};
+use super::{ClientArgs, Failure, NoBrowser, human_expiry, open_session, runtime};
 
 /// What `login` was asked to do.
 pub(crate) struct LoginArgs {
@@ -27,7 +28,7 @@ pub(crate) struct LoginArgs {
     pub timeout_secs: u64,
 }
 
-pub(crate) fn login(a: LoginArgs) -> Result<(), Error> {
+pub(crate) fn login(a: LoginArgs) -> Result<(), Failure> {
     let home = default_home();
     let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
     let profile = Profile {
@@ -56,7 +57,7 @@ pub(crate) fn login(a: LoginArgs) -> Result<(), Error> {
         signer: None,
     };
     let url = a.url.as_str();
-    let session = Arc::new(runtime(home)?.session(url, config, io)?);
+    let session = Arc::new(open_session(&runtime(home)?, url, config, io)?);
     save_profile(&store, url, &profile);
     let client = AuthorizedClient::new(session.clone(), HttpOptions::default());
     client.post_json(url, br#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#)?;
@@ -67,8 +68,9 @@ pub(crate) fn login(a: LoginArgs) -> Result<(), Error> {
     }
     let st = session.status()?;
     eprintln!(
-        "Logged in to {url} (issuer {}, token expires {}).",
-        st.issuer.unwrap_or_default(),
+        "Logged in to {} (issuer {}, token expires {}).",
+        printable(url),
+        printable(st.issuer.as_deref().unwrap_or_default()),
         human_expiry(st.expires_at)
     );
     Ok(())

@@ -4,14 +4,22 @@ use mcp_oauth_host::Error;
 use mcp_oauth_host::storage::{FileStore, default_home};
 
 use super::profile::{config_from, load_profile, profile_key};
-use super::{quiet_io, runtime};
+use super::{Failure, open_session, quiet_io, runtime};
 
-pub(crate) fn logout(url: &str) -> Result<(), Error> {
+pub(crate) fn logout(url: &str) -> Result<(), Failure> {
     let home = default_home();
     let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
-    let session = runtime(home)?.session(url, config_from(&load_profile(&store, url)), quiet_io())?;
+    let session = open_session(
+        &runtime(home)?,
+        url,
+        config_from(&load_profile(&store, url)),
+        quiet_io(),
+    )?;
     session.logout()?;
     let _ = store.delete(&profile_key(url));
-    eprintln!("Logged out of {url}: its tokens were removed.");
+    eprintln!(
+        "Logged out of {}: its tokens were removed.",
+        mcp_oauth_host::terminal::printable(url)
+    );
     Ok(())
 }

@@ -18,7 +18,7 @@ use mcp_oauth_host::bindings::mcp::oauth::engine_types::{AuthError, FailureKind}
 use mcp_oauth_host::browser::BrowserOpener;
 use mcp_oauth_host::callback::CallbackOptions;
 use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
-use mcp_oauth_host::{Error, Runtime, RuntimeOptions, SessionIo};
+use mcp_oauth_host::{Config, Error, Runtime, RuntimeOptions, Session, SessionIo};
 
 pub(crate) const AFTER_HELP: &str = "\
 Environment:
@@ -131,6 +131,34 @@ pub(crate) fn hint(e: &Error) -> Option<&'static str> {
         },
         AuthError::Declined => None,
     }
+}
+
+/// Why a command failed: what the user typed (exit 2), or the run itself.
+pub(crate) enum Failure {
+    /// A usage error, in words that say what to type instead.
+    Usage(String),
+    /// The library's error.
+    Run(Error),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Run(e)
+    }
+}
+
+/// A session for the URL the user gave. A URL the engine refuses here is the
+/// user's mistake (nothing was fetched yet): a usage error.
+pub(crate) fn open_session(rt: &Runtime, url: &str, config: Config, io: SessionIo) -> Result<Session, Failure> {
+    rt.session(url, config, io).map_err(|e| match e.auth() {
+        Some(AuthError::Failed(f)) if f.kind == FailureKind::UnsafeUrl || f.kind == FailureKind::InvalidConfig => {
+            Failure::Usage(format!(
+                "{}; give the MCP server's https URL, e.g. https://mcp.example.com/mcp",
+                f.message
+            ))
+        }
+        _ => Failure::Run(e),
+    })
 }
 
 pub(crate) fn runtime(home: PathBuf) -> Result<Runtime, Error> {

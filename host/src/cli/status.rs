@@ -5,11 +5,13 @@ use mcp_oauth_host::storage::{FileStore, default_home};
 use mcp_oauth_host::{Error, Status};
 
 use super::profile::{config_from, load_profile};
-use super::{human_expiry, quiet_io, runtime};
+use super::{Failure, human_expiry, open_session, quiet_io, runtime};
 
+/// Every field may come from a server: each is made printable.
 pub(crate) fn print_status(s: &Status) {
-    println!("{}", s.server_url);
-    let or_none = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    use mcp_oauth_host::terminal::printable as p;
+    println!("{}", p(&s.server_url));
+    let or_none = |v: &Option<String>| p(v.as_deref().unwrap_or("-")).into_owned();
     println!("  issuer:      {}", or_none(&s.issuer));
     println!("  client id:   {}", or_none(&s.client_id));
     println!(
@@ -17,7 +19,7 @@ pub(crate) fn print_status(s: &Status) {
         if s.scopes.is_empty() {
             "-".into()
         } else {
-            s.scopes.join(" ")
+            p(&s.scopes.join(" ")).into_owned()
         }
     );
     println!(
@@ -45,7 +47,7 @@ fn status_json(s: &Status) -> serde_json::Value {
     })
 }
 
-pub(crate) fn status(url: Option<String>, json: bool) -> Result<(), Error> {
+pub(crate) fn status(url: Option<String>, json: bool) -> Result<(), Failure> {
     let home = default_home();
     let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
     let urls = match url {
@@ -63,7 +65,7 @@ pub(crate) fn status(url: Option<String>, json: bool) -> Result<(), Error> {
     let rt = runtime(home)?;
     let mut all = Vec::new();
     for u in urls {
-        let session = rt.session(&u, config_from(&load_profile(&store, &u)), quiet_io())?;
+        let session = open_session(&rt, &u, config_from(&load_profile(&store, &u)), quiet_io())?;
         all.push(session.status()?);
     }
     if json {

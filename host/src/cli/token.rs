@@ -5,13 +5,13 @@ use mcp_oauth_host::storage::{FileStore, default_home};
 use mcp_oauth_host::{Error, Mode};
 
 use super::profile::{config_from, load_profile};
-use super::{quiet_io, runtime};
+use super::{Failure, open_session, quiet_io, runtime};
 
-pub(crate) fn token(url: &str) -> Result<(), Error> {
+pub(crate) fn token(url: &str) -> Result<(), Failure> {
     let home = default_home();
     let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
     let config = config_from(&load_profile(&store, url));
-    let session = runtime(home)?.session(url, config, quiet_io())?;
+    let session = open_session(&runtime(home)?, url, config, quiet_io())?;
     let t = session.authorize(Mode::Silent)?;
     println!("{}", t.token);
     Ok(())

@@ -3,7 +3,6 @@
 //! MCP 2026-07-28 "Authorization Response Validation" table, then `error` or
 //! `code`.
 
-use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use subtle::ConstantTimeEq;

@@ -123,7 +123,9 @@ pub fn parse_registration(resp: &HttpResponse, issuer: &str, redirect_uri: &str)
     // RFC 7591 §3.2.1: the server returns what it registered. A list without
     // our redirect URI is a registration this flow cannot use (registering
     // again would get the same answer: fail instead of looping).
-    let redirect_uris = raw.redirect_uris.unwrap_or_else(|| alloc::vec![String::from(redirect_uri)]);
+    let redirect_uris = raw
+        .redirect_uris
+        .unwrap_or_else(|| alloc::vec![String::from(redirect_uri)]);
     if !redirect_uris.iter().any(|r| r == redirect_uri) {
         return Err(Error::InvalidResponse {
             what: "registration response",

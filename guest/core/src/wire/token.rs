@@ -78,7 +78,10 @@ pub fn token_error(resp: &HttpResponse) -> Error {
 /// RFC 6750 §2.1: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
 pub fn is_b64token(t: &str) -> bool {
     let body = t.trim_end_matches('=');
-    !body.is_empty() && body.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
 }
 
 /// Parses a successful token response into a [`TokenSet`].
@@ -112,7 +115,10 @@ pub fn parse_token_response(
         return Err(invalid("access_token is not an RFC 6750 b64token"));
     }
     let refresh_token = raw.refresh_token.filter(|t| !t.is_empty());
-    if refresh_token.as_deref().is_some_and(|t| !t.bytes().all(|b| (0x20..=0x7e).contains(&b))) {
+    if refresh_token
+        .as_deref()
+        .is_some_and(|t| !t.bytes().all(|b| (0x20..=0x7e).contains(&b)))
+    {
         return Err(invalid("refresh_token has characters outside RFC 6749 VSCHAR"));
     }
     match raw.token_type.as_deref() {
@@ -136,7 +142,10 @@ pub fn parse_token_response(
         // A scope outside RFC 6749 §3.3 syntax is as good as none said.
         scope: raw
             .scope
-            .filter(|s| s.bytes().all(|b| b == b' ' || (b >= 0x21 && b != b'"' && b != b'\\' && b <= 0x7e)))
+            .filter(|s| {
+                s.bytes()
+                    .all(|b| b == b' ' || (b >= 0x21 && b != b'"' && b != b'\\' && b <= 0x7e))
+            })
             .or_else(|| requested_scope.map(String::from)),
         client_id: String::from(client_id),
     })

@@ -1,0 +1,315 @@
+"""`McpOAuth`: the engine as an `auth=` for httpx2 (mcp 2.x) and httpx (mcp 1.x).
+
+The auth flow attaches the session's token, hands a 401/403 to the engine
+and retries once with the token it returns. Engine calls block (the browser
+flow can wait minutes), so the async flow runs them in a worker thread and
+never on the event loop. Concurrent callers share one flow: the session's
+lock makes them take turns, and the engine hands the later ones the token
+the first one obtained.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Union
+
+from ._engine import EngineSession, EngineTrap, OpenRefused, Runtime, field, record
+from ._errors import AuthorizationRequired, EngineError
+from ._host import ConsentRequest, HostImpl, Progress, error_from
+from ._signer import es256_signer
+from ._store import default_home
+
+_bases: list = []
+for _mod in ("httpx2", "httpx"):  # whichever HTTP clients are installed
+    try:
+        _bases.append(__import__(_mod).Auth)
+    except ImportError:
+        pass
+_AuthBase: type = type("_AuthBase", tuple(_bases) or (object,), {})
+
+_runtimes: dict = {}
+_runtimes_lock = threading.Lock()
+
+
+def _runtime(cache_dir: Optional[Path]) -> Runtime:
+    """One loaded engine per cache directory, shared by every McpOAuth in the process."""
+    with _runtimes_lock:
+        rt = _runtimes.get(cache_dir)
+        if rt is None:
+            try:
+                rt = _runtimes[cache_dir] = Runtime(cache_dir)
+            except EngineTrap as e:
+                raise EngineError(str(e)) from None
+        return rt
+
+
+@dataclass(frozen=True)
+class IdentityAssertion:
+    """Enterprise-managed authorization (SEP-990): the user's ID token from the IdP
+    is exchanged for an ID-JAG, then for an access token. `id_token` is a secret."""
+
+    idp_token_endpoint: str
+    id_token: str
+    idp_client_id: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return f"IdentityAssertion(idp_token_endpoint={self.idp_token_endpoint!r}, id_token=<redacted>)"
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """A bearer token (a secret: its repr hides it)."""
+
+    token: str
+    expires_at: Optional[int]  # Unix ms
+    scopes: list
+
+    def __repr__(self) -> str:
+        return f"AccessToken(<redacted>, expires_at={self.expires_at}, scopes={self.scopes})"
+
+
+@dataclass(frozen=True)
+class Status:
+    """What is stored for a server. No secrets."""
+
+    server_url: str
+    resource: Optional[str]
+    issuer: Optional[str]
+    client_id: Optional[str]
+    scopes: list
+    expires_at: Optional[int]
+    has_token: bool
+    can_refresh: bool
+    declined: bool
+    legacy: bool
+
+
+async def _in_thread(fn: Callable[[], Any]) -> Any:
+    """Runs a blocking engine call off the event loop (anyio when there, for trio too)."""
+    try:
+        import anyio.to_thread
+
+        return await anyio.to_thread.run_sync(fn)
+    except ImportError:
+        import asyncio
+
+        return await asyncio.get_running_loop().run_in_executor(None, fn)
+
+
+class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
+    """OAuth for one MCP server, usable as `auth=` of an httpx2 or httpx client.
+
+    home: the store (default `$MCP_OAUTH_HOME`, else the platform data dir, as the CLI).
+    open_browser: `callable(url)`; default `$BROWSER`, else the platform opener (as the CLI).
+    consent: `callable(ConsentRequest) -> bool`, asked before registration or the
+      browser; default None: go on (the application chose to connect).
+    progress: `callable(Progress)`; default: notices on stderr.
+    interactive: False never involves the user (AuthorizationRequired instead).
+    """
+
+    requires_request_body = True  # the retry resends the body
+
+    def __init__(
+        self,
+        server_url: str,
+        home: Union[str, Path, None] = None,
+        open_browser: Optional[Callable[[str], Any]] = None,
+        client_id: Optional[str] = None,
+        client_secret: Optional[str] = None,
+        client_metadata_url: Optional[str] = None,
+        scope: Optional[str] = None,
+        consent: Optional[Callable[[ConsentRequest], bool]] = None,
+        *,
+        progress: Optional[Callable[[Progress], Any]] = None,
+        client_issuer: Optional[str] = None,
+        client_name: Optional[str] = None,
+        callback_port: Optional[int] = None,
+        callback_timeout: float = 300.0,
+        allow_missing_s256: tuple = (),
+        grant: Union[str, IdentityAssertion, None] = None,
+        signing_key: Union[str, bytes, None] = None,
+        signer: Optional[Callable[[bytes], bytes]] = None,
+        paste: Optional[bool] = None,
+        interactive: bool = True,
+        cache_dir: Union[str, Path, None, bool] = None,
+    ) -> None:
+        self.server_url = server_url
+        self.home = Path(home) if home is not None else default_home()
+        if signing_key is not None and signer is None:
+            signer = es256_signer(signing_key)
+        if isinstance(grant, IdentityAssertion):
+            wit_grant: Any = _variant(
+                "identity-assertion",
+                record(
+                    idp_token_endpoint=grant.idp_token_endpoint,
+                    id_token=grant.id_token,
+                    idp_client_id=grant.idp_client_id,
+                ),
+            )
+        elif grant in (None, "authorization-code", "client-credentials"):
+            wit_grant = _variant(grant) if grant else None
+        else:
+            raise ValueError("grant must be 'authorization-code', 'client-credentials' or an IdentityAssertion")
+        config = record(
+            client_id=client_id,
+            client_secret=client_secret,
+            client_issuer=client_issuer,
+            client_metadata_url=client_metadata_url,
+            client_name=client_name,
+            scope=scope,
+            callback_port=callback_port,
+            callback_timeout_ms=int(callback_timeout * 1000),
+            allow_missing_s256=list(allow_missing_s256),
+            grant=wit_grant,
+            private_key_jwt=signer is not None,
+        )
+        if paste is None:  # as the CLI: paste when someone can type
+            paste = bool(sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty())
+        self._mode = "interactive" if interactive else "silent"
+        cache = None if cache_dir is False else Path(cache_dir) if cache_dir not in (None, True) else self.home / "cache"
+        self._host = HostImpl(self.home, open_browser, consent, progress, signer, paste)
+        try:
+            self._session = EngineSession(_runtime(cache), self._host, server_url, config)
+        except EngineTrap as e:
+            raise EngineError(str(e)) from None
+        except OpenRefused as e:
+            raise error_from(e.error) from None
+
+    def __repr__(self) -> str:
+        return f"McpOAuth({self.server_url!r}, home={str(self.home)!r})"
+
+    # -- engine calls (blocking) -------------------------------------------
+    def _call(self, name: str, *args: Any) -> Any:
+        try:
+            return self._session.call(name, *args)
+        except EngineTrap as e:
+            raise EngineError(str(e)) from None
+
+    def _authorize(self, mode: str) -> AccessToken:
+        out = self._call("authorize", mode)
+        if getattr(out, "tag", None) is not None:  # Variant: an auth-error
+            raise error_from(out)
+        return _token(out)
+
+    def _silent(self) -> Optional[str]:
+        """The current token without involving anyone; None when there is none."""
+        try:
+            return self._authorize("silent").token
+        except AuthorizationRequired:
+            return None
+
+    def _challenge(self, status: int, www_authenticate: list, sent: Optional[str]) -> Optional[AccessToken]:
+        """The engine's answer to a 401/403: a token to retry with, or None."""
+        response = record(status=status, www_authenticate=list(www_authenticate), sent_token=sent)
+        out = self._call("on-response", response, self._mode)
+        if out is None:
+            return None  # unchanged: not an authorization problem
+        if getattr(out, "tag", None) is not None:
+            raise error_from(out)
+        return _token(out)
+
+    def access_token(self) -> AccessToken:
+        """A usable token, with expiry and scopes (see `token()`)."""
+        try:
+            return self._authorize("silent")
+        except AuthorizationRequired:
+            if self._mode == "silent":
+                raise
+        # As `mcp-oauth login`: ask the server first, its 401 names the
+        # metadata (one request instead of probing well-known URLs).
+        from . import _http
+
+        try:
+            r = _http.send(
+                "POST",
+                self.server_url,
+                [("content-type", "application/json"), ("accept", "application/json, text/event-stream")],
+                b'{"jsonrpc":"2.0","id":0,"method":"ping"}',
+            )
+        except _http.HttpError:
+            r = None
+        if r is not None and r.status in (401, 403):
+            t = self._challenge(r.status, r.header_values("www-authenticate"), None)
+            if t is not None:
+                return t
+        return self._authorize(self._mode)
+
+    def token(self) -> str:
+        """A usable access token: stored, refreshed, or newly authorized (may open
+        the browser and block until the user is done). Thread-safe."""
+        return self.access_token().token
+
+    async def atoken(self) -> str:
+        """`token()` for asyncio/trio code: runs in a worker thread."""
+        return await _in_thread(self.token)
+
+    def retry(self) -> None:
+        """Clears the decline latch: the next call may ask the user again."""
+        self._call("retry")
+
+    def cancel(self) -> None:
+        """Stops a wait for the browser in progress (it ends as declined)."""
+        self._host.cancel.set()
+
+    def logout(self) -> None:
+        """Removes the stored tokens for this server."""
+        out = self._call("logout")
+        if out is not None:
+            raise error_from(out)
+
+    def status(self) -> Status:
+        out = self._call("status")
+        if getattr(out, "tag", None) is not None:
+            raise error_from(out)
+        return Status(**{k: field(out, k) for k in Status.__dataclass_fields__})
+
+    # -- the httpx / httpx2 auth flow ---------------------------------------
+    def sync_auth_flow(self, request: Any):  # type: ignore[override]
+        if self.requires_request_body:
+            request.read()
+        token = self._silent()
+        _attach(request, token)
+        response = yield request
+        if response.status_code in (401, 403):
+            response.read()
+            new = self._challenge(response.status_code, response.headers.get_list("www-authenticate"), token)
+            if new is not None:
+                _attach(request, new.token)
+                yield request
+
+    async def async_auth_flow(self, request: Any):  # type: ignore[override]
+        if self.requires_request_body:
+            await request.aread()
+        token = await _in_thread(self._silent)
+        _attach(request, token)
+        response = yield request
+        if response.status_code in (401, 403):
+            await response.aread()
+            challenge = response.headers.get_list("www-authenticate")
+            new = await _in_thread(lambda: self._challenge(response.status_code, challenge, token))
+            if new is not None:
+                _attach(request, new.token)
+                yield request
+
+    def auth_flow(self, request: Any):  # type: ignore[override]
+        return self.sync_auth_flow(request)
+
+
+def _variant(tag: str, payload: Any = None) -> Any:
+    from wasmtime.component import Variant
+
+    return Variant(tag, payload)
+
+
+def _token(r: Any) -> AccessToken:
+    return AccessToken(field(r, "token"), field(r, "expires_at"), list(field(r, "scopes")))
+
+
+def _attach(request: Any, token: Optional[str]) -> None:
+    if token:
+        request.headers["Authorization"] = f"Bearer {token}"
+    elif "Authorization" in request.headers:
+        del request.headers["Authorization"]

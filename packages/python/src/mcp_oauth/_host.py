@@ -1,0 +1,273 @@
+"""The host imports of world `engine`, and the conversion of engine values into
+Python types. Every import answers with a WIT value (never raises), because an
+exception escaping an import traps the guest.
+
+Value encoding (wasmtime-py): records are `Record`s with WIT field names,
+enums are strings, options are `None` or the value, a `result` or `variant`
+whose cases are distinguishable by Python type is passed untagged, otherwise
+as `Variant(tag, payload)`. Each return below is written for its WIT type.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from dataclasses import dataclass, field as dc_field
+from typing import Any, Callable, Optional
+
+from wasmtime import component as wc
+
+from . import _browser, _http
+from ._callback import BindError, Listener
+from ._engine import LISTENER_TYPE, field, record
+from ._errors import AuthFailed, AuthorizationRequired, Declined, McpOAuthError, TimedOut
+from ._store import FileStore, StoreError
+
+
+@dataclass(frozen=True)
+class ConsentRequest:
+    """What the consent hook is asked, before any registration or browser."""
+
+    server_url: str
+    issuer: str
+    scopes: list = dc_field(default_factory=list)
+    reason: str = "first-login"  # first-login | reauthorize | step-up
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Something the user or the log should know. Never carries a secret.
+
+    kind: callback-rejected, browser-open-failed (see `url`), storage-warning,
+    pkce-check-overridden, legacy-issuer-differs (from the engine); http,
+    saved, listening, browser-opened, waiting, callback-arrived (host steps).
+    """
+
+    kind: str
+    message: str
+    url: Optional[str] = None
+
+
+NOTICES = {"callback-rejected", "browser-open-failed", "storage-warning", "pkce-check-overridden", "legacy-issuer-differs"}
+
+
+def default_progress(p: Progress) -> None:
+    """Engine notices on stderr (a browser failure always: the user must open the URL)."""
+    if p.kind == "browser-open-failed" or (p.kind in NOTICES and sys.stderr is not None and sys.stderr.isatty()):
+        print(f"mcp-oauth: {p.message}", file=sys.stderr)
+
+
+def describe_event(ev: wc.Variant) -> Progress:
+    tag, v = ev.tag, ev.payload
+    if tag == "callback-rejected":
+        return Progress(tag, f"ignored a request to the callback: {v}; still waiting")
+    if tag == "browser-open-failed":
+        url = field(v, "url")
+        return Progress(tag, f"could not open a browser ({field(v, 'reason')}). Open this URL yourself:\n\n  {url}\n", url)
+    if tag == "storage-warning":
+        return Progress(tag, f"could not save the {field(v, 'record_kind')} record: {field(v, 'message')}")
+    if tag == "pkce-check-overridden":
+        return Progress(tag, f"warning: {v} does not advertise PKCE S256; going on because the configuration allows it")
+    if tag == "legacy-issuer-differs":
+        return Progress(tag, f"note: legacy server {field(v, 'origin')} names its issuer {field(v, 'issuer')}")
+    return Progress(tag, tag)
+
+
+def error_from(err: Any) -> McpOAuthError:
+    """The typed exception for an engine `auth-error`."""
+    tag = getattr(err, "tag", None)
+    if tag == "authorization-required":
+        return AuthorizationRequired(
+            "authorization required: no usable token is stored; call McpOAuth.token() (or run `mcp-oauth login <url>`)"
+        )
+    if tag == "declined":
+        return Declined("authorization was declined; nothing more will be asked until you call McpOAuth.retry()")
+    if tag == "timed-out":
+        return TimedOut(
+            "timed out waiting for the browser to come back; call again (or pass paste=True and paste the redirect URL)"
+        )
+    if tag == "failed":
+        f = err.payload
+        oauth = field(f, "oauth")
+        return AuthFailed(
+            field(f, "kind"),
+            field(f, "message"),
+            field(oauth, "error") if oauth is not None else None,
+            field(oauth, "description") if oauth is not None else None,
+            field(oauth, "status") if oauth is not None else None,
+        )
+    return McpOAuthError(f"the engine returned an unexpected value ({type(err).__name__})")
+
+
+class HostImpl:
+    """What one session's engine instance may touch."""
+
+    def __init__(
+        self,
+        home: os.PathLike,
+        open_browser: Optional[Callable[[str], Any]],
+        consent: Optional[Callable[[ConsentRequest], bool]],
+        progress: Optional[Callable[[Progress], Any]],
+        signer: Optional[Callable[[bytes], bytes]],
+        paste: bool,
+    ) -> None:
+        self.store = FileStore(home)
+        self.open_browser = open_browser or _browser.open_system_browser
+        self.consent = consent
+        self.progress = progress or default_progress
+        self.signer = signer
+        self.paste = paste
+        self.cancel = threading.Event()
+        self.listeners: dict[int, Listener] = {}
+        self._next_rep = 1
+
+    def _emit(self, p: Progress) -> None:
+        try:
+            self.progress(p)
+        except Exception:
+            pass  # a progress hook cannot break the flow
+
+    def after_call(self) -> None:
+        self.store.unlock_all()
+
+    def reset(self) -> None:
+        """The instance trapped: close what it held."""
+        for rep in list(self.listeners):
+            self.listener_drop(rep)
+
+    # -- http ------------------------------------------------------------
+    def http_send(self, _s: Any, req: Any) -> Any:  # result<response, http-error> (untagged)
+        method = "GET" if field(req, "method") == "get" else "POST"
+        url = field(req, "url")
+        headers = [(field(h, "name"), field(h, "value")) for h in field(req, "headers")]
+        try:
+            r = _http.send(method, url, headers, field(req, "body"))
+        except _http.HttpError as e:
+            self._emit(Progress("http", f"{method} {url} -> failed ({e.kind})"))
+            payload = None if e.kind in ("timeout", "too-large") else e.message
+            return wc.Variant(e.kind, payload)
+        except Exception as e:  # never trap on a transport surprise
+            return wc.Variant("other", str(e) or type(e).__name__)
+        self._emit(Progress("http", f"{method} {url} -> {r.status}"))
+        return record(status=r.status, headers=[record(name=k, value=v) for k, v in r.headers], body=r.body)
+
+    # -- storage ---------------------------------------------------------
+    def storage_get(self, _s: Any, key: str) -> Any:
+        # result<option<list<u8>>, storage-error>: wasmtime-py cannot lower the
+        # error case of this type (every value matches the option), so a
+        # failure reads as absent, which the contract allows.
+        try:
+            return self.store.get(key)
+        except (StoreError, OSError):
+            return None
+
+    def storage_set(self, _s: Any, key: str, value: bytes) -> Any:  # result<_, storage-error>
+        try:
+            self.store.set(key, value)
+        except (StoreError, OSError) as e:
+            return wc.Variant("io", str(e))
+        self._emit(Progress("saved", f"saved the {key.split('-')[0]} record"))
+        return None
+
+    def storage_delete(self, _s: Any, key: str) -> Any:
+        try:
+            self.store.delete(key)
+        except (StoreError, OSError) as e:
+            return wc.Variant("io", str(e))
+        return None
+
+    def storage_lock(self, _s: Any, key: str) -> Any:
+        try:
+            self.store.lock(key)
+        except (StoreError, OSError) as e:
+            return wc.Variant("io", str(e))
+        return None
+
+    def storage_unlock(self, _s: Any, key: str) -> None:
+        self.store.unlock(key)
+
+    # -- browser and prompts --------------------------------------------
+    def browser_open(self, _s: Any, url: str) -> Any:  # result<_, browser-error>
+        try:
+            _browser.check_openable(url)
+        except ValueError as e:
+            return wc.Variant("refused", str(e))
+        self._emit(Progress("browser-opened", f"browser opened at {url[:90]}...", url))
+        try:
+            self.open_browser(url)
+        except Exception as e:
+            return wc.Variant("failed", str(e) or type(e).__name__)
+        return None
+
+    def prompts_consent(self, _s: Any, ask: Any) -> Any:
+        # result<consent-answer, prompt-error>: both sides may be a string,
+        # so wasmtime-py wants it tagged; prompt-error is None (unavailable).
+        if self.consent is None:
+            return wc.Variant("ok", "allow")  # the application chose to connect: go on
+        req = ConsentRequest(field(ask, "server_url"), field(ask, "issuer"), list(field(ask, "scopes")), field(ask, "reason"))
+        try:
+            allowed = bool(self.consent(req))
+        except Exception:
+            return wc.Variant("err", None)  # no answer counts as no
+        return wc.Variant("ok", "allow" if allowed else "deny")
+
+    def prompts_notify(self, _s: Any, ev: Any) -> None:
+        self._emit(describe_event(ev))
+
+    # -- callback listener -----------------------------------------------
+    def listener_bind(self, _s: Any, port: Optional[int]) -> Any:
+        # result<own<listener>, listener-error>; listener-error is untagged:
+        # an int (port-in-use) or a string (other).
+        self.cancel.clear()  # a new flow: an earlier cancel is spent
+        try:
+            l = Listener(port, paste=self.paste, cancel=self.cancel)
+        except BindError as e:
+            return e.port_in_use if e.port_in_use is not None else str(e)
+        rep, self._next_rep = self._next_rep, self._next_rep + 1
+        self.listeners[rep] = l
+        self._emit(Progress("listening", f"loopback listener ready at {l.redirect_uri()}"))
+        return wc.ResourceHost.own(rep, LISTENER_TYPE)
+
+    def _listener(self, store: Any, this: Any) -> Optional[Listener]:
+        try:
+            return self.listeners.get(this.to_host(store).rep)
+        except Exception:
+            return None
+
+    def listener_redirect_uri(self, store: Any, this: Any) -> str:
+        l = self._listener(store, this)
+        return l.redirect_uri() if l else ""
+
+    def listener_next(self, store: Any, this: Any, timeout_ms: int) -> Any:
+        l = self._listener(store, this)
+        if l is None:
+            return "the listener is gone"
+        self._emit(Progress("waiting", "waiting for the browser to finish signing in"))
+        tag, query = l.next(timeout_ms / 1000.0)
+        if tag == "redirect":
+            self._emit(Progress("callback-arrived", "the browser came back to the loopback listener"))
+        return wc.Variant(tag, query)
+
+    def listener_drop(self, rep: int) -> None:
+        l = self.listeners.pop(rep, None)
+        if l is not None:
+            l.close()
+
+    # -- clock, random, signer -------------------------------------------
+    def clock_now_ms(self, _s: Any) -> int:
+        return int(time.time() * 1000)
+
+    def random_bytes(self, _s: Any, n: int) -> bytes:
+        return os.urandom(min(n, 4096))
+
+    def signer_sign(self, _s: Any, data: bytes) -> Any:
+        # result<list<u8>, signer-error>: bytes, or None (no-key) / str (failed).
+        if self.signer is None:
+            return None
+        try:
+            sig = bytes(self.signer(data))
+        except Exception as e:
+            return str(e) or type(e).__name__
+        return sig if len(sig) == 64 else f"the signer returned {len(sig)} bytes, not a 64-byte ES256 r||s"
