@@ -74,6 +74,9 @@ impl Default for Config {
             allow_missing_s256: Vec::new(),
             grant: None,
             private_key_jwt: false,
+            expiry_skew_ms: None,
+            max_step_ups: None,
+            request_offline_access: None,
         }
     }
 }

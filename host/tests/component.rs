@@ -80,6 +80,9 @@ fn sans_io_machine_steps_across_the_boundary() {
         allow_missing_s256: vec![],
         grant: None,
         private_key_jwt: false,
+        expiry_skew_ms: None,
+        max_step_ups: None,
+        request_offline_access: None,
     };
     let h = m
         .call_open(&mut store, "https://mcp.example.com/mcp", &config)

@@ -64,6 +64,12 @@ export interface McpOAuthOptions {
   callbackTimeoutMs?: number;
   /** Issuers allowed to omit S256 from their metadata (S256 is still used). */
   allowMissingS256?: string[];
+  /** A token this close to expiry, ms, is refreshed first (default 60000). */
+  expirySkewMs?: number;
+  /** Step-up authorizations allowed per session (default 3). */
+  maxStepUps?: number;
+  /** Add `offline_access` when the AS lists it (default true). */
+  requestOfflineAccess?: boolean;
   /** How tokens are obtained (default: 'authorization-code', a user in the browser). */
   grant?: 'authorization-code' | 'client-credentials' | IdentityAssertionGrant;
   /** A P-256 private key (PKCS#8 PEM or KeyObject): authenticate with private_key_jwt (ES256). */

@@ -45,6 +45,9 @@ pub fn config(c: Config) -> core_engine::Config {
             },
         },
         private_key_jwt: c.private_key_jwt,
+        expiry_skew_ms: c.expiry_skew_ms.unwrap_or(d.expiry_skew_ms),
+        max_step_ups: c.max_step_ups.unwrap_or(d.max_step_ups),
+        request_offline_access: c.request_offline_access.unwrap_or(d.request_offline_access),
         ..d
     }
 }

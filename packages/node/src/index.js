@@ -61,6 +61,9 @@ function engineConfig(o, signingKey) {
     allowMissingS256: o.allowMissingS256 ?? [],
     grant,
     privateKeyJwt: Boolean(signingKey),
+    expirySkewMs: o.expirySkewMs === undefined ? undefined : BigInt(o.expirySkewMs),
+    maxStepUps: o.maxStepUps,
+    requestOfflineAccess: o.requestOfflineAccess,
   };
 }
 

@@ -129,6 +129,9 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         callback_port: Optional[int] = None,
         callback_timeout: float = 300.0,
         allow_missing_s256: tuple = (),
+        expiry_skew: Optional[float] = None,
+        max_step_ups: Optional[int] = None,
+        request_offline_access: Optional[bool] = None,
         grant: Union[str, IdentityAssertion, None] = None,
         signing_key: Union[str, bytes, None] = None,
         signer: Optional[Callable[[bytes], bytes]] = None,
@@ -165,6 +168,9 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             allow_missing_s256=list(allow_missing_s256),
             grant=wit_grant,
             private_key_jwt=signer is not None,
+            expiry_skew_ms=None if expiry_skew is None else int(expiry_skew * 1000),
+            max_step_ups=max_step_ups,
+            request_offline_access=request_offline_access,
         )
         if paste is None:  # as the CLI: paste when someone can type
             paste = bool(sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty())
