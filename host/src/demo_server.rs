@@ -32,6 +32,10 @@ pub struct Faults {
     pub wrong_state: bool,
     /// Reject every access token at the MCP endpoint (as after a restart).
     pub reject_tokens: bool,
+    /// Claim these `redirect_uris` in registration responses.
+    pub registered_redirect_uris: Option<Vec<String>>,
+    /// Text a hostile AS puts in error descriptions and client ids.
+    pub hostile_text: Option<String>,
 }
 
 impl Faults {
@@ -42,6 +46,8 @@ impl Faults {
         s.asc.token_endpoint = self.token_endpoint.clone();
         s.asc.wrong_state = self.wrong_state;
         s.mcp.reject_tokens = self.reject_tokens;
+        s.asc.registered_redirect_uris = self.registered_redirect_uris.clone();
+        s.asc.hostile_text = self.hostile_text.clone();
     }
 }
 

@@ -70,6 +70,7 @@ fn storage_error(e: crate::storage::StoreError) -> storage::StorageError {
         crate::storage::StoreError::BadKey(k) => storage::StorageError::Other(format!("bad key {k:?}")),
         io @ crate::storage::StoreError::Io { .. } => storage::StorageError::Io(io.to_string()),
         busy @ crate::storage::StoreError::LockTimeout { .. } => storage::StorageError::Other(busy.to_string()),
+        bad @ crate::storage::StoreError::Unsafe { .. } => storage::StorageError::Io(bad.to_string()),
     }
 }
 

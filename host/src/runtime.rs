@@ -26,7 +26,7 @@ use crate::callback::CallbackOptions;
 use crate::http::{HttpClient, HttpOptions};
 use crate::imports::HostState;
 use crate::prompts::Prompter;
-use crate::storage::FileStore;
+use crate::storage::{FileStore, private};
 
 /// The engine component, built by `build.rs` from guest/component.
 pub const COMPONENT: &[u8] = include_bytes!(env!("MCP_OAUTH_COMPONENT"));
@@ -128,12 +128,27 @@ fn artifact_key(engine: &wasmtime::Engine) -> String {
 }
 
 /// Loads the component from the artifact cache, compiling (and caching) it
-/// when the cache has no usable copy.
+/// when the cache has no usable copy. Deserializing runs native code, so the
+/// cache is used only when it is private: a directory of ours that is not a
+/// symlink (`storage::private`), and an artifact that is a regular file of
+/// ours that nobody else can write. Otherwise the engine is compiled in
+/// memory and nothing is cached.
 fn load_component(engine: &wasmtime::Engine, cache_dir: &Path) -> Result<Component, Error> {
+    let cache_ok = match private::private_dir(cache_dir) {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!(
+                "mcp-oauth: warning: not caching the compiled engine in {}: {why}",
+                cache_dir.display()
+            );
+            false
+        }
+    };
     let path = cache_dir.join(artifact_key(engine));
-    if path.exists() {
-        // SAFETY: the file is in our private cache directory (0700), written
-        // by `precompile_component` of an engine with the same compatibility
+    if cache_ok && private::check_trusted_file(&path).is_ok() {
+        // SAFETY: the file is a regular file owned by this user, writable by
+        // nobody else, in a private directory of ours, written by
+        // `precompile_component` of an engine with the same compatibility
         // hash (part of the file name).
         if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
             return Ok(c);
@@ -142,10 +157,17 @@ fn load_component(engine: &wasmtime::Engine, cache_dir: &Path) -> Result<Compone
     let bytes = engine
         .precompile_component(COMPONENT)
         .map_err(|e| Error::Setup(format!("compiling the engine component: {e}")))?;
-    if std::fs::create_dir_all(cache_dir).is_ok() {
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, &bytes).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
+    if cache_ok {
+        let mut n = [0u8; 8];
+        let _ = getrandom::fill(&mut n);
+        let tmp = path.with_extension(format!("tmp{}-{:016x}", std::process::id(), u64::from_le_bytes(n)));
+        let written = crate::storage::create_private(&tmp).and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(&bytes)?;
+            f.sync_all()
+        });
+        if written.is_err() || std::fs::rename(&tmp, &path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
         }
     }
     // SAFETY: `bytes` was produced just now by this engine.

@@ -5,17 +5,23 @@
 //!   crash leaves the old record or the new one, never a mix;
 //! - keys are flat (`[A-Za-z0-9_-]`, what the engine produces): no key can name
 //!   a path outside the directory;
-//! - a record that is not valid JSON reads as absent, with a warning;
+//! - a record that is not valid JSON reads as absent, with a warning; so does
+//!   one that is a symlink, a FIFO, another user's, or over 1 MiB
+//!   (`private.rs`); the directories are checked the same way;
 //! - `lock` creates `locks/<key>.lock` exclusively (lock protocol 2 in
 //!   `docs/store.md`, shared with the Node and Python hosts, which cannot
 //!   `flock`): two processes refreshing the same server take turns, a lock
 //!   left by a dead process is broken, and waiting has a deadline.
 
+mod lock;
+pub mod private;
+
+pub use lock::LOCK_WAIT;
+
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 /// Why a storage call failed.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +41,14 @@ pub enum StoreError {
         /// How long we waited.
         secs: u64,
     },
+    /// A directory of the store must not be trusted.
+    #[error("refusing to use {path}: {why}; remove it (mcp-oauth creates it again, private to you)")]
+    Unsafe {
+        /// The directory.
+        path: String,
+        /// Why.
+        why: String,
+    },
     /// The filesystem failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -47,89 +61,7 @@ pub enum StoreError {
     },
 }
 
-/// How long `lock` waits for another process before giving up.
-pub const LOCK_WAIT: Duration = Duration::from_secs(30);
-
-/// A lock older than this is stale whoever holds it (no engine call holds a
-/// lock for longer than its HTTP deadlines).
-const LOCK_MAX_AGE: Duration = Duration::from_secs(60);
-
-/// A lock file with no readable pid is stale after this (a crash between
-/// create and write, or a protocol 1 file).
-const LOCK_UNREADABLE_AGE: Duration = Duration::from_secs(5);
-
-fn unix_ms() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis())
-        .unwrap_or(0)
-}
-
-/// What a lock file says about its holder.
-struct Holder {
-    pid: Option<u32>,
-    age: Option<Duration>,
-}
-
-impl Holder {
-    fn is_stale(&self) -> bool {
-        let age = self.age.unwrap_or_default();
-        match self.pid {
-            Some(pid) => age > LOCK_MAX_AGE || !process_alive(pid),
-            None => age > LOCK_UNREADABLE_AGE,
-        }
-    }
-}
-
-fn lock_holder(path: &Path) -> Holder {
-    let age = fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
-        .and_then(|t| t.elapsed().ok());
-    // The file is tiny; read at most a little of it whatever it holds.
-    let mut text = String::new();
-    if let Ok(f) = File::open(path) {
-        let _ = io::Read::read_to_string(&mut io::Read::take(f, 256), &mut text);
-    }
-    let pid = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v["pid"].as_u64())
-        .and_then(|p| u32::try_from(p).ok())
-        .filter(|p| *p > 0);
-    Holder { pid, age }
-}
-
-#[cfg(unix)]
-fn process_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
-    let r = unsafe { libc::kill(pid, 0) };
-    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
-}
-
-#[cfg(not(unix))]
-fn process_alive(_pid: u32) -> bool {
-    true
-}
-
-/// Moves a stale lock aside, then removes it; if another process broke it
-/// first, the rename fails and nothing happens.
-fn break_stale(path: &Path) {
-    let mut n = [0u8; 8];
-    let _ = getrandom::fill(&mut n);
-    let aside = path.with_extension(format!(
-        "lock.stale-{}-{:016x}",
-        std::process::id(),
-        u64::from_le_bytes(n)
-    ));
-    if fs::rename(path, &aside).is_ok() {
-        let _ = fs::remove_file(aside);
-    }
-}
-
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
     move |source| StoreError::Io {
         what,
         path: path.display().to_string(),
@@ -159,7 +91,7 @@ pub fn default_home() -> PathBuf {
     }
 }
 
-fn check_key(key: &str) -> Result<(), StoreError> {
+pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
     let ok =
         !key.is_empty() && key.len() <= 128 && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
     if ok {
@@ -169,18 +101,18 @@ fn check_key(key: &str) -> Result<(), StoreError> {
     }
 }
 
-#[cfg(unix)]
-fn restrict_dir(dir: &Path) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+/// [`private::private_dir`] with the store's error.
+pub fn private_dir_checked(dir: &Path) -> Result<(), StoreError> {
+    private::private_dir(dir).map_err(|r| match r {
+        private::Refusal::Io(e) => io_err("creating", dir)(e),
+        private::Refusal::Unsafe(why) => StoreError::Unsafe {
+            path: dir.display().to_string(),
+            why: why.to_string(),
+        },
+    })
 }
 
-#[cfg(not(unix))]
-fn restrict_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
-}
-
-fn create_private(path: &Path) -> io::Result<File> {
+pub(crate) fn create_private(path: &Path) -> io::Result<File> {
     let mut o = OpenOptions::new();
     o.write(true).create_new(true);
     #[cfg(unix)]
@@ -192,14 +124,12 @@ fn create_private(path: &Path) -> io::Result<File> {
 }
 
 impl FileStore {
-    /// Opens (creating, 0700) the store at `dir`.
+    /// Opens (creating, 0700) the store at `dir`, refusing directories that
+    /// are symlinks or another user's.
     pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
-        restrict_dir(&dir).map_err(io_err("restricting", &dir))?;
-        let locks = dir.join("locks");
-        fs::create_dir_all(&locks).map_err(io_err("creating", &locks))?;
-        restrict_dir(&locks).map_err(io_err("restricting", &locks))?;
+        private_dir_checked(&dir)?;
+        private_dir_checked(&dir.join("locks"))?;
         Ok(Self {
             dir,
             held: HashMap::new(),
@@ -216,26 +146,23 @@ impl FileStore {
         Ok(self.dir.join(format!("{key}.json")))
     }
 
-    /// Reads a record. Absent, unreadable or corrupt (not JSON): `None`; the
-    /// last two with a warning on stderr.
+    /// Reads a record. Absent, unreadable, unsafe (see `private.rs`) or
+    /// corrupt (not JSON): `None`; all but the first with a warning on stderr.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let path = self.path(key)?;
-        match fs::read(&path) {
-            Ok(bytes) => {
-                if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() {
-                    Ok(Some(bytes))
-                } else {
-                    eprintln!(
-                        "mcp-oauth: warning: {} is corrupt and is ignored (it will be rewritten)",
-                        path.display()
-                    );
-                    Ok(None)
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => {
+        match private::read_small(&path, private::MAX_RECORD_BYTES) {
+            Ok(None) => Ok(None),
+            Ok(Some(bytes)) if serde_json::from_slice::<serde_json::Value>(&bytes).is_ok() => Ok(Some(bytes)),
+            Ok(Some(_)) => {
                 eprintln!(
-                    "mcp-oauth: warning: cannot read {}: {e}; treating it as absent",
+                    "mcp-oauth: warning: {} is corrupt and is ignored (it will be rewritten)",
+                    path.display()
+                );
+                Ok(None)
+            }
+            Err(why) => {
+                eprintln!(
+                    "mcp-oauth: warning: ignoring {}: {why}; treating it as absent",
                     path.display()
                 );
                 Ok(None)
@@ -283,59 +210,6 @@ impl FileStore {
         }
     }
 
-    /// Takes the exclusive cross-process lock on `key` (waits while another
-    /// process holds it, at most [`LOCK_WAIT`]).
-    pub fn lock(&mut self, key: &str) -> Result<(), StoreError> {
-        check_key(key)?;
-        if self.held.contains_key(key) {
-            return Ok(());
-        }
-        let path = self.dir.join("locks").join(format!("{key}.lock"));
-        let started = Instant::now();
-        // Bounded by the deadline below; each round sleeps 10-30 ms.
-        loop {
-            match create_private(&path) {
-                Ok(mut f) => {
-                    let stamp = format!("{{\"pid\":{},\"created_ms\":{}}}", std::process::id(), unix_ms());
-                    f.write_all(stamp.as_bytes()).map_err(io_err("writing", &path))?;
-                    self.held.insert(key.to_string(), path);
-                    return Ok(());
-                }
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io_err("creating", &path)(e)),
-            }
-            let holder = lock_holder(&path);
-            if holder.is_stale() {
-                break_stale(&path);
-                continue;
-            }
-            if started.elapsed() >= LOCK_WAIT {
-                return Err(StoreError::LockTimeout {
-                    path: path.display().to_string(),
-                    holder: holder.pid.map_or_else(|| "unknown".into(), |p| p.to_string()),
-                    secs: LOCK_WAIT.as_secs(),
-                });
-            }
-            let mut jitter = [0u8; 1];
-            let _ = getrandom::fill(&mut jitter);
-            std::thread::sleep(Duration::from_millis(10 + u64::from(jitter[0]) % 21));
-        }
-    }
-
-    /// Releases the lock on `key`.
-    pub fn unlock(&mut self, key: &str) {
-        if let Some(path) = self.held.remove(key) {
-            let _ = fs::remove_file(path);
-        }
-    }
-
-    /// Releases every lock (the end of a call).
-    pub fn unlock_all(&mut self) {
-        for (_, path) in self.held.drain() {
-            let _ = fs::remove_file(path);
-        }
-    }
-
     /// Server URLs with a stored binding (for `status` with no URL).
     pub fn known_servers(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -347,7 +221,9 @@ impl FileStore {
             if !(name.starts_with("binding-") && name.ends_with(".json")) {
                 continue;
             }
-            let Ok(bytes) = fs::read(e.path()) else { continue };
+            let Ok(Some(bytes)) = private::read_small(&e.path(), private::MAX_RECORD_BYTES) else {
+                continue;
+            };
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
                 continue;
             };
@@ -420,77 +296,5 @@ mod tests {
         assert_eq!(s.get("k").unwrap().unwrap(), b"{\"old\":true}");
         s.set("k", b"{\"new\":true}").unwrap();
         assert_eq!(s.get("k").unwrap().unwrap(), b"{\"new\":true}");
-    }
-
-    #[test]
-    fn lock_is_exclusive_across_handles() {
-        let dir = temp();
-        let mut a = FileStore::open(&dir).unwrap();
-        let mut b = FileStore::open(&dir).unwrap();
-        a.lock("tokens-x").unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let t = std::thread::spawn(move || {
-            b.lock("tokens-x").unwrap();
-            tx.send(()).unwrap();
-            b.unlock("tokens-x");
-        });
-        assert!(
-            rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(),
-            "second lock must wait"
-        );
-        a.unlock("tokens-x");
-        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
-        t.join().unwrap();
-    }
-
-    #[test]
-    fn a_lock_left_by_a_dead_process_is_broken() {
-        let dir = temp();
-        let mut a = FileStore::open(&dir).unwrap();
-        // A pid that cannot be running (beyond Linux's pid_max).
-        fs::write(dir.join("locks/tokens-x.lock"), br#"{"pid":2147483000,"created_ms":1}"#).unwrap();
-        let t = Instant::now();
-        a.lock("tokens-x").unwrap();
-        assert!(t.elapsed() < Duration::from_secs(2));
-        let text = fs::read_to_string(dir.join("locks/tokens-x.lock")).unwrap();
-        assert!(text.contains(&format!("\"pid\":{}", std::process::id())), "{text}");
-        a.unlock("tokens-x");
-        assert!(!dir.join("locks/tokens-x.lock").exists());
-    }
-
-    #[test]
-    fn a_live_holder_is_waited_for_and_an_old_empty_file_is_not() {
-        let dir = temp();
-        let mut a = FileStore::open(&dir).unwrap();
-        // Held by this (live) process: a second handle must wait.
-        fs::write(
-            dir.join("locks/tokens-y.lock"),
-            format!("{{\"pid\":{},\"created_ms\":1}}", std::process::id()),
-        )
-        .unwrap();
-        assert!(lock_holder(&dir.join("locks/tokens-y.lock")).pid.is_some());
-        assert!(!lock_holder(&dir.join("locks/tokens-y.lock")).is_stale());
-        // A protocol 1 file: empty, from long ago.
-        let old = dir.join("locks/tokens-z.lock");
-        fs::write(&old, b"").unwrap();
-        File::options()
-            .write(true)
-            .open(&old)
-            .unwrap()
-            .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
-            .unwrap();
-        a.lock("tokens-z").unwrap();
-        a.unlock_all();
-        assert!(!old.exists());
-    }
-
-    #[test]
-    fn dropping_the_store_releases_its_locks() {
-        let dir = temp();
-        let mut a = FileStore::open(&dir).unwrap();
-        a.lock("tokens-w").unwrap();
-        assert!(dir.join("locks/tokens-w.lock").exists());
-        drop(a);
-        assert!(!dir.join("locks/tokens-w.lock").exists());
     }
 }

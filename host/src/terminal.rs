@@ -22,6 +22,21 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// JSON for a terminal: serde_json escapes C0 controls but leaves DEL and the
+/// C1 controls raw (JSON allows them); they can only occur inside strings,
+/// where a `\u00XX` escape means the same.
+pub fn json_safe(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_control() && !matches!(c, '\n' | '\t' | '\r') {
+            out.push_str(&format!("\\u{:04x}", c as u32));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// True when `text` holds anything a terminal would act on.
 pub fn has_controls(text: &str) -> bool {
     text.chars().any(char::is_control)
@@ -38,5 +53,10 @@ mod tests {
         assert!(!has_controls(&out), "{out:?}");
         assert!(out.starts_with("a\\u{1b}[2J\\u{1b}]52;c;aGk=\\u{7}b\\u{9b}31m\\u{9d}x\\u{d}\\u{a}c\\u{7f}"));
         assert_eq!(printable("plain text, ünïcode ✓"), "plain text, ünïcode ✓");
+        let json = serde_json::to_string_pretty(&serde_json::json!({"id": hostile})).unwrap();
+        let safe = json_safe(&json);
+        assert!(!safe.chars().any(|c| c.is_control() && c != '\n'), "{safe:?}");
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["id"], hostile, "the same JSON value");
     }
 }

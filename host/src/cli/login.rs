@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use mcp_oauth_host::browser::{BrowserOpener, SystemBrowser};
 use mcp_oauth_host::callback::CallbackOptions;
-use mcp_oauth_host::http::HttpOptions;
 use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
 use mcp_oauth_host::storage::{FileStore, default_home};
 use mcp_oauth_host::terminal::printable;
@@ -59,7 +58,7 @@ pub(crate) fn login(a: LoginArgs) -> Result<(), Failure> {
     let url = a.url.as_str();
     let session = Arc::new(open_session(&runtime(home)?, url, config, io)?);
     save_profile(&store, url, &profile);
-    let client = AuthorizedClient::new(session.clone(), HttpOptions::default());
+    let client = AuthorizedClient::new(session.clone(), super::http_options());
     client.post_json(url, br#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#)?;
     if session.authorize(Mode::Silent).is_err() {
         // The server answered without asking for authorization: authorize

@@ -17,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use mcp_oauth_host::bindings::mcp::oauth::engine_types::{AuthError, FailureKind};
 use mcp_oauth_host::browser::BrowserOpener;
 use mcp_oauth_host::callback::CallbackOptions;
+use mcp_oauth_host::http::HttpOptions;
 use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
 use mcp_oauth_host::{Config, Error, Runtime, RuntimeOptions, Session, SessionIo};
 
@@ -24,6 +25,7 @@ pub(crate) const AFTER_HELP: &str = "\
 Environment:
   MCP_OAUTH_HOME   where tokens and registrations are stored (default: the platform data dir)
   BROWSER          command that opens the authorization URL (run directly, URL as last argument)
+  MCP_OAUTH_HTTP_TIMEOUT  seconds each HTTP request may take (default 30)
 
 Exit codes:
   0 ok, 1 error, 2 usage, 3 authorization required (token, silent), 4 declined, 5 timed out";
@@ -161,9 +163,26 @@ pub(crate) fn open_session(rt: &Runtime, url: &str, config: Config, io: SessionI
     })
 }
 
+/// `MCP_OAUTH_HTTP_TIMEOUT` (seconds): the deadline of each HTTP request
+/// (default 30). A server that accepts and never answers costs one such
+/// deadline per command: every later request would go to the same place.
+pub(crate) fn http_options() -> HttpOptions {
+    let mut o = HttpOptions::default();
+    if let Some(secs) = std::env::var("MCP_OAUTH_HTTP_TIMEOUT")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| (1..=3600).contains(s))
+    {
+        o.total_timeout = std::time::Duration::from_secs(secs);
+        o.connect_timeout = o.connect_timeout.min(o.total_timeout);
+    }
+    o
+}
+
 pub(crate) fn runtime(home: PathBuf) -> Result<Runtime, Error> {
     Runtime::new(RuntimeOptions {
         home,
+        http: http_options(),
         ..RuntimeOptions::default()
     })
 }

@@ -70,7 +70,8 @@ pub(crate) fn status(url: Option<String>, json: bool) -> Result<(), Failure> {
     }
     if json {
         let v: Vec<_> = all.iter().map(status_json).collect();
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        let json = serde_json::to_string_pretty(&v).unwrap_or_default();
+        println!("{}", mcp_oauth_host::terminal::json_safe(&json));
     } else {
         for s in &all {
             print_status(s);

@@ -42,7 +42,7 @@ impl Servers {
             .as_str()
             .unwrap_or("client_secret_basic")
             .to_string();
-        let id = self.next_id("client");
+        let id = format!("{}{}", self.next_id("client"), self.asc.hostile_text.clone().unwrap_or_default());
         let secret = (method != "none").then(|| self.next_id("secret"));
         self.clients.insert(
             id.clone(),
@@ -132,7 +132,16 @@ impl Servers {
             _ => return redirect(vec![("error", "unauthorized_client".into()), ("state", state)]),
         }
         if self.asc.deny {
-            return redirect(vec![("error", "access_denied".into()), ("state", state)]);
+            let pairs = match self.asc.hostile_text.clone() {
+                // A hostile AS picks an error the client shows, with its text.
+                Some(h) => vec![
+                    ("error", format!("invalid_scope{h}")),
+                    ("error_description", h),
+                    ("state", state),
+                ],
+                None => vec![("error", "access_denied".to_string()), ("state", state)],
+            };
+            return redirect(pairs);
         }
         let code = self.next_id("code");
         self.codes.insert(
@@ -250,6 +259,12 @@ impl Servers {
     }
 
     pub(crate) fn token(&mut self, now_ms: u64, req: &Request) -> Response {
+        if let Some(h) = &self.asc.hostile_text
+            && self.asc.deny
+        {
+            // A hostile AS refusing at the token endpoint too.
+            return Response::json(400, serde_json::json!({"error": format!("invalid_grant{h}"), "error_description": h}));
+        }
         let f = form(&req.body);
         let client_id = match self.authenticate(req, &f) {
             Ok(c) => c,

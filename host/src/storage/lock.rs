@@ -1,0 +1,235 @@
+//! Lock protocol 2 (`docs/store.md`), shared with the Node and Python hosts:
+//! an exclusive-create lock file per key, its holder's pid inside; a lock
+//! whose holder is dead (or that is too old) is broken; waiting has a
+//! deadline.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::{FileStore, StoreError, check_key, create_private, io_err, private};
+
+/// How long `lock` waits for another process before giving up.
+pub const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// A lock older than this is stale whoever holds it (no engine call holds a
+/// lock for longer than its HTTP deadlines).
+const LOCK_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// A lock file with no readable pid is stale after this (a crash between
+/// create and write, or a protocol 1 file).
+const LOCK_UNREADABLE_AGE: Duration = Duration::from_secs(5);
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// What a lock file says about its holder.
+struct Holder {
+    pid: Option<u32>,
+    age: Option<Duration>,
+}
+
+impl Holder {
+    fn is_stale(&self) -> bool {
+        let age = self.age.unwrap_or_default();
+        match self.pid {
+            Some(pid) => age > LOCK_MAX_AGE || !process_alive(pid),
+            None => age > LOCK_UNREADABLE_AGE,
+        }
+    }
+}
+
+fn lock_holder(path: &Path) -> Holder {
+    let age = fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok());
+    // The file is tiny; read at most a little of it whatever it holds.
+    // A FIFO or symlink planted here must not block or mislead us.
+    let text = private::read_small(path, 256)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let pid = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["pid"].as_u64())
+        .and_then(|p| u32::try_from(p).ok())
+        .filter(|p| *p > 0);
+    Holder { pid, age }
+}
+
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: kill with signal 0 sends nothing; it only checks the pid.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
+}
+
+/// Moves a stale lock aside, then removes it; if another process broke it
+/// first, the rename fails and nothing happens.
+fn break_stale(path: &Path) {
+    let mut n = [0u8; 8];
+    let _ = getrandom::fill(&mut n);
+    let aside = path.with_extension(format!(
+        "lock.stale-{}-{:016x}",
+        std::process::id(),
+        u64::from_le_bytes(n)
+    ));
+    if fs::rename(path, &aside).is_ok() {
+        let _ = fs::remove_file(aside);
+    }
+}
+
+
+impl FileStore {
+    /// Takes the exclusive cross-process lock on `key` (waits while another
+    /// process holds it, at most [`LOCK_WAIT`]).
+    pub fn lock(&mut self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        if self.held.contains_key(key) {
+            return Ok(());
+        }
+        let path = self.dir.join("locks").join(format!("{key}.lock"));
+        let started = Instant::now();
+        // Bounded by the deadline below; each round sleeps 10-30 ms.
+        loop {
+            match create_private(&path) {
+                Ok(mut f) => {
+                    let stamp = format!("{{\"pid\":{},\"created_ms\":{}}}", std::process::id(), unix_ms());
+                    f.write_all(stamp.as_bytes()).map_err(io_err("writing", &path))?;
+                    self.held.insert(key.to_string(), path);
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err("creating", &path)(e)),
+            }
+            let holder = lock_holder(&path);
+            if holder.is_stale() {
+                break_stale(&path);
+                continue;
+            }
+            if started.elapsed() >= LOCK_WAIT {
+                return Err(StoreError::LockTimeout {
+                    path: path.display().to_string(),
+                    holder: holder.pid.map_or_else(|| "unknown".into(), |p| p.to_string()),
+                    secs: LOCK_WAIT.as_secs(),
+                });
+            }
+            let mut jitter = [0u8; 1];
+            let _ = getrandom::fill(&mut jitter);
+            std::thread::sleep(Duration::from_millis(10 + u64::from(jitter[0]) % 21));
+        }
+    }
+
+    /// Releases the lock on `key`.
+    pub fn unlock(&mut self, key: &str) {
+        if let Some(path) = self.held.remove(key) {
+            let _ = fs::remove_file(path);
+        }
+    }
+
+    /// Releases every lock (the end of a call).
+    pub fn unlock_all(&mut self) {
+        for (_, path) in self.held.drain() {
+            let _ = fs::remove_file(path);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+
+    fn temp() -> std::path::PathBuf {
+        let mut n = [0u8; 8];
+        getrandom::fill(&mut n).unwrap();
+        std::env::temp_dir().join(format!("mcp-oauth-lock-{:016x}", u64::from_le_bytes(n)))
+    }
+
+    #[test]
+    fn lock_is_exclusive_across_handles() {
+        let dir = temp();
+        let mut a = FileStore::open(&dir).unwrap();
+        let mut b = FileStore::open(&dir).unwrap();
+        a.lock("tokens-x").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            b.lock("tokens-x").unwrap();
+            tx.send(()).unwrap();
+            b.unlock("tokens-x");
+        });
+        assert!(
+            rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(),
+            "second lock must wait"
+        );
+        a.unlock("tokens-x");
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn a_lock_left_by_a_dead_process_is_broken() {
+        let dir = temp();
+        let mut a = FileStore::open(&dir).unwrap();
+        // A pid that cannot be running (beyond Linux's pid_max).
+        fs::write(dir.join("locks/tokens-x.lock"), br#"{"pid":2147483000,"created_ms":1}"#).unwrap();
+        let t = Instant::now();
+        a.lock("tokens-x").unwrap();
+        assert!(t.elapsed() < Duration::from_secs(2));
+        let text = fs::read_to_string(dir.join("locks/tokens-x.lock")).unwrap();
+        assert!(text.contains(&format!("\"pid\":{}", std::process::id())), "{text}");
+        a.unlock("tokens-x");
+        assert!(!dir.join("locks/tokens-x.lock").exists());
+    }
+
+    #[test]
+    fn a_live_holder_is_waited_for_and_an_old_empty_file_is_not() {
+        let dir = temp();
+        let mut a = FileStore::open(&dir).unwrap();
+        // Held by this (live) process: a second handle must wait.
+        fs::write(
+            dir.join("locks/tokens-y.lock"),
+            format!("{{\"pid\":{},\"created_ms\":1}}", std::process::id()),
+        )
+        .unwrap();
+        assert!(lock_holder(&dir.join("locks/tokens-y.lock")).pid.is_some());
+        assert!(!lock_holder(&dir.join("locks/tokens-y.lock")).is_stale());
+        // A protocol 1 file: empty, from long ago.
+        let old = dir.join("locks/tokens-z.lock");
+        fs::write(&old, b"").unwrap();
+        File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        a.lock("tokens-z").unwrap();
+        a.unlock_all();
+        assert!(!old.exists());
+    }
+
+    #[test]
+    fn dropping_the_store_releases_its_locks() {
+        let dir = temp();
+        let mut a = FileStore::open(&dir).unwrap();
+        a.lock("tokens-w").unwrap();
+        assert!(dir.join("locks/tokens-w.lock").exists());
+        drop(a);
+        assert!(!dir.join("locks/tokens-w.lock").exists());
+    }
+}

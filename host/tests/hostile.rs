@@ -1,0 +1,206 @@
+//! Hostile servers and a tampered store, through the real CLI: what the
+//! issue-9 review found, each as a regression test. The attacker controls the
+//! MCP server, the authorization server, or files in the store.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mcp_oauth_host::demo_server::{DemoServer, Faults};
+
+const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
+const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
+
+/// ESC, CSI, OSC, BEL, CR/LF and the C1 controls U+009B (CSI) and U+009D (OSC).
+const HOSTILE: &str = "\u{1b}[2J\u{1b}]52;c;cHduZWQ=\u{7}\u{9b}31m\u{9d}0;title\u{7}\r\nFAKE: ok";
+
+fn temp_home(tag: &str) -> PathBuf {
+    let mut n = [0u8; 8];
+    getrandom::fill(&mut n).unwrap();
+    let p = std::env::temp_dir().join(format!("mcp-oauth-hostile-{tag}-{:016x}", u64::from_le_bytes(n)));
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn cli(home: &Path, args: &[&str]) -> Output {
+    Command::new(CLI)
+        .args(args)
+        .env("MCP_OAUTH_HOME", home)
+        .env("BROWSER", BROWSER)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run mcp-oauth")
+}
+
+/// Nothing a terminal would act on: no C0 (but newline), DEL or C1 control.
+fn assert_terminal_safe(what: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    let bad: Vec<char> = text.chars().filter(|c| c.is_control() && *c != '\n').collect();
+    assert!(bad.is_empty(), "{what} carries control characters {bad:?}:\n{text}");
+}
+
+fn record_path(home: &Path, prefix: &str) -> PathBuf {
+    std::fs::read_dir(home)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(prefix))
+        .unwrap_or_else(|| panic!("no {prefix} record in {}", home.display()))
+}
+
+#[test]
+fn server_text_never_reaches_the_terminal_raw() {
+    // A hostile AS refuses with control sequences in error and error_description.
+    let server = DemoServer::start(Faults {
+        deny: true,
+        hostile_text: Some(HOSTILE.into()),
+        ..Faults::default()
+    })
+    .unwrap();
+    let home = temp_home("deny");
+    let out = cli(&home, &["login", &server.mcp_url()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_terminal_safe("login stderr", &out.stderr);
+    assert_terminal_safe("login stdout", &out.stdout);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\\u{1b}[2J"), "the text is shown, escaped");
+
+    // The same AS lets the user in but registers a client id with controls:
+    // `status` shows it escaped.
+    server.set_faults(|f| f.deny = false);
+    let home = temp_home("status");
+    let out = cli(&home, &["login", &server.mcp_url()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_terminal_safe("login stderr", &out.stderr);
+    let out = cli(&home, &["status"]);
+    assert!(out.status.success());
+    assert_terminal_safe("status stdout", &out.stdout);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\\u{1b}]52"), "the client id is shown escaped");
+    // `status --json` is JSON: the controls are JSON escapes.
+    let out = cli(&home, &["status", "--json"]);
+    assert_terminal_safe("status --json", &out.stdout);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v[0]["client_id"].as_str().unwrap().contains('\u{1b}'));
+
+    // The token endpoint refuses with the hostile text (on refresh too).
+    server.set_faults(|f| f.deny = true);
+    let out = cli(&home, &["logout", &server.mcp_url()]);
+    assert_terminal_safe("logout stderr", &out.stderr);
+}
+
+#[test]
+fn a_registration_for_other_redirect_uris_fails_after_one_request() {
+    for claimed in [vec![], vec!["http://127.0.0.1:9/elsewhere".to_string()]] {
+        let server = DemoServer::start(Faults {
+            registered_redirect_uris: Some(claimed.clone()),
+            ..Faults::default()
+        })
+        .unwrap();
+        let home = temp_home("dcr-loop");
+        let t = Instant::now();
+        let out = cli(&home, &["login", &server.mcp_url(), "--timeout", "20"]);
+        assert_eq!(out.status.code(), Some(1), "{claimed:?}");
+        assert!(t.elapsed() < Duration::from_secs(15));
+        assert_eq!(server.count("/register"), 1, "{claimed:?}: {:?}", server.log());
+        assert_eq!(server.count("/authorize"), 0);
+        assert!(String::from_utf8_lossy(&out.stderr).contains("registered other redirect URIs"));
+    }
+}
+
+#[test]
+fn a_server_that_never_answers_costs_one_deadline() {
+    // Accepts connections and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hold = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        listener.set_nonblocking(true).unwrap();
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end {
+            if let Ok((s, _)) = listener.accept() {
+                held.push(s);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    });
+    let home = temp_home("silent");
+    let t = Instant::now();
+    let out = Command::new(CLI)
+        .args(["login", &format!("http://127.0.0.1:{port}/mcp")])
+        .env("MCP_OAUTH_HOME", &home)
+        .env("BROWSER", BROWSER)
+        .env("MCP_OAUTH_HTTP_TIMEOUT", "2")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(took < Duration::from_secs(4), "took {took:?}: more than one 2 s deadline");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("could not reach"));
+    drop(hold);
+}
+
+#[test]
+fn a_bad_url_on_the_command_line_is_a_usage_error() {
+    let home = temp_home("usage");
+    for url in ["ftp://x/y", "http://evil.example/mcp", "not a url", "https://user:pw@x/mcp"] {
+        let out = cli(&home, &["token", url]);
+        assert_eq!(out.status.code(), Some(2), "{url}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("the server URL"), "{url}: {err}");
+        assert!(!err.contains("misconfigured or malicious"), "{url}: {err}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_or_a_huge_file_in_place_of_a_record_neither_blocks_nor_fills_memory() {
+    let server = DemoServer::start(Faults::default()).unwrap();
+    let home = temp_home("fifo");
+    assert!(cli(&home, &["login", &server.mcp_url()]).status.success());
+    let tokens = record_path(&home, "tokens-");
+    std::fs::remove_file(&tokens).unwrap();
+    assert!(Command::new("mkfifo").arg(&tokens).status().unwrap().success());
+    let t = Instant::now();
+    let out = cli(&home, &["token", &server.mcp_url()]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(&home, &["status", &server.mcp_url()]);
+    assert!(out.status.success());
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+
+    std::fs::remove_file(&tokens).unwrap();
+    std::fs::File::create(&tokens).unwrap().set_len(1 << 30).unwrap();
+    let binding = record_path(&home, "binding-");
+    std::fs::remove_file(&binding).unwrap();
+    std::fs::File::create(&binding).unwrap().set_len(1 << 30).unwrap();
+    let t = Instant::now();
+    let out = cli(&home, &["token", &server.mcp_url()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("larger than a record"));
+    let out = cli(&home, &["status"]);
+    assert!(out.status.success());
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+}
+
+#[cfg(unix)]
+#[test]
+fn planted_symlinks_for_the_cache_and_the_locks_are_not_followed() {
+    use std::os::unix::fs::symlink;
+    let elsewhere = temp_home("elsewhere");
+    // The compiled-engine cache: the runtime compiles in memory instead.
+    let home = temp_home("cache-link");
+    symlink(&elsewhere, home.join("cache")).unwrap();
+    let out = cli(&home, &["token", "https://mcp.example.com/mcp"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not caching the compiled engine"));
+    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing written through the link");
+    // The locks directory: the store refuses it, and chmods nothing.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let home = temp_home("locks-link");
+    symlink(&elsewhere, home.join("locks")).unwrap();
+    let out = cli(&home, &["token", "https://mcp.example.com/mcp"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to use"));
+    let mode = std::fs::metadata(&elsewhere).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o755, "the link's target was not chmod'ed");
+}
