@@ -119,29 +119,11 @@ impl Listener {
         format!("http://127.0.0.1:{}/callback", self.port)
     }
 
-    /// Checks a pasted line: it must be this listener's redirect URL with a query.
+    /// Checks a pasted line: it must be this listener's redirect URL with a
+    /// query, read by the engine's own strict URL parser (the same rules as
+    /// every URL the engine accepts, so no two parsers disagree).
     pub fn parse_paste(&self, line: &str) -> Result<String, String> {
-        let url = url::Url::parse(line.trim())
-            .map_err(|_| "that is not a URL; paste the whole address from the browser's address bar".to_string())?;
-        let expected = self.redirect_uri();
-        let base = format!(
-            "{}://{}{}",
-            url.scheme(),
-            url.host_str().unwrap_or(""),
-            url.port().map(|p| format!(":{p}")).unwrap_or_default()
-        );
-        if format!("{base}{}", url.path()) != expected {
-            return Err(format!(
-                "that URL is not the redirect address (expected one starting with {expected}?)"
-            ));
-        }
-        match url.query() {
-            Some(q) if !q.is_empty() => Ok(q.to_string()),
-            _ => Err(
-                "that URL has no query; copy the address after the browser came back (it contains code= and state=)"
-                    .into(),
-            ),
-        }
+        mcp_oauth_core::wire::authorization_response::pasted_query(line, &self.redirect_uri()).map_err(String::from)
     }
 
     /// Waits up to `timeout` for the next request to `/callback` or a paste.
@@ -260,7 +242,7 @@ mod tests {
         assert!(
             l.parse_paste("https://evil.example/callback?code=x")
                 .unwrap_err()
-                .contains("not the redirect")
+                .contains("redirect address")
         );
         assert!(l.parse_paste(&l.redirect_uri()).unwrap_err().contains("no query"));
     }

@@ -54,7 +54,10 @@ impl AuthorizedClient {
         self.http.send(&r).map_err(|e| {
             Error::Auth(AuthError::Failed(Failure {
                 kind: FailureKind::Transport,
-                message: format!("could not reach {} ({}): {e}; check the URL and your network", req.url, req.method),
+                message: format!(
+                    "could not reach {} ({}): {e}; check the URL and your network",
+                    req.url, req.method
+                ),
                 oauth: None,
             }))
         })

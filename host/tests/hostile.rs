@@ -62,7 +62,10 @@ fn server_text_never_reaches_the_terminal_raw() {
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert_terminal_safe("login stderr", &out.stderr);
     assert_terminal_safe("login stdout", &out.stdout);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("\\u{1b}[2J"), "the text is shown, escaped");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("\\u{1b}[2J"),
+        "the text is shown, escaped"
+    );
 
     // The same AS lets the user in but registers a client id with controls:
     // `status` shows it escaped.
@@ -74,7 +77,10 @@ fn server_text_never_reaches_the_terminal_raw() {
     let out = cli(&home, &["status"]);
     assert!(out.status.success());
     assert_terminal_safe("status stdout", &out.stdout);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("\\u{1b}]52"), "the client id is shown escaped");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("\\u{1b}]52"),
+        "the client id is shown escaped"
+    );
     // `status --json` is JSON: the controls are JSON escapes.
     let out = cli(&home, &["status", "--json"]);
     assert_terminal_safe("status --json", &out.stdout);
@@ -134,7 +140,10 @@ fn a_server_that_never_answers_costs_one_deadline() {
         .unwrap();
     let took = t.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(took < Duration::from_secs(4), "took {took:?}: more than one 2 s deadline");
+    assert!(
+        took < Duration::from_secs(4),
+        "took {took:?}: more than one 2 s deadline"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("could not reach"));
     drop(hold);
 }
@@ -142,7 +151,12 @@ fn a_server_that_never_answers_costs_one_deadline() {
 #[test]
 fn a_bad_url_on_the_command_line_is_a_usage_error() {
     let home = temp_home("usage");
-    for url in ["ftp://x/y", "http://evil.example/mcp", "not a url", "https://user:pw@x/mcp"] {
+    for url in [
+        "ftp://x/y",
+        "http://evil.example/mcp",
+        "not a url",
+        "https://user:pw@x/mcp",
+    ] {
         let out = cli(&home, &["token", url]);
         assert_eq!(out.status.code(), Some(2), "{url}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -192,7 +206,11 @@ fn planted_symlinks_for_the_cache_and_the_locks_are_not_followed() {
     let out = cli(&home, &["token", "https://mcp.example.com/mcp"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not caching the compiled engine"));
-    assert_eq!(std::fs::read_dir(&elsewhere).unwrap().count(), 0, "nothing written through the link");
+    assert_eq!(
+        std::fs::read_dir(&elsewhere).unwrap().count(),
+        0,
+        "nothing written through the link"
+    );
     // The locks directory: the store refuses it, and chmods nothing.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();

@@ -94,7 +94,6 @@ fn break_stale(path: &Path) {
     }
 }
 
-
 impl FileStore {
     /// Takes the exclusive cross-process lock on `key` (waits while another
     /// process holds it, at most [`LOCK_WAIT`]).

@@ -42,7 +42,11 @@ impl Servers {
             .as_str()
             .unwrap_or("client_secret_basic")
             .to_string();
-        let id = format!("{}{}", self.next_id("client"), self.asc.hostile_text.clone().unwrap_or_default());
+        let id = format!(
+            "{}{}",
+            self.next_id("client"),
+            self.asc.hostile_text.clone().unwrap_or_default()
+        );
         let secret = (method != "none").then(|| self.next_id("secret"));
         self.clients.insert(
             id.clone(),
@@ -263,7 +267,10 @@ impl Servers {
             && self.asc.deny
         {
             // A hostile AS refusing at the token endpoint too.
-            return Response::json(400, serde_json::json!({"error": format!("invalid_grant{h}"), "error_description": h}));
+            return Response::json(
+                400,
+                serde_json::json!({"error": format!("invalid_grant{h}"), "error_description": h}),
+            );
         }
         let f = form(&req.body);
         let client_id = match self.authenticate(req, &f) {

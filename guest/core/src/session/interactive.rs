@@ -25,6 +25,10 @@ use crate::wire::token::{self, CodeExchange};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+/// Requests to the callback that are not this login's redirect (a favicon,
+/// a forged `state`) that one authorization tolerates.
+const MAX_REJECTED_CALLBACKS: u8 = 32;
+
 pub(super) fn listen(config: &Config) -> Next {
     Next::Effect(
         Phase::Listening,
@@ -219,11 +223,12 @@ impl Session {
             state,
             url,
             deadline: 0,
+            rejected: 0,
         };
         Next::Effect(Phase::OpeningBrowser(pending), effect)
     }
 
-    pub(super) fn callback(&mut self, pending: Pending, ev: CallbackEvent) -> Next {
+    pub(super) fn callback(&mut self, mut pending: Pending, ev: CallbackEvent) -> Next {
         let query = match ev {
             CallbackEvent::Redirect { query } => query,
             CallbackEvent::TimedOut => return Next::fail(Error::TimedOut),
@@ -240,6 +245,14 @@ impl Session {
         let iss_supported = md.authorization_response_iss_parameter_supported == Some(true);
         match authorization_response::check(&query, &pending.state, &b.issuer, iss_supported) {
             Verdict::Rejected(reason) => {
+                // A flood of forged requests ends the wait rather than
+                // keeping it busy until the deadline.
+                pending.rejected = pending.rejected.saturating_add(1);
+                if pending.rejected > MAX_REJECTED_CALLBACKS {
+                    return Next::fail(Error::CallbackListener {
+                        message: String::from("too many requests that were not this login's redirect reached it"),
+                    });
+                }
                 let notice = Effect::Notify(Event::CallbackRejected { reason });
                 Next::Queue(alloc::vec![notice], Then::AwaitCallback(pending))
             }

@@ -139,6 +139,8 @@ pub(super) struct Pending {
     pub url: String,
     /// When the wait for the redirect ends (unix ms).
     pub deadline: u64,
+    /// Requests to the callback that were not this login's redirect.
+    pub rejected: u8,
 }
 
 /// A machine grant's progress: (ID-JAG from the IdP,) (signed assertion,)

@@ -89,6 +89,23 @@ pub fn check(query: &str, expected_state: &str, issuer: &str, iss_supported: boo
     }
 }
 
+/// The query of a redirect URL the user pasted (when the browser could not
+/// reach the loopback listener): it must be `redirect_uri` itself, parsed by
+/// the same strict parser as every other URL, with a query. The query then
+/// goes through [`check`] like a redirect that arrived.
+pub fn pasted_query(line: &str, redirect_uri: &str) -> Result<String, &'static str> {
+    let url = crate::primitives::http_url::HttpUrl::parse(line.trim())
+        .map_err(|_| "that is not a URL; paste the whole address from the browser's address bar")?;
+    let without_query = url.as_str().split(['?', '#']).next().unwrap_or("");
+    if without_query != redirect_uri {
+        return Err("that URL is not the redirect address of this login");
+    }
+    match url.query() {
+        Some(q) if !q.is_empty() => Ok(String::from(q)),
+        _ => Err("that URL has no query; copy the address after the browser came back (it contains code= and state=)"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +189,26 @@ mod tests {
             Verdict::IssMismatch
         );
         assert!(!format!("{:?}", Verdict::Code("secret".into())).contains("secret"));
+    }
+
+    #[test]
+    fn pasted_urls_must_be_the_redirect_with_a_query() {
+        let r = "http://127.0.0.1:4000/callback";
+        assert_eq!(
+            pasted_query(" http://127.0.0.1:4000/callback?code=x&state=y\n", r),
+            Ok(String::from("code=x&state=y"))
+        );
+        for bad in [
+            "hello",
+            "https://evil.example/callback?code=x",
+            "http://127.0.0.1:4001/callback?code=x",
+            "http://127.0.0.1:4000/callbackx?code=x",
+            "http://127.0.0.1:4000/callback",
+            "http://127.0.0.1:4000/callback?",
+            "http://user@127.0.0.1:4000/callback?code=x",
+            "http://127.0.0.1:4000\\callback?code=x",
+        ] {
+            assert!(pasted_query(bad, r).is_err(), "{bad}");
+        }
     }
 }
