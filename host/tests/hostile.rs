@@ -77,6 +77,15 @@ fn server_text_never_reaches_the_terminal_raw() {
     let out = cli(&home, &["status"]);
     assert!(out.status.success());
     assert_terminal_safe("status stdout", &out.stdout);
+    // No secret on the terminal: the stored tokens appear in no output.
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(record_path(&home, "tokens-")).unwrap()).unwrap();
+    for secret in ["access_token", "refresh_token"] {
+        let v = record["record"]["tokens"][secret].as_str().unwrap().to_string();
+        for o in [&out.stdout, &out.stderr] {
+            assert!(!String::from_utf8_lossy(o).contains(&v), "{secret} printed by status");
+        }
+    }
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("\\u{1b}]52"),
         "the client id is shown escaped"

@@ -328,7 +328,7 @@ pub struct TransportError {
 }
 
 /// What reached the callback listener.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum CallbackEvent {
     /// A request on the callback path, or a pasted redirect URL: its query
     /// string (without the `?`).
@@ -340,6 +340,24 @@ pub enum CallbackEvent {
     TimedOut,
     /// The user cancelled the wait.
     Cancelled,
+}
+
+impl fmt::Debug for CallbackEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // The query carries the authorization code: names only.
+            CallbackEvent::Redirect { query } => {
+                let names: Vec<&str> = query
+                    .split('&')
+                    .map(|p| p.split('=').next().unwrap_or(""))
+                    .take(8)
+                    .collect();
+                f.debug_struct("Redirect").field("parameters", &names).finish()
+            }
+            CallbackEvent::TimedOut => f.write_str("TimedOut"),
+            CallbackEvent::Cancelled => f.write_str("Cancelled"),
+        }
+    }
 }
 
 /// The driver's answer to the last [`Effect`].

@@ -289,3 +289,58 @@ proptest! {
         prop_assert_eq!(u.query(), query.as_deref());
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    // No secret (access or refresh token, code, client secret, PKCE
+    // verifier) in any error message, `Debug` of an effect, input or error,
+    // or notice, whatever the servers do: deny, forget clients or refresh
+    // tokens, revoke, demand scope, forge the redirect, time out.
+    #[test]
+    fn no_secret_in_any_message(
+        deny in any::<bool>(),
+        confidential in any::<bool>(),
+        forget_refresh in any::<bool>(),
+        revoke in any::<bool>(),
+        step_up in any::<bool>(),
+        wrong_state in any::<bool>(),
+        rounds in 1usize..4,
+    ) {
+        let mut sim = Sim::new();
+        sim.asc.deny = deny;
+        sim.asc.wrong_state = wrong_state;
+        sim.asc.access_ttl_s = 60;
+        if confidential {
+            sim.asc.auth_methods = Some(vec!["client_secret_post".into()]);
+        }
+        if step_up {
+            sim.mcp.required_scope = vec!["more".into()];
+        }
+        let mut s = session();
+        let mut messages = Vec::new();
+        for _ in 0..rounds {
+            if let Err(e) = sim.call_tool(&mut s, Mode::Interactive) {
+                messages.push(format!("{e} {e:?}"));
+            }
+            sim.now += 120_000;
+            if forget_refresh {
+                sim.forget_refresh_tokens();
+            }
+            if revoke {
+                sim.revoke_access_tokens();
+            }
+            s.retry();
+        }
+        messages.push(format!("{s:?} {:?}", s.status()));
+        messages.extend(sim.notices.iter().map(|n| format!("{n:?}")));
+        messages.extend(sim.transcript.iter().cloned());
+        let mut secrets = sim.issued_secrets();
+        secrets.extend(sim.verifiers.iter().cloned());
+        for secret in &secrets {
+            for m in &messages {
+                prop_assert!(!m.contains(secret.as_str()), "{secret:?} leaked in {m}");
+            }
+        }
+    }
+}

@@ -285,6 +285,9 @@ impl Servers {
         match f.get("grant_type").map(String::as_str) {
             Some("authorization_code") => {
                 self.resources_seen.push(("token", resource.clone()));
+                if let Some(c) = f.get("code") {
+                    self.used_codes.push(c.clone());
+                }
                 let Some(g) = f.get("code").and_then(|c| self.codes.remove(c)) else {
                     return Response::oauth_error(400, "invalid_grant");
                 };

@@ -302,6 +302,7 @@ pub struct Servers {
     access: HashMap<String, AccessState>,
     revoked_families: Vec<u64>,
     id_jags: Vec<String>,
+    used_codes: Vec<String>,
     counter: u64,
 }
 
@@ -328,6 +329,7 @@ impl Servers {
             access: HashMap::new(),
             revoked_families: vec![],
             id_jags: vec![],
+            used_codes: vec![],
             counter: 0,
         }
     }
@@ -391,6 +393,17 @@ impl Servers {
     pub fn revoke_all(&mut self) {
         let families: Vec<u64> = self.access.values().map(|a| a.family).collect();
         self.revoked_families.extend(families);
+    }
+
+    /// Every secret issued so far: access and refresh tokens, codes, client
+    /// secrets (tests check none of them shows up in a message).
+    pub fn issued_secrets(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.access.keys().cloned().collect();
+        out.extend(self.refresh.keys().cloned());
+        out.extend(self.codes.keys().cloned());
+        out.extend(self.clients.values().filter_map(|c| c.secret.clone()));
+        out.extend(self.used_codes.iter().cloned());
+        out
     }
 
     fn next_id(&mut self, prefix: &str) -> String {

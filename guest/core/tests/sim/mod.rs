@@ -52,6 +52,10 @@ pub struct Sim {
     pub locks_taken: usize,
     /// Client assertions the simulated host signed.
     pub signatures: usize,
+    /// `Debug` of every effect and input, and every PKCE verifier the engine
+    /// sent (for the no-secret-in-any-message property).
+    pub transcript: Vec<String>,
+    pub verifiers: Vec<String>,
 }
 
 impl Deref for Sim {
@@ -102,6 +106,8 @@ impl Sim {
             held_locks: vec![],
             locks_taken: 0,
             signatures: 0,
+            transcript: vec![],
+            verifiers: vec![],
         }
     }
 
@@ -160,6 +166,21 @@ impl Sim {
 
     /// Performs one effect the way a host would.
     pub fn perform(&mut self, effect: Effect) -> Input {
+        self.transcript.push(format!("{effect:?}"));
+        if let Effect::Http(req) = &effect {
+            let form = String::from_utf8_lossy(&req.body).into_owned();
+            for pair in form.split('&') {
+                if let Some(v) = pair.strip_prefix("code_verifier=") {
+                    self.verifiers.push(v.to_string());
+                }
+            }
+        }
+        let input = self.perform_inner(effect);
+        self.transcript.push(format!("{input:?}"));
+        input
+    }
+
+    fn perform_inner(&mut self, effect: Effect) -> Input {
         match effect {
             Effect::Http(req) => {
                 self.requests.push((req.method, req.url.clone()));
