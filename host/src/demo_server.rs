@@ -83,6 +83,8 @@ fn servers(base: &str) -> Servers {
     asc.auth_methods = Some(vec!["none".into()]);
     asc.scopes_supported = Some(vec!["mcp:tools".into(), "offline_access".into()]);
     asc.grant_types = Some(vec!["authorization_code".into(), "refresh_token".into()]);
+    // Other clients (the SDKs, mcp-remote) send `prompt=consent`: auto-approve.
+    asc.forbid_prompt = false;
     let mut s = Servers::new(mcp, asc);
     // Codes and tokens differ from one run (and process) to the next.
     let mut salt = [0u8; 6];

@@ -36,6 +36,7 @@ pub mod http;
 pub mod imports;
 pub mod mcp;
 pub mod prompts;
+pub mod proxy;
 pub mod runtime;
 pub mod signer;
 pub mod storage;

@@ -31,6 +31,8 @@ fn main() -> ExitCode {
         Command::Token { url } => cli::token::token(&url),
         Command::Status { url, json } => cli::status::status(url, json),
         Command::Logout { url } => cli::logout::logout(&url),
+        Command::Proxy(args) => cli::proxy::proxy(args),
+        Command::Config(args) => cli::config::config(args),
         #[cfg(feature = "demo")]
         Command::Demo {
             serve: true,

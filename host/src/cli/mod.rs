@@ -2,11 +2,13 @@
 //! its own module, the shared set-up here. The library's messages name no
 //! flag of this CLI; the hints that do are added here ([`hint`]).
 
+pub(crate) mod config;
 #[cfg(feature = "demo")]
 pub(crate) mod demo;
 pub(crate) mod login;
 pub(crate) mod logout;
 pub(crate) mod profile;
+pub(crate) mod proxy;
 pub(crate) mod status;
 pub(crate) mod token;
 
@@ -89,6 +91,10 @@ pub(crate) enum Command {
         /// The MCP server URL
         url: String,
     },
+    /// A stdio MCP server for desktop clients that relays to <url>, signing in as needed
+    Proxy(proxy::ProxyArgs),
+    /// Print the JSON for Claude Desktop / Cursor that runs `mcp-oauth proxy <url>`
+    Config(config::ConfigArgs),
     /// Run the whole flow against a built-in local server, narrating each step
     #[cfg(feature = "demo")]
     Demo {

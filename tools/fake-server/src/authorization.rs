@@ -101,7 +101,7 @@ impl Servers {
         if get("code_challenge_method") != "S256" || get("code_challenge").is_empty() {
             bad.push("PKCE S256 is required");
         }
-        if q.contains_key("prompt") {
+        if q.contains_key("prompt") && self.asc.forbid_prompt {
             bad.push("no forced prompt");
         }
         if !q.contains_key("resource") {

@@ -158,6 +158,9 @@ pub struct AsConfig {
     /// Text a hostile AS puts wherever it can: `error_description`s, the
     /// issued client id, the granted scope.
     pub hostile_text: Option<String>,
+    /// Refuse (and record as a violation) a forced `prompt`: this engine
+    /// never sends one. Off in the demo server, which other clients use too.
+    pub forbid_prompt: bool,
 }
 
 impl AsConfig {
@@ -186,6 +189,7 @@ impl AsConfig {
             wrong_state: false,
             registered_redirect_uris: None,
             hostile_text: None,
+            forbid_prompt: true,
         }
     }
 }

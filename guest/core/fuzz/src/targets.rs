@@ -71,7 +71,10 @@ pub fn token_response(data: &[u8]) {
     let resp = response(data);
     if let Ok(t) = token::parse_token_response(&resp, 1_700_000_000_000, "c", Some("a"), Some("r")) {
         assert!(token::is_b64token(&t.access_token), "accepted {:?}", t.access_token);
-        assert!(!format!("{t:?}").contains(&t.access_token) || t.access_token.len() < 3);
+        // Debug hides the token, unless a visible field (scope, client id)
+        // happens to contain the same text.
+        let visible = format!("{:?}{:?}", t.scope, t.client_id);
+        assert!(!format!("{t:?}").contains(&t.access_token) || visible.contains(&t.access_token));
     }
     let _ = grants::parse_token_exchange(&resp);
 }
@@ -206,7 +209,7 @@ fn body(b: Body) -> Vec<u8> {
 /// typed outcome, and never panic.
 pub fn session(data: &[u8]) {
     let mut u = Unstructured::new(data);
-    let machine = u.arbitrary::<u8>().unwrap_or(0) % 4 == 0;
+    let machine = u.arbitrary::<u8>().unwrap_or(0).is_multiple_of(4);
     let config = Config {
         client_id: machine.then(|| String::from("m2m")),
         grant: if machine {
@@ -268,7 +271,7 @@ pub fn session(data: &[u8]) {
 }
 
 fn answer(u: &mut Unstructured<'_>, effect: Effect, store: &mut Vec<(String, Vec<u8>)>, state: &mut String) -> Input {
-    let ok = u.arbitrary::<u8>().unwrap_or(0) % 8 != 0;
+    let ok = !u.arbitrary::<u8>().unwrap_or(0).is_multiple_of(8);
     let err = || String::from("no");
     match effect {
         Effect::Http(_) => {
