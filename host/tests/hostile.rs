@@ -172,6 +172,12 @@ fn a_bad_url_on_the_command_line_is_a_usage_error() {
         assert!(err.contains("the server URL"), "{url}: {err}");
         assert!(!err.contains("misconfigured or malicious"), "{url}: {err}");
     }
+    // A flag combination the engine refuses is a usage error too.
+    let out = cli(&home, &["login", "https://mcp.example.com/mcp", "--client-secret", "s"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("a client secret needs a client id"), "{err}");
+    assert!(err.contains("--help"), "{err}");
 }
 
 #[cfg(unix)]

@@ -48,7 +48,6 @@ pub fn config(c: Config) -> core_engine::Config {
         expiry_skew_ms: c.expiry_skew_ms.unwrap_or(d.expiry_skew_ms),
         max_step_ups: c.max_step_ups.unwrap_or(d.max_step_ups),
         request_offline_access: c.request_offline_access.unwrap_or(d.request_offline_access),
-        ..d
     }
 }
 

@@ -132,7 +132,7 @@ impl Config {
             })
         };
         if self.client_secret.is_some() && self.client_id.is_none() {
-            return bad("a client secret needs a client id (--client-id)");
+            return bad("a client secret needs a client id");
         }
         if self.client_id.as_deref().is_some_and(str::is_empty) {
             return bad("the client id is empty");
@@ -146,7 +146,7 @@ impl Config {
             }
         }
         if self.grant.is_machine() && self.client_id.is_none() {
-            return bad("client credentials and identity assertions need a pre-registered client id (--client-id)");
+            return bad("client credentials and identity assertions need a pre-registered client id");
         }
         if let Grant::IdentityAssertion { idp_token_endpoint, .. } = &self.grant {
             check_url(idp_token_endpoint, "IdP token endpoint")?;

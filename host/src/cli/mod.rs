@@ -159,11 +159,12 @@ impl From<Error> for Failure {
 /// user's mistake (nothing was fetched yet): a usage error.
 pub(crate) fn open_session(rt: &Runtime, url: &str, config: Config, io: SessionIo) -> Result<Session, Failure> {
     rt.session(url, config, io).map_err(|e| match e.auth() {
-        Some(AuthError::Failed(f)) if f.kind == FailureKind::UnsafeUrl || f.kind == FailureKind::InvalidConfig => {
-            Failure::Usage(format!(
-                "{}; give the MCP server's https URL, e.g. https://mcp.example.com/mcp",
-                f.message
-            ))
+        Some(AuthError::Failed(f)) if f.kind == FailureKind::UnsafeUrl => Failure::Usage(format!(
+            "{}; give the MCP server's https URL, e.g. https://mcp.example.com/mcp",
+            f.message
+        )),
+        Some(AuthError::Failed(f)) if f.kind == FailureKind::InvalidConfig => {
+            Failure::Usage(format!("{} (see --help for the client flags)", f.message))
         }
         _ => Failure::Run(e),
     })
