@@ -143,16 +143,7 @@ impl HttpClient {
             .map_err(|e| HttpError::Other(e.to_string()))?;
         let resp = self.agent.run(request).map_err(map_error)?;
         let status = resp.status().as_u16();
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = header_pairs(resp.headers());
         let mut body = Vec::new();
         let mut reader = resp.into_body().into_reader().take(self.options.max_body + 1);
         reader
@@ -175,6 +166,20 @@ fn map_error(e: ureq::Error) -> HttpError {
         ureq::Error::BodyExceedsLimit(_) => HttpError::TooLarge,
         other => HttpError::Other(other.to_string()),
     }
+}
+
+/// A response's headers as (lower-case name, value) pairs; a value that is
+/// not UTF-8 is kept lossily.
+pub(crate) fn header_pairs(headers: &ureq::http::HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -206,16 +206,7 @@ impl Upstream {
             "{method} {url} -> {status} in {} ms",
             started.elapsed().as_millis()
         ));
-        let headers = resp
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
+        let headers = crate::http::header_pairs(resp.headers());
         Ok(Reply {
             status,
             headers,

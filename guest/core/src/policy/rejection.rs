@@ -114,13 +114,13 @@ pub enum Decision {
 /// The decision, and whether the token in memory must count as expired from
 /// now on (the server refused it, whatever its `expires_at` says).
 pub fn decide(trigger: &Trigger, k: &Facts<'_>) -> (Decision, bool) {
-    if !matches!(trigger, Trigger::Ask)
-        && let Some(t) = k.tokens
+    // The hot path first (every request asks): nothing below is needed when
+    // the token in memory will do.
+    if let Some(t) = k.tokens
+        && t.is_fresh(k.now, k.skew_ms)
+        && trigger.rejected().is_none_or(|r| r != t.access_token)
     {
-        let replaced = trigger.rejected().is_none_or(|r| r != t.access_token);
-        if replaced && t.is_fresh(k.now, k.skew_ms) {
-            return (Decision::UseCurrent, false);
-        }
+        return (Decision::UseCurrent, false);
     }
     let can_refresh = k.tokens.is_some_and(|t| t.refresh_token.is_some()) && k.metadata_known && !k.machine_grant;
     let held = k.tokens.map(TokenSet::scopes).unwrap_or_default();
@@ -138,11 +138,8 @@ pub fn decide(trigger: &Trigger, k: &Facts<'_>) -> (Decision, bool) {
     };
     let mut expire = false;
     match trigger {
-        Trigger::Ask => match k.tokens {
-            Some(t) if t.is_fresh(k.now, k.skew_ms) => return (Decision::UseCurrent, false),
-            _ if can_refresh => return (Decision::Refresh, false),
-            _ => {}
-        },
+        Trigger::Ask if can_refresh => return (Decision::Refresh, false),
+        Trigger::Ask => {}
         Trigger::Unauthorized { challenge, .. } => {
             expire = rejected && k.tokens.is_some();
             if rejected && can_refresh && !k.refreshed_since_success {

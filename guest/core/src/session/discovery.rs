@@ -29,6 +29,21 @@ fn http_ok(r: &HttpResponse) -> bool {
     (200..300).contains(&r.status)
 }
 
+/// A discovery candidate's answer: the 2xx response, `None` when it answered
+/// otherwise (noted, try the next), or the transport error that ends the flow.
+fn answer(
+    c: &mut Candidates,
+    url: &str,
+    r: Result<HttpResponse, TransportError>,
+) -> Result<Option<HttpResponse>, Error> {
+    let resp = r.map_err(|e| transport(url, &e.message))?;
+    if !http_ok(&resp) {
+        c.reject(format!("{url} (HTTP {})", resp.status));
+        return Ok(None);
+    }
+    Ok(Some(resp))
+}
+
 impl Session {
     /// No usable token: a new grant. For a user that means discovery,
     /// consent and the browser (never in silent mode, never while declined);
@@ -68,14 +83,11 @@ impl Session {
 
     pub(super) fn fetched_prm(&mut self, mut c: Candidates, r: Result<HttpResponse, TransportError>) -> Next {
         let url = c.current();
-        let resp = match r {
-            Ok(resp) => resp,
-            Err(e) => return Next::fail(transport(&url, &e.message)),
+        let resp = match answer(&mut c, &url, r) {
+            Ok(Some(resp)) => resp,
+            Ok(None) => return self.fetch_next_prm(c),
+            Err(e) => return Next::fail(e),
         };
-        if !http_ok(&resp) {
-            c.reject(format!("{url} (HTTP {})", resp.status));
-            return self.fetch_next_prm(c);
-        }
         match metadata::parse_prm(&resp.body, &self.server_url, &self.server) {
             Ok(prm) => self.on_prm(prm, Some(url)),
             Err(PrmRejection::Invalid(why)) => {
@@ -162,14 +174,11 @@ impl Session {
         r: Result<HttpResponse, TransportError>,
     ) -> Next {
         let url = c.current();
-        let resp = match r {
-            Ok(resp) => resp,
-            Err(e) => return Next::fail(transport(&url, &e.message)),
+        let resp = match answer(&mut c, &url, r) {
+            Ok(Some(resp)) => resp,
+            Ok(None) => return Self::fetch_next_metadata(issuer, c),
+            Err(e) => return Next::fail(e),
         };
-        if !http_ok(&resp) {
-            c.reject(format!("{url} (HTTP {})", resp.status));
-            return Self::fetch_next_metadata(issuer, c);
-        }
         match metadata::parse_as_metadata(&resp.body, &issuer) {
             Ok(md) => self.accept_metadata(md, Vec::new()),
             Err(AsRejection::Invalid(why)) => {
