@@ -12,7 +12,18 @@ use mcp_oauth_host::terminal::printable;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let result = match Cli::parse().command {
+    let command = Cli::parse().command;
+    #[cfg(unix)]
+    if !matches!(command, Command::Proxy(_)) {
+        // `mcp-oauth config <url> | head` must end quietly when the reader
+        // goes away, as Unix tools do, not panic on a broken pipe. (The
+        // proxy keeps Rust's default: it handles its own stdout ending.)
+        // SAFETY: restoring the default action of a signal, before any thread.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    let result = match command {
         Command::Login {
             url,
             client,

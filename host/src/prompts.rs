@@ -69,7 +69,8 @@ pub struct TerminalPrompter {
     policy: ConsentPolicy,
     narrate: bool,
     quiet: bool,
-    spinner: Mutex<Option<Arc<AtomicBool>>>,
+    /// The running spinner: its stop flag and thread.
+    spinner: Mutex<Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>>,
 }
 
 impl TerminalPrompter {
@@ -157,13 +158,15 @@ impl Prompter for TerminalPrompter {
 
     fn waiting(&self, waiting: bool) {
         let mut slot = self.spinner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(stop) = slot.take() {
+        if let Some((stop, thread)) = slot.take() {
+            // Wait for its last frame, so the next message starts on a clean line.
             stop.store(true, Ordering::SeqCst);
+            let _ = thread.join();
         }
         if waiting && !self.quiet && !self.narrate {
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
-            std::thread::spawn(move || {
+            let thread = std::thread::spawn(move || {
                 let frames = ['|', '/', '-', '\\'];
                 let mut i = 0;
                 while !flag.load(Ordering::SeqCst) {
@@ -177,7 +180,7 @@ impl Prompter for TerminalPrompter {
                 }
                 eprint!("\r\x1b[2K");
             });
-            *slot = Some(stop);
+            *slot = Some((stop, thread));
         }
     }
 
