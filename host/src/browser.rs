@@ -94,9 +94,59 @@ impl BrowserOpener for SystemBrowser {
     }
 }
 
+/// For a user whose browser is on another machine (`--no-browser`, SSH):
+/// opens nothing; the prompter shows the URL and asks for the address the
+/// browser lands on (`TerminalPrompter::paste_only`).
+#[derive(Debug, Clone, Default)]
+pub struct ElsewhereBrowser;
+
+impl BrowserOpener for ElsewhereBrowser {
+    fn open(&self, url: &str) -> Result<(), String> {
+        check_openable(url)
+    }
+}
+
+/// True in an SSH session with no display to open a browser on (the
+/// browser, if any, is on the user's own machine). `$BROWSER` still wins:
+/// someone who set it wants it used.
+pub fn remote_without_display(var: impl Fn(&str) -> Option<String>) -> bool {
+    let set = |k: &str| var(k).is_some_and(|v| !v.trim().is_empty());
+    (set("SSH_CONNECTION") || set("SSH_TTY"))
+        && !set("DISPLAY")
+        && !set("WAYLAND_DISPLAY")
+        && !set("BROWSER")
+        && !cfg!(target_os = "macos")
+        && !cfg!(windows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_without_a_display_means_paste() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        assert!(remote_without_display(env(&[(
+            "SSH_CONNECTION",
+            "10.0.0.2 5 10.0.0.1 22"
+        )])));
+        assert!(remote_without_display(env(&[("SSH_TTY", "/dev/pts/1")])));
+        assert!(!remote_without_display(env(&[])));
+        assert!(!remote_without_display(env(&[
+            ("SSH_CONNECTION", "x"),
+            ("DISPLAY", ":0")
+        ])));
+        assert!(!remote_without_display(env(&[
+            ("SSH_CONNECTION", "x"),
+            ("WAYLAND_DISPLAY", "w")
+        ])));
+        assert!(!remote_without_display(env(&[
+            ("SSH_CONNECTION", "x"),
+            ("BROWSER", "lynx")
+        ])));
+    }
 
     #[test]
     fn only_http_urls_open() {

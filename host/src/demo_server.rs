@@ -215,6 +215,26 @@ impl DemoServer {
         });
     }
 
+    /// Adds a pre-registered confidential client (`client_secret_basic`)
+    /// that may also use the client credentials grant.
+    pub fn preregister(&self, client_id: &str, secret: &str) {
+        self.with(|s| {
+            let asc = &mut s.servers.asc;
+            for (list, v) in [
+                (&mut asc.auth_methods, "client_secret_basic"),
+                (&mut asc.grant_types, "client_credentials"),
+            ] {
+                let l = list.get_or_insert_with(Vec::new);
+                if !l.iter().any(|x| x == v) {
+                    l.push(v.into());
+                }
+            }
+            s.servers
+                .preregistered
+                .push((client_id.into(), Some(secret.into()), "client_secret_basic".into()));
+        });
+    }
+
     /// Every request so far, as `METHOD /path`.
     pub fn log(&self) -> Vec<String> {
         self.with(|s| log_lines(&s.servers))

@@ -17,6 +17,9 @@ pub struct HttpOptions {
     pub total_timeout: Duration,
     /// Largest response body accepted.
     pub max_body: u64,
+    /// The CA certificates to trust instead of the built-in roots (a
+    /// corporate TLS-inspecting proxy's bundle: `SSL_CERT_FILE`).
+    pub root_certs: Option<ureq::tls::RootCerts>,
 }
 
 impl Default for HttpOptions {
@@ -25,6 +28,7 @@ impl Default for HttpOptions {
             connect_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(30),
             max_body: 1024 * 1024,
+            root_certs: None,
         }
     }
 }
@@ -118,13 +122,17 @@ pub struct HttpClient {
 impl HttpClient {
     /// A client with these limits.
     pub fn new(options: HttpOptions) -> Self {
-        let config = ureq::Agent::config_builder()
+        // The proxy comes from HTTPS_PROXY / ALL_PROXY / NO_PROXY (ureq's default).
+        let mut config = ureq::Agent::config_builder()
             .timeout_connect(Some(options.connect_timeout))
             .timeout_global(Some(options.total_timeout))
             .max_redirects(0)
             .http_status_as_error(false)
-            .user_agent(concat!("mcp-oauth/", env!("CARGO_PKG_VERSION")))
-            .build();
+            .user_agent(concat!("mcp-oauth/", env!("CARGO_PKG_VERSION")));
+        if let Some(roots) = &options.root_certs {
+            config = config.tls_config(ureq::tls::TlsConfig::builder().root_certs(roots.clone()).build());
+        }
+        let config = config.build();
         Self {
             agent: config.into(),
             options,
@@ -166,6 +174,29 @@ fn map_error(e: ureq::Error) -> HttpError {
         ureq::Error::BodyExceedsLimit(_) => HttpError::TooLarge,
         other => HttpError::Other(other.to_string()),
     }
+}
+
+/// Reads a PEM bundle (`--ca-file`, `SSL_CERT_FILE`) as the trust roots.
+pub fn load_roots(path: &std::path::Path) -> Result<ureq::tls::RootCerts, String> {
+    // A CA bundle is a few hundred KB at most; refuse to read a huge file.
+    let meta = std::fs::metadata(path).map_err(|e| format!("reading the CA bundle {}: {e}", path.display()))?;
+    if !meta.is_file() || meta.len() > 16 * 1024 * 1024 {
+        return Err(format!(
+            "{} is not a CA bundle file (a PEM file up to 16 MiB)",
+            path.display()
+        ));
+    }
+    let pem = std::fs::read(path).map_err(|e| format!("reading the CA bundle {}: {e}", path.display()))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
+            certs.push(c.to_owned());
+        }
+    }
+    if certs.is_empty() {
+        return Err(format!("{} holds no PEM certificate", path.display()));
+    }
+    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
 }
 
 /// A response's headers as (lower-case name, value) pairs; a value that is

@@ -107,7 +107,9 @@ impl browser::Host for HostState {
             return Err(browser::BrowserError::Refused(m));
         }
         self.io.prompter.trace(&Trace::BrowserOpened { url: url.clone() });
-        self.io.browser.open(&url).map_err(browser::BrowserError::Failed)
+        self.io.browser.open(&url).map_err(browser::BrowserError::Failed)?;
+        self.io.prompter.browser_opened(&url);
+        Ok(())
     }
 }
 

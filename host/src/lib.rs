@@ -78,6 +78,7 @@ impl Default for Config {
             expiry_skew_ms: None,
             max_step_ups: None,
             request_offline_access: None,
+            authorize_params: Vec::new(),
         }
     }
 }

@@ -24,21 +24,7 @@ fn main() -> ExitCode {
         }
     }
     let result = match command {
-        Command::Login {
-            url,
-            client,
-            scope,
-            callback_port,
-            no_browser,
-            timeout,
-        } => cli::login::login(cli::login::LoginArgs {
-            url,
-            client,
-            scope,
-            callback_port,
-            no_browser,
-            timeout_secs: timeout,
-        }),
+        Command::Login(args) => cli::login::login(args),
         Command::Token { url } => cli::token::token(&url),
         Command::Status { url, json } => cli::status::status(url, json),
         Command::Logout { url } => cli::logout::logout(&url),
@@ -59,6 +45,10 @@ fn main() -> ExitCode {
         Err(cli::Failure::Usage(m)) => {
             eprintln!("mcp-oauth: {}", printable(&m));
             ExitCode::from(2)
+        }
+        Err(cli::Failure::Interrupted) => {
+            eprintln!("mcp-oauth: stopped (Ctrl-C): the callback listener is closed and nothing half-done was saved.");
+            ExitCode::from(cli::login::EXIT_INTERRUPTED)
         }
         Err(cli::Failure::Run(e)) => {
             eprintln!("mcp-oauth: {}", printable(&e.to_string()));

@@ -47,6 +47,9 @@ pub trait Prompter: Send + Sync {
     fn consent(&self, ask: &ConsentRequest) -> Result<bool, String>;
     /// Show a notice.
     fn notify(&self, event: &Event);
+    /// The browser was asked to open the authorization URL (it may not
+    /// have: say where to go by hand).
+    fn browser_opened(&self, _url: &str) {}
     /// The flow is (or is no longer) waiting for the browser.
     fn waiting(&self, _waiting: bool) {}
     /// A step happened (narration).
@@ -69,6 +72,9 @@ pub struct TerminalPrompter {
     policy: ConsentPolicy,
     narrate: bool,
     quiet: bool,
+    /// The browser is elsewhere: ask for the address it lands on, and no
+    /// spinner (its redraws would garble the line being pasted).
+    paste_only: bool,
     /// The running spinner: its stop flag and thread.
     spinner: Mutex<Option<(Arc<AtomicBool>, std::thread::JoinHandle<()>)>>,
 }
@@ -80,8 +86,16 @@ impl TerminalPrompter {
             policy,
             narrate,
             quiet: !std::io::stderr().is_terminal(),
+            paste_only: false,
             spinner: Mutex::new(None),
         }
+    }
+
+    /// For a browser on another machine: the URL is shown with a plain
+    /// request to paste the address the browser lands on, and no spinner.
+    pub fn paste_only(mut self) -> Self {
+        self.paste_only = true;
+        self
     }
 }
 
@@ -156,6 +170,19 @@ impl Prompter for TerminalPrompter {
         }
     }
 
+    fn browser_opened(&self, url: &str) {
+        // Always shown (a log reader may be the one who has to act); the
+        // narration already names the step.
+        let url = crate::terminal::printable(url);
+        if self.paste_only {
+            eprintln!(
+                "Open this address in a browser and sign in:\n\n  {url}\n\nThen paste the address your browser lands on here:"
+            );
+        } else if !self.narrate {
+            eprintln!("mcp-oauth: opened the browser to sign in. If it didn't open, visit:\n\n  {url}\n");
+        }
+    }
+
     fn waiting(&self, waiting: bool) {
         let mut slot = self.spinner.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((stop, thread)) = slot.take() {
@@ -163,7 +190,7 @@ impl Prompter for TerminalPrompter {
             stop.store(true, Ordering::SeqCst);
             let _ = thread.join();
         }
-        if waiting && !self.quiet && !self.narrate {
+        if waiting && !self.quiet && !self.narrate && !self.paste_only {
             let stop = Arc::new(AtomicBool::new(false));
             let flag = stop.clone();
             let thread = std::thread::spawn(move || {

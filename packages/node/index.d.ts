@@ -70,6 +70,9 @@ export interface McpOAuthOptions {
   maxStepUps?: number;
   /** Add `offline_access` when the AS lists it (default true). */
   requestOfflineAccess?: boolean;
+  /** Extra authorization request parameters, e.g. `{ audience: 'https://api.example/' }`;
+   * naming one the engine sets (state, scope, resource...) fails with 'invalid-config'. */
+  authorizeParams?: Record<string, string>;
   /** How tokens are obtained (default: 'authorization-code', a user in the browser). */
   grant?: 'authorization-code' | 'client-credentials' | IdentityAssertionGrant;
   /** A P-256 private key (PKCS#8 PEM or KeyObject): authenticate with private_key_jwt (ES256). */

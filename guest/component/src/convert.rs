@@ -48,6 +48,7 @@ pub fn config(c: Config) -> core_engine::Config {
         expiry_skew_ms: c.expiry_skew_ms.unwrap_or(d.expiry_skew_ms),
         max_step_ups: c.max_step_ups.unwrap_or(d.max_step_ups),
         request_offline_access: c.request_offline_access.unwrap_or(d.request_offline_access),
+        authorize_params: c.authorize_params.into_iter().map(|p| (p.name, p.value)).collect(),
     }
 }
 

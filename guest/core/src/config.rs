@@ -84,7 +84,33 @@ pub struct Config {
     /// Authenticate at the token endpoint with a JWT the host signs (RFC 7523
     /// `private_key_jwt`, ES256); the key never enters the engine.
     pub private_key_jwt: bool,
+    /// Extra parameters for the authorization request (Google's
+    /// `access_type`, Auth0's `audience`): added after the engine's own,
+    /// never replacing one ([`RESERVED_AUTHORIZE_PARAMS`]).
+    pub authorize_params: Vec<(String, String)>,
 }
+
+/// Parameters the engine sets on the authorization request itself: an extra
+/// parameter may not name one (nor `request`/`request_uri`, which would
+/// replace them all).
+pub const RESERVED_AUTHORIZE_PARAMS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "code_challenge",
+    "code_challenge_method",
+    "state",
+    "resource",
+    "scope",
+    "request",
+    "request_uri",
+];
+
+/// At most this many extra authorization parameters, each value at most
+/// [`MAX_AUTHORIZE_PARAM_LEN`] bytes.
+pub const MAX_AUTHORIZE_PARAMS: usize = 16;
+/// The longest extra parameter value accepted.
+pub const MAX_AUTHORIZE_PARAM_LEN: usize = 1024;
 
 impl Default for Config {
     fn default() -> Self {
@@ -103,6 +129,7 @@ impl Default for Config {
             allow_missing_s256: Vec::new(),
             grant: Grant::AuthorizationCode,
             private_key_jwt: false,
+            authorize_params: Vec::new(),
         }
     }
 }
@@ -119,6 +146,7 @@ impl core::fmt::Debug for Config {
             .field("callback_timeout_ms", &self.callback_timeout_ms)
             .field("grant", &self.grant)
             .field("private_key_jwt", &self.private_key_jwt)
+            .field("authorize_params", &self.authorize_params)
             .finish_non_exhaustive()
     }
 }
@@ -154,6 +182,88 @@ impl Config {
         if self.callback_timeout_ms == 0 {
             return bad("the callback timeout must be more than zero");
         }
-        Ok(())
+        check_authorize_params(&self.authorize_params)
+    }
+}
+
+/// Extra authorization parameters: few, short, token-like names that the
+/// engine does not set itself, values without control characters.
+fn check_authorize_params(params: &[(String, String)]) -> Result<(), Error> {
+    let bad = |reason: String| Err(Error::InvalidConfig { reason });
+    if params.len() > MAX_AUTHORIZE_PARAMS {
+        return bad(alloc::format!(
+            "at most {MAX_AUTHORIZE_PARAMS} extra authorization parameters are accepted"
+        ));
+    }
+    for (i, (name, value)) in params.iter().enumerate() {
+        let name_ok = !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !name_ok {
+            return bad(alloc::format!(
+                "extra authorization parameter {} has an invalid name (letters, digits, '_', '.', '-'; at most 64)",
+                i + 1
+            ));
+        }
+        if RESERVED_AUTHORIZE_PARAMS.contains(&name.as_str()) {
+            return bad(alloc::format!(
+                "the authorization parameter '{name}' is set by the engine and cannot be overridden"
+            ));
+        }
+        if params[..i].iter().any(|(n, _)| n == name) {
+            return bad(alloc::format!("the authorization parameter '{name}' is given twice"));
+        }
+        if value.len() > MAX_AUTHORIZE_PARAM_LEN || value.chars().any(char::is_control) {
+            return bad(alloc::format!(
+                "the value of the authorization parameter '{name}' is too long or has control characters"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_params(params: &[(&str, &str)]) -> Result<(), Error> {
+        Config {
+            authorize_params: params
+                .iter()
+                .map(|(k, v)| (String::from(*k), String::from(*v)))
+                .collect(),
+            ..Config::default()
+        }
+        .validate()
+    }
+
+    fn reason(r: Result<(), Error>) -> String {
+        match r {
+            Err(Error::InvalidConfig { reason }) => reason,
+            other => panic!("expected an invalid configuration, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn extra_authorization_parameters_never_override_the_engines() {
+        assert!(with_params(&[("audience", "https://api.example/"), ("access_type", "offline")]).is_ok());
+        for name in RESERVED_AUTHORIZE_PARAMS {
+            let why = reason(with_params(&[(name, "x")]));
+            assert!(why.contains("cannot be overridden") && why.contains(name), "{why}");
+        }
+        assert!(reason(with_params(&[("a", "1"), ("a", "2")])).contains("twice"));
+        assert!(reason(with_params(&[("", "1")])).contains("invalid name"));
+        assert!(reason(with_params(&[("a b", "1")])).contains("invalid name"));
+        assert!(reason(with_params(&[("a", "x\ny")])).contains("control"));
+        let long = "v".repeat(MAX_AUTHORIZE_PARAM_LEN + 1);
+        assert!(reason(with_params(&[("a", &long)])).contains("too long"));
+        let many: Vec<(String, String)> = (0..=MAX_AUTHORIZE_PARAMS)
+            .map(|i| (alloc::format!("p{i}"), String::new()))
+            .collect();
+        let cfg = Config {
+            authorize_params: many,
+            ..Config::default()
+        };
+        assert!(reason(cfg.validate()).contains("at most"));
     }
 }

@@ -1148,3 +1148,30 @@ fn registration_with_foreign_redirect_uris_fails_after_one_request() {
         assert!(sim.opens.is_empty());
     }
 }
+
+// Extra authorization parameters (`--authorize-param`) reach the AS after the
+// engine's own; one that names an engine parameter is refused up front.
+#[test]
+fn extra_authorization_parameters_are_added_never_substituted() {
+    let mut sim = Sim::new();
+    let mut s = session_with(Config {
+        authorize_params: vec![("audience".into(), "https://api.example/".into())],
+        ..Config::default()
+    });
+    sim.call_tool(&mut s, Mode::Interactive).unwrap();
+    assert_eq!(urls(&sim), [MCP, PRM_HDR, ASM, REG, TOK, MCP]);
+    let url = &sim.opens[0];
+    assert!(url.ends_with("&audience=https%3A%2F%2Fapi.example%2F"), "{url}");
+    assert_eq!(url.matches("state=").count(), 1, "{url}");
+    for reserved in ["state", "redirect_uri", "code_challenge_method", "scope"] {
+        let err = Session::new(
+            MCP,
+            Config {
+                authorize_params: vec![(reserved.into(), "x".into())],
+                ..Config::default()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig { .. }), "{reserved}: {err:?}");
+    }
+}

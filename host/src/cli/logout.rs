@@ -3,16 +3,16 @@
 use mcp_oauth_host::Error;
 use mcp_oauth_host::storage::{FileStore, default_home};
 
-use super::profile::{config_from, load_profile, profile_key};
-use super::{Failure, open_session, quiet_io, runtime};
+use super::profile::{load_profile, profile_key, records_config};
+use super::{Failure, http_options, open_session, quiet_io, runtime};
 
 pub(crate) fn logout(url: &str) -> Result<(), Failure> {
     let home = default_home();
     let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
     let session = open_session(
-        &runtime(home)?,
+        &runtime(home, http_options(None)?)?,
         url,
-        config_from(&load_profile(&store, url)),
+        records_config(&load_profile(&store, url)),
         quiet_io(),
     )?;
     session.logout()?;

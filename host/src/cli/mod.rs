@@ -28,9 +28,12 @@ Environment:
   MCP_OAUTH_HOME   where tokens and registrations are stored (default: the platform data dir)
   BROWSER          command that opens the authorization URL (run directly, URL as last argument)
   MCP_OAUTH_HTTP_TIMEOUT  seconds each HTTP request may take (default 30)
+  SSL_CERT_FILE    PEM bundle of the CA certificates to trust (replaces the built-in roots)
+  HTTPS_PROXY, NO_PROXY   an HTTP proxy for outgoing requests, and the hosts that bypass it
 
 Exit codes:
-  0 ok, 1 error, 2 usage, 3 authorization required (token, silent), 4 declined, 5 timed out";
+  0 ok, 1 error, 2 usage, 3 authorization required (token, silent), 4 declined, 5 timed out,
+  130 stopped with Ctrl-C";
 
 #[derive(Parser)]
 #[command(name = "mcp-oauth", version, about = "OAuth for MCP servers, done by a sandboxed engine", after_help = AFTER_HELP)]
@@ -54,25 +57,8 @@ pub(crate) struct ClientArgs {
 
 #[derive(Subcommand)]
 pub(crate) enum Command {
-    /// Authorize with an MCP server (opens the browser) and store the tokens
-    Login {
-        /// The MCP server URL, e.g. https://mcp.example.com/mcp
-        url: String,
-        #[command(flatten)]
-        client: ClientArgs,
-        /// Scopes to request, space-separated (default: what the server asks for)
-        #[arg(long)]
-        scope: Option<String>,
-        /// Listen for the redirect on this port (default: any free port)
-        #[arg(long)]
-        callback_port: Option<u16>,
-        /// Do not open a browser: print the URL and read the redirect URL pasted back
-        #[arg(long)]
-        no_browser: bool,
-        /// Seconds to wait for the browser to come back
-        #[arg(long, default_value_t = 300)]
-        timeout: u64,
-    },
+    /// Authorize with an MCP server (opens the browser, or runs a machine grant) and store the tokens
+    Login(login::LoginArgs),
     /// Print a valid access token (refreshing if needed); never interactive
     Token {
         /// The MCP server URL
@@ -147,6 +133,8 @@ pub(crate) enum Failure {
     Usage(String),
     /// The library's error.
     Run(Error),
+    /// Stopped with Ctrl-C before it finished.
+    Interrupted,
 }
 
 impl From<Error> for Failure {
@@ -170,10 +158,13 @@ pub(crate) fn open_session(rt: &Runtime, url: &str, config: Config, io: SessionI
     })
 }
 
-/// `MCP_OAUTH_HTTP_TIMEOUT` (seconds): the deadline of each HTTP request
-/// (default 30). A server that accepts and never answers costs one such
-/// deadline per command: every later request would go to the same place.
-pub(crate) fn http_options() -> HttpOptions {
+/// The engine's HTTP client as the environment sets it up:
+/// `MCP_OAUTH_HTTP_TIMEOUT` (seconds) is the deadline of each request
+/// (default 30; a server that accepts and never answers costs one such
+/// deadline per command: every later request would go to the same place);
+/// `ca_file`, else `SSL_CERT_FILE`, replaces the trusted CA roots;
+/// `HTTPS_PROXY` / `NO_PROXY` are read by the client itself.
+pub(crate) fn http_options(ca_file: Option<&std::path::Path>) -> Result<HttpOptions, Failure> {
     let mut o = HttpOptions::default();
     if let Some(secs) = std::env::var("MCP_OAUTH_HTTP_TIMEOUT")
         .ok()
@@ -183,13 +174,21 @@ pub(crate) fn http_options() -> HttpOptions {
         o.total_timeout = std::time::Duration::from_secs(secs);
         o.connect_timeout = o.connect_timeout.min(o.total_timeout);
     }
-    o
+    let env_ca = std::env::var_os("SSL_CERT_FILE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from);
+    if let Some(path) = ca_file.map(std::path::Path::to_path_buf).or(env_ca) {
+        let roots = mcp_oauth_host::http::load_roots(&path)
+            .map_err(|e| Failure::Usage(format!("{e} (from --ca-file or SSL_CERT_FILE)")))?;
+        o.root_certs = Some(roots);
+    }
+    Ok(o)
 }
 
-pub(crate) fn runtime(home: PathBuf) -> Result<Runtime, Error> {
+pub(crate) fn runtime(home: PathBuf, http: HttpOptions) -> Result<Runtime, Error> {
     Runtime::new(RuntimeOptions {
         home,
-        http: http_options(),
+        http,
         ..RuntimeOptions::default()
     })
 }

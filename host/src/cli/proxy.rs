@@ -13,13 +13,13 @@ use mcp_oauth_host::proxy::auth::Authorizer;
 use mcp_oauth_host::proxy::headers::parse_header;
 use mcp_oauth_host::proxy::log::{Log, ProxyPrompter};
 use mcp_oauth_host::proxy::stdio::ClientWriter;
-use mcp_oauth_host::proxy::upstream::{Limits, Upstream, load_roots};
+use mcp_oauth_host::proxy::upstream::{Limits, Upstream};
 use mcp_oauth_host::proxy::{TransportMode, run};
 use mcp_oauth_host::storage::{FileStore, default_home};
 use mcp_oauth_host::{Config, Error, SessionIo};
 
-use super::profile::{Profile, config_from, load_profile};
-use super::{ClientArgs, Failure, open_session, runtime};
+use super::profile::{Profile, config_from, load_profile, parse_authorize_param};
+use super::{ClientArgs, Failure, http_options, open_session, runtime};
 
 /// Which transport to speak to the server.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -49,6 +49,10 @@ pub(crate) struct ProxyArgs {
     /// Seconds to wait for the browser to come back
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// An extra authorization request parameter, e.g. audience=https://api.example/
+    /// (repeatable; never replaces one the engine sets)
+    #[arg(long = "authorize-param", value_name = "NAME=VALUE", value_parser = parse_authorize_param)]
+    pub authorize_params: Vec<(String, String)>,
     /// A header for every request, "Name: value"; ${VAR} expands from the
     /// environment (repeatable)
     #[arg(long = "header", value_name = "NAME: VALUE")]
@@ -59,7 +63,8 @@ pub(crate) struct ProxyArgs {
     /// Seconds to wait for a response head, and between two reads of a response
     #[arg(long, default_value_t = 300)]
     pub request_timeout: u64,
-    /// PEM bundle of the CA certificates to trust for the MCP server (replaces the built-in roots)
+    /// PEM bundle of the CA certificates to trust, for the MCP server and the
+    /// authorization server (replaces the built-in roots)
     #[arg(long, env = "SSL_CERT_FILE")]
     pub ca_file: Option<PathBuf>,
     /// Write a debug log (secrets redacted) under <store>/logs/
@@ -72,10 +77,8 @@ pub(crate) fn proxy(a: ProxyArgs) -> Result<(), Failure> {
     for raw in &a.headers {
         headers.push(parse_header(raw, |v| std::env::var(v).ok()).map_err(Failure::Usage)?);
     }
-    let roots = match &a.ca_file {
-        Some(p) => Some(load_roots(p).map_err(|e| Failure::Usage(format!("--ca-file: {e}")))?),
-        None => None,
-    };
+    let http = http_options(a.ca_file.as_deref())?;
+    let roots = http.root_certs.clone();
     let home = default_home();
     let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
     let log = Arc::new(if a.debug {
@@ -87,17 +90,20 @@ pub(crate) fn proxy(a: ProxyArgs) -> Result<(), Failure> {
         Log::stderr_only()
     });
     // What `login` stored for this server, overridden by what was given here.
-    let stored = load_profile(&store, &a.url);
     let profile = Profile {
-        client_id: a.client.client_id.or(stored.client_id),
-        client_secret: a.client.client_secret.or(stored.client_secret),
-        client_metadata_url: a.client.client_metadata_url.or(stored.client_metadata_url),
-        scope: a.scope.or(stored.scope),
-    };
+        client_id: a.client.client_id,
+        client_secret: a.client.client_secret,
+        client_metadata_url: a.client.client_metadata_url,
+        scope: a.scope,
+        authorize_params: a.authorize_params,
+        ..Profile::default()
+    }
+    .or(load_profile(&store, &a.url));
+    let (base, signer) = config_from(&profile)?;
     let config = Config {
         callback_port: a.callback_port,
         callback_timeout_ms: Some(a.timeout.saturating_mul(1000)),
-        ..config_from(&profile)
+        ..base
     };
     // stdin is the JSON-RPC stream: no paste, no consent prompt there.
     let io = SessionIo {
@@ -107,9 +113,9 @@ pub(crate) fn proxy(a: ProxyArgs) -> Result<(), Failure> {
             paste: false,
             cancel: None,
         },
-        signer: None,
+        signer,
     };
-    let rt = runtime(home)?;
+    let rt = runtime(home, http)?;
     let session = open_session(&rt, &a.url, config.clone(), io.clone())?;
     // A static Authorization header means the server takes that instead of OAuth.
     let static_auth = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("authorization"));

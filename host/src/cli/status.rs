@@ -4,8 +4,8 @@
 use mcp_oauth_host::storage::{FileStore, default_home};
 use mcp_oauth_host::{Error, Status};
 
-use super::profile::{config_from, load_profile};
-use super::{Failure, human_expiry, open_session, quiet_io, runtime};
+use super::profile::{load_profile, records_config};
+use super::{Failure, http_options, human_expiry, open_session, quiet_io, runtime};
 
 /// Every field may come from a server: each is made printable.
 pub(crate) fn print_status(s: &Status) {
@@ -62,10 +62,10 @@ pub(crate) fn status(url: Option<String>, json: bool) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    let rt = runtime(home)?;
+    let rt = runtime(home, http_options(None)?)?;
     let mut all = Vec::new();
     for u in urls {
-        let session = open_session(&rt, &u, config_from(&load_profile(&store, &u)), quiet_io())?;
+        let session = open_session(&rt, &u, records_config(&load_profile(&store, &u)), quiet_io())?;
         all.push(session.status()?);
     }
     if json {

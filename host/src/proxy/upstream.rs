@@ -265,18 +265,3 @@ fn describe(e: ureq::Error) -> String {
         other => other.to_string(),
     }
 }
-
-/// Reads a PEM bundle (`--ca-file`, `SSL_CERT_FILE`) as the trust roots.
-pub fn load_roots(path: &std::path::Path) -> Result<ureq::tls::RootCerts, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("reading the CA bundle {}: {e}", path.display()))?;
-    let mut certs = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        if let Ok(ureq::tls::PemItem::Certificate(c)) = item {
-            certs.push(c.to_owned());
-        }
-    }
-    if certs.is_empty() {
-        return Err(format!("{} holds no PEM certificate", path.display()));
-    }
-    Ok(ureq::tls::RootCerts::new_with_certs(&certs))
-}

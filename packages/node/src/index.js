@@ -64,6 +64,7 @@ function engineConfig(o, signingKey) {
     expirySkewMs: o.expirySkewMs === undefined ? undefined : BigInt(o.expirySkewMs),
     maxStepUps: o.maxStepUps,
     requestOfflineAccess: o.requestOfflineAccess,
+    authorizeParams: Object.entries(o.authorizeParams ?? {}).map(([name, value]) => ({ name, value: String(value) })),
   };
 }
 

@@ -213,6 +213,7 @@ impl Session {
             state: &state,
             resource: &b.prm.resource,
             scope: scope.as_deref(),
+            extra: &self.config.authorize_params,
         }
         .url();
         let effect = Effect::OpenBrowser { url: url.clone() };

@@ -23,6 +23,9 @@ pub struct AuthorizationRequest<'a> {
     pub resource: &'a str,
     /// Space-separated scopes; `None` leaves the choice to the AS.
     pub scope: Option<&'a str>,
+    /// Extra parameters from the configuration, appended after the engine's
+    /// (which the configuration check keeps them from naming).
+    pub extra: &'a [(String, String)],
 }
 
 impl AuthorizationRequest<'_> {
@@ -40,6 +43,7 @@ impl AuthorizationRequest<'_> {
         if let Some(s) = self.scope {
             params.push(("scope", s));
         }
+        params.extend(self.extra.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         self.endpoint.with_query_pairs(params)
     }
 }
@@ -59,6 +63,7 @@ mod tests {
             state: "st",
             resource: "https://MCP.example/mcp/",
             scope: Some("a b"),
+            extra: &[],
         }
         .url();
         assert!(
@@ -70,5 +75,31 @@ mod tests {
         assert!(url.contains("resource=https%3A%2F%2FMCP.example%2Fmcp%2F"));
         assert!(url.ends_with("&scope=a+b"));
         assert!(!url.contains("prompt"));
+    }
+
+    #[test]
+    fn extra_parameters_come_after_the_engines() {
+        let endpoint = HttpUrl::parse("https://as.example/authorize").unwrap();
+        let extra = [
+            (String::from("audience"), String::from("https://api.example/")),
+            (String::from("access_type"), String::from("offline")),
+        ];
+        let url = AuthorizationRequest {
+            endpoint: &endpoint,
+            client_id: "c",
+            redirect_uri: "http://127.0.0.1:5/callback",
+            code_challenge: "ch",
+            state: "st",
+            resource: "https://mcp.example/",
+            scope: None,
+            extra: &extra,
+        }
+        .url();
+        assert!(
+            url.ends_with(
+                "&resource=https%3A%2F%2Fmcp.example%2F&audience=https%3A%2F%2Fapi.example%2F&access_type=offline"
+            ),
+            "{url}"
+        );
     }
 }

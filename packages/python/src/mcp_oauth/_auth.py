@@ -132,6 +132,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         expiry_skew: Optional[float] = None,
         max_step_ups: Optional[int] = None,
         request_offline_access: Optional[bool] = None,
+        authorize_params: Optional[dict] = None,
         grant: Union[str, IdentityAssertion, None] = None,
         signing_key: Union[str, bytes, None] = None,
         signer: Optional[Callable[[bytes], bytes]] = None,
@@ -171,6 +172,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             expiry_skew_ms=None if expiry_skew is None else int(expiry_skew * 1000),
             max_step_ups=max_step_ups,
             request_offline_access=request_offline_access,
+            authorize_params=[record(name=k, value=str(v)) for k, v in (authorize_params or {}).items()],
         )
         if paste is None:  # as the CLI: paste when someone can type
             paste = bool(sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty())
