@@ -235,6 +235,15 @@ impl DemoServer {
         });
     }
 
+    /// Accepts `jwt` as a workload identity assertion (SEP-1933).
+    pub fn accept_workload_jwt(&self, jwt: &str) {
+        self.with(|s| {
+            let l = s.servers.asc.grant_types.get_or_insert_with(Vec::new);
+            l.push("urn:ietf:params:oauth:grant-type:jwt-bearer".into());
+            s.servers.workload_jwts.push(jwt.into());
+        });
+    }
+
     /// Every request so far, as `METHOD /path`.
     pub fn log(&self) -> Vec<String> {
         self.with(|s| log_lines(&s.servers))

@@ -294,6 +294,42 @@ fn client_credentials_login_and_token() {
     assert_eq!(out.status.code(), Some(2), "--id-token-file needs --idp-token-endpoint");
 }
 
+// Workload identity (SEP-1933): the JWT is read from its file at login and
+// again by `token`; it never shows in the output.
+#[test]
+fn workload_identity_login_reads_the_token_file() {
+    const JWT: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ3b3JrbG9hZC0xIn0.c2lnbmF0dXJl";
+    let server = DemoServer::start(Faults::default()).unwrap();
+    server.preregister("wl-1", "wl-secret");
+    server.accept_workload_jwt(JWT);
+    let home = temp_home("wif");
+    let token_file = home.join("workload.jwt");
+    std::fs::write(&token_file, format!("{JWT}\n")).unwrap();
+    let url = server.mcp_url();
+    let out = Command::new(CLI)
+        .args(["login", &url, "--client-id", "wl-1", "--workload-token-file"])
+        .arg(&token_file)
+        .env("MCP_OAUTH_HOME", &home)
+        .env("MCP_OAUTH_CLIENT_SECRET", "wl-secret")
+        .env("BROWSER", "false")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.count("/authorize"), 0);
+    assert!(!stderr(&out).contains(JWT));
+    let profile: Vec<String> = store_files(&home)
+        .into_iter()
+        .filter(|f| f.starts_with("cli-profile-"))
+        .collect();
+    let text = std::fs::read_to_string(home.join(&profile[0])).unwrap();
+    assert!(!text.contains(JWT), "the profile keeps the path, not the token");
+    // `token` reads the profile and prints the stored token, not the JWT.
+    let out = cli(&home, "false", &["token", &url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(JWT));
+}
+
 // A CA bundle that cannot be read is the user's to fix: exit 2, naming it.
 #[test]
 fn an_unreadable_ca_bundle_is_a_usage_error() {

@@ -32,6 +32,12 @@ export type Progress =
   | { kind: 'callback-arrived' };
 
 /** SEP-990 enterprise-managed authorization: ID token → ID-JAG → access token. */
+/** Workload identity federation (SEP-1933): the workload's JWT from its platform, in the jwt-bearer grant. */
+export interface WorkloadIdentityGrant {
+  /** The JWT (a secret), e.g. a Kubernetes service account token. */
+  workloadToken: string;
+}
+
 export interface IdentityAssertionGrant {
   /** The IdP's token endpoint (RFC 8693 token exchange). */
   idpTokenEndpoint: string;
@@ -74,7 +80,7 @@ export interface McpOAuthOptions {
    * naming one the engine sets (state, scope, resource...) fails with 'invalid-config'. */
   authorizeParams?: Record<string, string>;
   /** How tokens are obtained (default: 'authorization-code', a user in the browser). */
-  grant?: 'authorization-code' | 'client-credentials' | IdentityAssertionGrant;
+  grant?: 'authorization-code' | 'client-credentials' | IdentityAssertionGrant | WorkloadIdentityGrant;
   /** A P-256 private key (PKCS#8 PEM or KeyObject): authenticate with private_key_jwt (ES256). */
   privateKey?: string | Buffer | import('node:crypto').KeyObject;
   /** Asked before any registration or browser; false (or a throw) declines. Default: allow. */

@@ -43,6 +43,7 @@ pub fn config(c: Config) -> core_engine::Config {
                 id_token: a.id_token,
                 idp_client_id: a.idp_client_id,
             },
+            Some(Grant::WorkloadIdentity(assertion)) => core_engine::Grant::WorkloadIdentity { assertion },
         },
         private_key_jwt: c.private_key_jwt,
         expiry_skew_ms: c.expiry_skew_ms.unwrap_or(d.expiry_skew_ms),

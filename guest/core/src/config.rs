@@ -26,6 +26,14 @@ pub enum Grant {
         /// This client's id at the IdP.
         idp_client_id: Option<String>,
     },
+    /// Workload identity federation (SEP-1933): a JWT the workload's
+    /// platform issued (a Kubernetes service account token, a cloud
+    /// identity token) presented to the AS with the RFC 7523 jwt-bearer
+    /// grant. Repeated with the same assertion when the token expires.
+    WorkloadIdentity {
+        /// The workload's JWT (a secret).
+        assertion: String,
+    },
 }
 
 impl core::fmt::Debug for Grant {
@@ -38,6 +46,7 @@ impl core::fmt::Debug for Grant {
                 .field("idp_token_endpoint", idp_token_endpoint)
                 .field("id_token", &"<redacted>")
                 .finish_non_exhaustive(),
+            Grant::WorkloadIdentity { .. } => f.write_str("WorkloadIdentity { assertion: <redacted> }"),
         }
     }
 }
@@ -175,6 +184,11 @@ impl Config {
         }
         if self.grant.is_machine() && self.client_id.is_none() {
             return bad("client credentials and identity assertions need a pre-registered client id");
+        }
+        if let Grant::WorkloadIdentity { assertion } = &self.grant
+            && (assertion.split('.').count() != 3 || assertion.len() > 16 * 1024)
+        {
+            return bad("the workload identity assertion is not a JWT (three dot-separated parts, at most 16 KiB)");
         }
         if let Grant::IdentityAssertion { idp_token_endpoint, .. } = &self.grant {
             check_url(idp_token_endpoint, "IdP token endpoint")?;

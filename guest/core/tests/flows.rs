@@ -893,9 +893,57 @@ fn moving_to_another_issuer_reregisters() {
     sim.revoke_access_tokens();
     sim.requests.clear();
     sim.call_tool(&mut s, Mode::Interactive).unwrap();
-    assert!(sim.count("https://new-as.example/register") == 1);
+    // The old refresh token goes only to its own AS (which refuses it); the
+    // PRM is read again; the new AS gets a registration of its own.
+    assert_eq!(
+        urls(&sim),
+        [
+            MCP,
+            TOK,
+            PRM_HDR,
+            "https://new-as.example/.well-known/oauth-authorization-server",
+            "https://new-as.example/register",
+            "https://new-as.example/token",
+            MCP
+        ]
+    );
     assert!(!sim.opens[1].contains(&format!("client_id={old_client}&")));
     assert!(sim.opens[1].starts_with("https://new-as.example/authorize"));
+}
+
+// SEP-2352: a Client ID Metadata Document URL is portable across
+// authorization servers: after a move, no registration anywhere.
+#[test]
+fn moving_to_another_issuer_keeps_a_metadata_document_client() {
+    let mut sim = Sim::new();
+    sim.asc.cimd = true;
+    let cimd = "https://app.example/client.json";
+    let mut s = session_with(Config {
+        client_metadata_url: Some(cimd.into()),
+        ..Config::default()
+    });
+    sim.call_tool(&mut s, Mode::Interactive).unwrap();
+    sim.retired_bases.push(ISSUER.into());
+    sim.asc.base = "https://new-as.example".into();
+    sim.asc.issuer = "https://new-as.example".into();
+    sim.asc.claimed_issuer = "https://new-as.example".into();
+    sim.asc.metadata_urls = vec!["https://new-as.example/.well-known/oauth-authorization-server".into()];
+    sim.revoke_access_tokens();
+    sim.requests.clear();
+    sim.call_tool(&mut s, Mode::Interactive).unwrap();
+    assert_eq!(
+        urls(&sim),
+        [
+            MCP,
+            TOK,
+            PRM_HDR,
+            "https://new-as.example/.well-known/oauth-authorization-server",
+            "https://new-as.example/token",
+            MCP
+        ]
+    );
+    assert!(sim.opens[1].starts_with("https://new-as.example/authorize"));
+    assert!(sim.opens[1].contains("client_id=https%3A%2F%2Fapp.example%2Fclient.json"));
 }
 
 // ---- scope selection -------------------------------------------------------
@@ -1099,6 +1147,36 @@ fn identity_assertion_exchange_then_jwt_bearer() {
     sim.call_tool(&mut s, Mode::Silent).unwrap();
     assert_eq!(urls(&sim), [PRM_PATH, ASM, IDP_TOKEN, TOK, MCP]);
     assert_eq!(sim.consents.len() + sim.opens.len(), 0);
+}
+
+// SEP-1933: the workload's own JWT in the jwt-bearer grant, no IdP step.
+// A refused assertion is an error after one request: no retry, no other grant.
+#[test]
+fn workload_identity_jwt_bearer() {
+    const JWT: &str = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ3b3JrbG9hZCJ9.c2ln";
+    let grant = Grant::WorkloadIdentity { assertion: JWT.into() };
+    let (mut sim, mut s) = machine(grant.clone(), false);
+    sim.workload_jwts.push(JWT.into());
+    sim.call_tool(&mut s, Mode::Silent).unwrap();
+    assert_eq!(urls(&sim), [PRM_PATH, ASM, TOK, MCP]);
+    assert_eq!(sim.consents.len() + sim.opens.len(), 0);
+    assert!(!format!("{grant:?}").contains(JWT));
+
+    let (mut sim, mut s) = machine(grant, false);
+    let err = sim.call_tool(&mut s, Mode::Silent).unwrap_err();
+    assert!(matches!(err, Error::TokenRequestFailed { .. }), "{err:?}");
+    assert_eq!(urls(&sim), [PRM_PATH, ASM, TOK]);
+    let bad = Session::new(
+        MCP,
+        Config {
+            client_id: Some("svc".into()),
+            grant: Grant::WorkloadIdentity {
+                assertion: "not a jwt".into(),
+            },
+            ..Config::default()
+        },
+    );
+    assert!(matches!(bad, Err(Error::InvalidConfig { .. })));
 }
 
 // A machine grant needs a pre-registered client id; the ID token never shows in Debug.

@@ -50,8 +50,13 @@ pub(crate) struct LoginArgs {
     pub authorize_params: Vec<(String, String)>,
     /// Get tokens with the client credentials grant, no browser (needs
     /// --client-id with --client-secret or --private-key)
-    #[arg(long, conflicts_with = "id_token_file")]
+    #[arg(long, conflicts_with_all = ["id_token_file", "workload_token_file"])]
     pub client_credentials: bool,
+    /// Workload identity federation: present the JWT in this file (e.g. a
+    /// Kubernetes service account token) to the AS, no browser (read again
+    /// whenever a token is needed; needs --client-id)
+    #[arg(long, value_name = "FILE", conflicts_with = "id_token_file")]
+    pub workload_token_file: Option<PathBuf>,
     /// Authenticate the client with private_key_jwt (ES256), signing with this
     /// PKCS#8 PEM key file (kept where it is; its path is remembered)
     #[arg(long, value_name = "FILE")]
@@ -80,14 +85,18 @@ pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 pub(crate) fn login(a: LoginArgs) -> Result<(), Failure> {
     let home = default_home();
     let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
-    let grant = match (a.client_credentials, a.id_token_file) {
-        (true, _) => Some(MachineGrant::ClientCredentials),
-        (false, Some(id_token_file)) => Some(MachineGrant::IdentityAssertion {
+    let grant = if a.client_credentials {
+        Some(MachineGrant::ClientCredentials)
+    } else if let Some(id_token_file) = a.id_token_file {
+        Some(MachineGrant::IdentityAssertion {
             idp_token_endpoint: a.idp_token_endpoint.unwrap_or_default(),
             id_token_file: absolute(id_token_file),
             idp_client_id: a.idp_client_id,
-        }),
-        (false, None) => None,
+        })
+    } else {
+        a.workload_token_file.map(|f| MachineGrant::WorkloadIdentity {
+            token_file: absolute(f),
+        })
     };
     let profile = Profile {
         client_id: a.client.client_id,

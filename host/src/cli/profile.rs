@@ -46,6 +46,9 @@ pub(crate) enum MachineGrant {
         id_token_file: PathBuf,
         idp_client_id: Option<String>,
     },
+    /// Workload identity federation (SEP-1933): the workload's JWT, read
+    /// from its file each time (platforms rotate it in place).
+    WorkloadIdentity { token_file: PathBuf },
 }
 
 impl Profile {
@@ -110,6 +113,9 @@ pub(crate) fn config_from(p: &Profile) -> Result<(Config, Option<Arc<dyn Signer>
             id_token: read_small(id_token_file, "ID token")?.trim().to_string(),
             idp_client_id: idp_client_id.clone(),
         })),
+        Some(MachineGrant::WorkloadIdentity { token_file }) => Some(Grant::WorkloadIdentity(
+            read_small(token_file, "workload token")?.trim().to_string(),
+        )),
     };
     let config = Config {
         client_id: p.client_id.clone(),

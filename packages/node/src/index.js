@@ -42,13 +42,16 @@ function entropy() {
 function engineConfig(o, signingKey) {
   let grant;
   if (o.grant === 'client-credentials') grant = { tag: 'client-credentials' };
+  else if (o.grant && typeof o.grant === 'object' && 'workloadToken' in o.grant) {
+    grant = { tag: 'workload-identity', val: String(o.grant.workloadToken) };
+  }
   else if (o.grant && typeof o.grant === 'object') {
     grant = {
       tag: 'identity-assertion',
       val: { idpTokenEndpoint: o.grant.idpTokenEndpoint, idToken: o.grant.idToken, idpClientId: o.grant.idpClientId },
     };
   } else if (o.grant === undefined || o.grant === 'authorization-code') grant = undefined;
-  else throw new McpOAuthError('invalid-config', `unknown grant ${JSON.stringify(o.grant)}; use 'authorization-code', 'client-credentials' or { idToken, idpTokenEndpoint }`);
+  else throw new McpOAuthError('invalid-config', `unknown grant ${JSON.stringify(o.grant)}; use 'authorization-code', 'client-credentials', { idToken, idpTokenEndpoint } or { workloadToken }`);
   return {
     clientId: o.clientId,
     clientSecret: o.clientSecret,

@@ -343,7 +343,7 @@ impl Servers {
             }
             Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
                 let jag = f.get("assertion").cloned().unwrap_or_default();
-                if !self.id_jags.contains(&jag) {
+                if !self.id_jags.contains(&jag) && !self.workload_jwts.contains(&jag) {
                     return Response::oauth_error(400, "invalid_grant");
                 }
                 let scope = f.get("scope").cloned().unwrap_or_else(|| "default".into());

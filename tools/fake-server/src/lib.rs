@@ -281,6 +281,8 @@ pub struct Servers {
     pub idp_accepts: String,
     /// Pre-registered clients: (id, secret, token endpoint auth method).
     pub preregistered: Vec<(String, Option<String>, String)>,
+    /// Workload JWTs the AS accepts in the jwt-bearer grant (SEP-1933).
+    pub workload_jwts: Vec<String>,
     /// Origins of replaced authorization servers: their token endpoints
     /// refuse every grant.
     pub retired_bases: Vec<String>,
@@ -319,6 +321,7 @@ impl Servers {
             idp_token_url: None,
             idp_accepts: "user-id-token".into(),
             preregistered: vec![],
+            workload_jwts: vec![],
             retired_bases: vec![],
             id_salt: String::new(),
             log: vec![],

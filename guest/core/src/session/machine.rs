@@ -1,6 +1,8 @@
-//! Machine grants: client credentials (OAuth 2.1 §4.2, SEP-1046) and the
+//! Machine grants: client credentials (OAuth 2.1 §4.2, SEP-1046), the
 //! enterprise identity assertion (SEP-990: RFC 8693 exchange at the IdP, then
-//! the RFC 7523 jwt-bearer grant). No user, no browser, no latch; allowed in
+//! the RFC 7523 jwt-bearer grant) and workload identity federation (SEP-1933:
+//! the workload's own JWT in the jwt-bearer grant). A failed grant is an
+//! error, never retried nor swapped for another grant. No user, no browser, no latch; allowed in
 //! silent mode; repeated (not refreshed) when the token expires. A
 //! `private_key_jwt` assertion is signed by the host (`Effect::Sign`).
 
@@ -79,8 +81,13 @@ impl Session {
             md.token_endpoint_auth_methods_supported.as_deref(),
         );
         let auth = grants::client_auth(&client, g.assertion.as_deref());
-        let req = match &g.id_jag {
-            Some(jag) => grants::jwt_bearer_request(&md.token_endpoint, jag, &resource, scope.as_deref(), auth),
+        let bearer_assertion = match (&g.id_jag, &self.config.grant) {
+            (Some(jag), _) => Some(jag.as_str()),
+            (None, Grant::WorkloadIdentity { assertion }) => Some(assertion.as_str()),
+            _ => None,
+        };
+        let req = match bearer_assertion {
+            Some(a) => grants::jwt_bearer_request(&md.token_endpoint, a, &resource, scope.as_deref(), auth),
             None => grants::client_credentials_request(&md.token_endpoint, &resource, scope.as_deref(), auth),
         };
         Next::Effect(

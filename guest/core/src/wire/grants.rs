@@ -148,7 +148,8 @@ pub fn parse_token_exchange(resp: &HttpResponse) -> Result<String, Error> {
         .ok_or_else(|| invalid("no access_token"))
 }
 
-/// RFC 7523 §2.1 jwt-bearer grant at the AS with the ID-JAG.
+/// RFC 7523 §2.1 jwt-bearer grant at the AS with an assertion: the ID-JAG
+/// (SEP-990) or the workload's own JWT (SEP-1933).
 pub fn jwt_bearer_request(
     token_endpoint: &str,
     id_jag: &str,

@@ -7,7 +7,7 @@
 """
 
 from ._version import __version__
-from ._auth import AccessToken, IdentityAssertion, McpOAuth, Status
+from ._auth import AccessToken, IdentityAssertion, McpOAuth, Status, WorkloadIdentity
 from ._errors import AuthFailed, AuthorizationRequired, Declined, EngineError, McpOAuthError, TimedOut
 from ._host import ConsentRequest, Progress
 from ._store import default_home
@@ -25,6 +25,7 @@ __all__ = [
     "Progress",
     "Status",
     "TimedOut",
+    "WorkloadIdentity",
     "__version__",
     "default_home",
 ]

@@ -47,6 +47,17 @@ def _runtime(cache_dir: Optional[Path]) -> Runtime:
 
 
 @dataclass(frozen=True)
+class WorkloadIdentity:
+    """Workload identity federation (SEP-1933): the workload's JWT from its platform
+    (e.g. a Kubernetes service account token) in the jwt-bearer grant. A secret."""
+
+    assertion: str
+
+    def __repr__(self) -> str:
+        return "WorkloadIdentity(assertion=<redacted>)"
+
+
+@dataclass(frozen=True)
 class IdentityAssertion:
     """Enterprise-managed authorization (SEP-990): the user's ID token from the IdP
     is exchanged for an ID-JAG, then for an access token. `id_token` is a secret."""
@@ -133,7 +144,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         max_step_ups: Optional[int] = None,
         request_offline_access: Optional[bool] = None,
         authorize_params: Optional[dict] = None,
-        grant: Union[str, IdentityAssertion, None] = None,
+        grant: Union[str, IdentityAssertion, WorkloadIdentity, None] = None,
         signing_key: Union[str, bytes, None] = None,
         signer: Optional[Callable[[bytes], bytes]] = None,
         paste: Optional[bool] = None,
@@ -153,10 +164,14 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
                     idp_client_id=grant.idp_client_id,
                 ),
             )
+        elif isinstance(grant, WorkloadIdentity):
+            wit_grant = _variant("workload-identity", grant.assertion)
         elif grant in (None, "authorization-code", "client-credentials"):
             wit_grant = _variant(grant) if grant else None
         else:
-            raise ValueError("grant must be 'authorization-code', 'client-credentials' or an IdentityAssertion")
+            raise ValueError(
+                "grant must be 'authorization-code', 'client-credentials', an IdentityAssertion or a WorkloadIdentity"
+            )
         config = record(
             client_id=client_id,
             client_secret=client_secret,
