@@ -83,6 +83,7 @@ fn sans_io_machine_steps_across_the_boundary() {
         expiry_skew_ms: None,
         max_step_ups: None,
         request_offline_access: None,
+        authorize_params: Vec::new(),
     };
     let h = m
         .call_open(&mut store, "https://mcp.example.com/mcp", &config)

@@ -7,8 +7,10 @@
 //! only the host library's public API: an empty store per run, a headless
 //! browser that follows the redirect chain to the loopback listener, and
 //! `https://conformance-test.local/client-metadata.json` as its client ID
-//! metadata document URL. It connects, initializes, lists the tools and calls
-//! each one, then exits 0; any failure prints the reason and exits 1.
+//! metadata document URL. It connects, picks the protocol version (2026-07-28
+//! through `server/discover`, or the 2025-11-25 `initialize` handshake for
+//! servers that don't speak it), lists the tools and calls each one, then
+//! exits 0; any failure prints the reason and exits 1.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -57,8 +59,9 @@ fn run(url: &str) -> Result<(), String> {
     .map_err(|e| e.to_string())?;
     // The grant follows what the scenario hands this application: a signing
     // key means private_key_jwt client credentials, an ID token means the
-    // enterprise flow; the client-credentials scenarios otherwise carry the
-    // same context as pre-registration, so their name decides.
+    // enterprise flow, a workload JWT workload identity; the client-credentials
+    // scenarios otherwise carry the same context as pre-registration, so
+    // their name decides.
     let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
     let signer: Option<Arc<dyn Signer>> = match text("private_key_pem") {
         Some(pem) => Some(Arc::new(Es256Signer::from_pkcs8_pem(&pem)?)),
@@ -70,6 +73,9 @@ fn run(url: &str) -> Result<(), String> {
             id_token,
             idp_client_id: text("idp_client_id"),
         }))
+    } else if let Some(jwt) = text("valid_jwt") {
+        // Workload identity (SEP-1933): the platform-issued JWT.
+        Some(Grant::WorkloadIdentity(jwt))
     } else if signer.is_some() || scenario.contains("client-credentials") {
         Some(Grant::ClientCredentials)
     } else {
@@ -99,11 +105,34 @@ fn run(url: &str) -> Result<(), String> {
     );
     let result = (|| {
         client.initialize().map_err(|e| format!("initialize: {e}"))?;
+        eprintln!("protocol: {:?}", client.era());
         let tools = client.list_tools().map_err(|e| format!("tools/list: {e}"))?;
-        for tool in tools {
-            let name = tool["name"].as_str().unwrap_or_default().to_string();
+        // Some scenarios name the calls to make (`toolCalls` in the context);
+        // otherwise every tool is called with plausible arguments.
+        let calls: Vec<(String, serde_json::Value)> = match context["toolCalls"].as_array() {
+            Some(list) => list
+                .iter()
+                .take(64)
+                .map(|c| {
+                    (
+                        c["name"].as_str().unwrap_or_default().to_string(),
+                        c["arguments"].clone(),
+                    )
+                })
+                .collect(),
+            None => tools
+                .iter()
+                .map(|t| {
+                    (
+                        t["name"].as_str().unwrap_or_default().to_string(),
+                        sample_arguments(&t["inputSchema"]),
+                    )
+                })
+                .collect(),
+        };
+        for (name, arguments) in calls {
             let out = client
-                .call_tool(&name, sample_arguments(&tool["inputSchema"]))
+                .call_tool(&name, arguments)
                 .map_err(|e| format!("tools/call {name}: {e}"))?;
             eprintln!("called {name}: {out}");
         }
