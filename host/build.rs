@@ -2,9 +2,10 @@
 //! 1. cargo builds guest/component for wasm32-wasip2 (the size-optimised
 //!    `guest` profile) as a core module (`--skip-wit-component`), in its own
 //!    target directory (the outer build holds the lock on the workspace's);
-//! 2. binaryen's `wasm-opt -Oz` shrinks it, when available (`$MCP_OAUTH_WASM_OPT`
-//!    or `wasm-opt` on PATH; `scripts/test` installs it); without it the
-//!    component works, only larger;
+//! 2. binaryen's `wasm-opt -Oz` shrinks it (`$MCP_OAUTH_WASM_OPT`, `wasm-opt`
+//!    on PATH, or the pinned release in `.cache/binaryen`, installed from npm
+//!    on the first build), so a plain `cargo build` gives CI's bytes; without
+//!    it the component works, ~40 KB larger, and the build says so;
 //! 3. wit-component encodes the component from the module's embedded WIT.
 
 use std::path::PathBuf;
@@ -28,11 +29,12 @@ fn main() {
 
     ensure_wasm_target();
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    let engine = componentize(&build_guest(&root, "guest-build", &[]), &out.join("engine.wasm"));
+    let engine = componentize(&root, &build_guest(&root, "guest-build", &[]), &out.join("engine.wasm"));
     println!("cargo:rustc-env=MCP_OAUTH_COMPONENT={}", engine.display());
     // The sans-IO face (world `sans-io`), a second artifact, for the tests
     // that drive it with no imports at all.
     let sans_io = componentize(
+        &root,
         &build_guest(&root, "guest-build-sans-io", &["--features", "sans-io"]),
         &out.join("sans-io.wasm"),
     );
@@ -101,20 +103,47 @@ fn build_guest(root: &std::path::Path, dir: &str, extra: &[&str]) -> PathBuf {
     wasm
 }
 
-fn wasm_opt() -> Option<PathBuf> {
+/// The binaryen release the project pins (scripts/test installs the same).
+const BINARYEN: &str = "binaryen@132";
+
+/// wasm-opt, so that a plain `cargo build` produces the bytes CI does:
+/// `$MCP_OAUTH_WASM_OPT`, else `wasm-opt` on PATH, else the project's own
+/// copy in `.cache/binaryen` (installed here from npm when npm is at hand).
+fn wasm_opt(root: &std::path::Path) -> Option<PathBuf> {
     if let Ok(p) = std::env::var("MCP_OAUTH_WASM_OPT") {
         return Some(PathBuf::from(p));
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join("wasm-opt"))
-        .find(|p| p.is_file())
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|d| d.join("wasm-opt"))
+            .find(|p| p.is_file())
+    });
+    if on_path.is_some() {
+        return on_path;
+    }
+    let cache = root.join(".cache").join("binaryen");
+    let local = cache.join("node_modules").join(".bin").join("wasm-opt");
+    if !local.is_file() {
+        println!(
+            "cargo:warning=installing {BINARYEN} (wasm-opt) from npm into .cache/binaryen for the guest's size pass"
+        );
+        let installed = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&cache)
+            .arg(BINARYEN)
+            .stdout(std::process::Stdio::null())
+            .status();
+        if !matches!(installed, Ok(s) if s.success()) {
+            return None;
+        }
+    }
+    local.is_file().then_some(local)
 }
 
 /// Optimises the core module (when wasm-opt is at hand) and encodes the component.
-fn componentize(module: &std::path::Path, out: &std::path::Path) -> PathBuf {
+fn componentize(root: &std::path::Path, module: &std::path::Path, out: &std::path::Path) -> PathBuf {
     let mut bytes = std::fs::read(module).expect("reading the guest module");
-    match wasm_opt() {
+    match wasm_opt(root) {
         Some(opt) => {
             let optimised = out.with_extension("opt.wasm");
             let status = Command::new(&opt)
@@ -139,7 +168,9 @@ fn componentize(module: &std::path::Path, out: &std::path::Path) -> PathBuf {
             }
         }
         None => println!(
-            "cargo:warning=wasm-opt not found: the engine component is built without binaryen's size pass (./scripts/test installs it)"
+            "cargo:warning=wasm-opt not found and npm could not install it: the engine component is built without \
+             binaryen's size pass (about 40 KB larger than CI's). Install binaryen (wasm-opt on PATH) or npm, or set \
+             MCP_OAUTH_WASM_OPT, then `cargo clean -p mcp-oauth` and build again"
         ),
     }
     let component = wit_component::ComponentEncoder::default()

@@ -6,6 +6,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mcp_oauth_host::demo_server::{DemoServer, Faults};
@@ -354,5 +356,72 @@ fn an_unreadable_ca_bundle_is_a_usage_error() {
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("holds no PEM certificate"), "{}", stderr(&out));
+    }
+}
+
+/// A stand-in for a corporate HTTP proxy: records the first request line of
+/// each connection (up to a deadline) and answers 502.
+fn recording_proxy() -> (u16, Arc<AtomicBool>, std::thread::JoinHandle<Vec<String>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    listener.set_nonblocking(true).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let handle = std::thread::spawn(move || {
+        let mut lines = Vec::new();
+        let end = Instant::now() + Duration::from_secs(8);
+        while Instant::now() < end && lines.is_empty() && !stopped.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    stream.set_nonblocking(false).unwrap();
+                    stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                    let mut reader = BufReader::new(stream);
+                    let mut line = String::new();
+                    let _ = reader.read_line(&mut line);
+                    lines.push(line.trim_end().to_string());
+                    let _ = reader
+                        .get_mut()
+                        .write_all(b"HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        lines
+    });
+    (port, stop, handle)
+}
+
+// HTTPS_PROXY / HTTP_PROXY route the CLI's requests through the proxy;
+// NO_PROXY exempts a host.
+#[test]
+fn proxy_variables_are_followed_and_no_proxy_exempts() {
+    let home = temp_home("proxyenv");
+    for (no_proxy, expect_seen) in [("", true), ("127.0.0.1", false)] {
+        let (port, stop, proxy) = recording_proxy();
+        let out = Command::new(CLI)
+            .args(["login", "http://127.0.0.1:9/mcp", "--timeout", "5"])
+            .env("MCP_OAUTH_HOME", &home)
+            .env("HTTPS_PROXY", format!("http://127.0.0.1:{port}"))
+            .env("NO_PROXY", no_proxy)
+            .env("MCP_OAUTH_HTTP_TIMEOUT", "5")
+            .env("BROWSER", "false")
+            .env_remove("ALL_PROXY")
+            .env_remove("all_proxy")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        stop.store(true, Ordering::SeqCst);
+        let seen = proxy.join().unwrap();
+        if expect_seen {
+            assert!(
+                seen.iter()
+                    .any(|l| l.starts_with("POST http://127.0.0.1:9/mcp") || l.starts_with("CONNECT 127.0.0.1:9")),
+                "the proxy saw {seen:?}; stderr: {}",
+                stderr(&out)
+            );
+        } else {
+            assert!(seen.is_empty(), "NO_PROXY=127.0.0.1 but the proxy saw {seen:?}");
+        }
     }
 }

@@ -188,7 +188,7 @@ impl Config {
         if let Grant::WorkloadIdentity { assertion } = &self.grant
             && (assertion.split('.').count() != 3 || assertion.len() > 16 * 1024)
         {
-            return bad("the workload identity assertion is not a JWT (three dot-separated parts, at most 16 KiB)");
+            return bad("the workload identity assertion is not a JWT");
         }
         if let Grant::IdentityAssertion { idp_token_endpoint, .. } = &self.grant {
             check_url(idp_token_endpoint, "IdP token endpoint")?;
@@ -203,34 +203,26 @@ impl Config {
 /// Extra authorization parameters: few, short, token-like names that the
 /// engine does not set itself, values without control characters.
 fn check_authorize_params(params: &[(String, String)]) -> Result<(), Error> {
-    let bad = |reason: String| Err(Error::InvalidConfig { reason });
-    if params.len() > MAX_AUTHORIZE_PARAMS {
-        return bad(alloc::format!(
-            "at most {MAX_AUTHORIZE_PARAMS} extra authorization parameters are accepted"
-        ));
-    }
     for (i, (name, value)) in params.iter().enumerate() {
+        if RESERVED_AUTHORIZE_PARAMS.contains(&name.as_str()) {
+            return Err(Error::InvalidConfig {
+                reason: alloc::format!(
+                    "the authorization parameter '{name}' is set by the engine and cannot be overridden"
+                ),
+            });
+        }
         let name_ok = !name.is_empty()
             && name.len() <= 64
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-        if !name_ok {
-            return bad(alloc::format!(
-                "extra authorization parameter {} has an invalid name (letters, digits, '_', '.', '-'; at most 64)",
-                i + 1
-            ));
-        }
-        if RESERVED_AUTHORIZE_PARAMS.contains(&name.as_str()) {
-            return bad(alloc::format!(
-                "the authorization parameter '{name}' is set by the engine and cannot be overridden"
-            ));
-        }
-        if params[..i].iter().any(|(n, _)| n == name) {
-            return bad(alloc::format!("the authorization parameter '{name}' is given twice"));
-        }
-        if value.len() > MAX_AUTHORIZE_PARAM_LEN || value.chars().any(char::is_control) {
-            return bad(alloc::format!(
-                "the value of the authorization parameter '{name}' is too long or has control characters"
-            ));
+        let value_ok = value.len() <= MAX_AUTHORIZE_PARAM_LEN && !value.chars().any(char::is_control);
+        if !name_ok || !value_ok || i >= MAX_AUTHORIZE_PARAMS || params[..i].iter().any(|(n, _)| n == name) {
+            // One message for every shape rule keeps the component small.
+            return Err(Error::InvalidConfig {
+                reason: String::from(
+                    "extra authorization parameters: at most 16, each named once with letters, digits, '_', '.' \
+                     or '-' (up to 64), values up to 1 KiB without control characters",
+                ),
+            });
         }
     }
     Ok(())
@@ -265,12 +257,14 @@ mod tests {
             let why = reason(with_params(&[(name, "x")]));
             assert!(why.contains("cannot be overridden") && why.contains(name), "{why}");
         }
-        assert!(reason(with_params(&[("a", "1"), ("a", "2")])).contains("twice"));
-        assert!(reason(with_params(&[("", "1")])).contains("invalid name"));
-        assert!(reason(with_params(&[("a b", "1")])).contains("invalid name"));
-        assert!(reason(with_params(&[("a", "x\ny")])).contains("control"));
+        let shape = "extra authorization parameters: at most 16";
+        assert!(reason(with_params(&[("a", "1"), ("a", "2")])).starts_with(shape));
+        assert!(reason(with_params(&[("", "1")])).starts_with(shape));
+        assert!(reason(with_params(&[("a b", "1")])).starts_with(shape));
+        assert!(reason(with_params(&[("a", "x\ny")])).starts_with(shape));
         let long = "v".repeat(MAX_AUTHORIZE_PARAM_LEN + 1);
-        assert!(reason(with_params(&[("a", &long)])).contains("too long"));
+        assert!(reason(with_params(&[("a", &long)])).starts_with(shape));
+        assert!(with_params(&[("a", &long[1..])]).is_ok());
         let many: Vec<(String, String)> = (0..=MAX_AUTHORIZE_PARAMS)
             .map(|i| (alloc::format!("p{i}"), String::new()))
             .collect();
@@ -278,6 +272,6 @@ mod tests {
             authorize_params: many,
             ..Config::default()
         };
-        assert!(reason(cfg.validate()).contains("at most"));
+        assert!(reason(cfg.validate()).starts_with(shape));
     }
 }

@@ -6,7 +6,7 @@
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use miniserde::json::{self, Number, Value};
+use miniserde::json;
 use miniserde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -62,17 +62,14 @@ pub fn encode<T: Serialize>(record: &T) -> Vec<u8> {
     format!("{{\"v\":{RECORD_VERSION},\"record\":{}}}", json::to_string(record)).into_bytes()
 }
 
-/// Deserializes a record; anything unreadable, or of another version, is `None`.
+/// Deserializes a record; anything unreadable, or of another version, is
+/// `None`. The envelope is matched exactly as [`encode`] writes it (records
+/// are only ever written by the engine), which spares the component a
+/// generic JSON value type.
 pub fn decode<T: Deserialize>(bytes: Option<&[u8]>) -> Option<T> {
-    let Value::Object(mut envelope) = from_json::<Value>(bytes?)? else {
-        return None;
-    };
-    match envelope.get("v") {
-        Some(Value::Number(Number::U64(v))) if *v == u64::from(RECORD_VERSION) => {}
-        _ => return None,
-    }
-    let record = envelope.remove("record")?;
-    json::from_str(&json::to_string(&record)).ok()
+    let head = format!("{{\"v\":{RECORD_VERSION},\"record\":");
+    let inner = bytes?.strip_prefix(head.as_bytes())?.strip_suffix(b"}")?;
+    from_json(inner)
 }
 
 /// Key of the binding record for a server URL.
@@ -114,6 +111,32 @@ pub fn decode_tokens(bytes: Option<&[u8]>, resource: &str, issuer: &str) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_envelope_round_trips_and_nothing_else_decodes() {
+        let reg = Registration {
+            issuer: String::from("https://as.example"),
+            client_id: String::from("c"),
+            client_secret: None,
+            redirect_uris: Vec::new(),
+            token_endpoint_auth_method: None,
+        };
+        let bytes = encode(&reg);
+        assert!(bytes.starts_with(b"{\"v\":1,\"record\":{"));
+        let back: Registration = decode(Some(&bytes)).unwrap();
+        assert_eq!(back.client_id, "c");
+        let text = String::from_utf8(bytes).unwrap();
+        for bad in [
+            text.replace("\"v\":1", "\"v\":2"),
+            text.replace(",\"record\"", ", \"record\""),
+            format!("{text} "),
+            format!("{text}}}"),
+            String::from("{\"v\":1,\"record\":}"),
+            String::new(),
+        ] {
+            assert!(decode::<Registration>(Some(bad.as_bytes())).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn keys_are_flat_and_distinct() {

@@ -4,7 +4,6 @@
 
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
-use miniserde::json::{Number, Value};
 use miniserde::{Deserialize, Serialize};
 
 use crate::effect::{AccessToken, HttpRequest, HttpResponse};
@@ -56,11 +55,54 @@ impl TokenSet {
     }
 }
 
+/// `expires_in` as ASes send it: a JSON number, or (some servers) a numeric
+/// string. Read by its own small visitor rather than through
+/// `miniserde::json::Value`, whose map support costs the component ~8 KB.
+#[derive(Default)]
+enum Lifetime {
+    #[default]
+    Absent,
+    Seconds(u64),
+    NotANumber,
+}
+
+impl Deserialize for Lifetime {
+    fn begin(out: &mut Option<Self>) -> &mut dyn miniserde::de::Visitor {
+        out.insert(Lifetime::Absent)
+    }
+}
+
+impl miniserde::de::Visitor for Lifetime {
+    fn null(&mut self) -> miniserde::Result<()> {
+        Ok(())
+    }
+    fn nonnegative(&mut self, n: u64) -> miniserde::Result<()> {
+        *self = Lifetime::Seconds(n);
+        Ok(())
+    }
+    fn negative(&mut self, _: i64) -> miniserde::Result<()> {
+        *self = Lifetime::Seconds(0);
+        Ok(())
+    }
+    fn float(&mut self, f: f64) -> miniserde::Result<()> {
+        *self = Lifetime::Seconds(f.max(0.0) as u64);
+        Ok(())
+    }
+    fn string(&mut self, s: &str) -> miniserde::Result<()> {
+        *self = s.trim().parse().map_or(Lifetime::NotANumber, Lifetime::Seconds);
+        Ok(())
+    }
+    fn boolean(&mut self, _: bool) -> miniserde::Result<()> {
+        *self = Lifetime::NotANumber;
+        Ok(())
+    }
+}
+
 #[derive(Deserialize)]
 struct RawTokenResponse {
     access_token: Option<String>,
     token_type: Option<String>,
-    expires_in: Option<Value>,
+    expires_in: Option<Lifetime>,
     refresh_token: Option<String>,
     scope: Option<String>,
 }
@@ -126,14 +168,11 @@ pub fn parse_token_response(
         Some(_) => return Err(invalid("token_type is not Bearer")),
         None => return Err(invalid("no token_type")),
     }
-    let expires_in: Option<u64> = match raw.expires_in {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(Number::U64(n))) => Some(n),
-        Some(Value::Number(Number::I64(n))) => Some(n.max(0) as u64),
-        Some(Value::Number(Number::F64(f))) => Some(f.max(0.0) as u64),
-        // Some servers send a numeric string.
-        Some(Value::String(s)) => Some(s.trim().parse().map_err(|_| invalid("expires_in is not a number"))?),
-        Some(_) => return Err(invalid("expires_in is not a number")),
+    let expires_in: Option<u64> = match raw.expires_in.unwrap_or_default() {
+        Lifetime::Absent => None,
+        Lifetime::Seconds(n) => Some(n),
+        // Not "never expires": a value nobody can read is an error.
+        Lifetime::NotANumber => return Err(invalid("expires_in is not a number")),
     };
     Ok(TokenSet {
         access_token,
@@ -300,9 +339,23 @@ mod tests {
             r#"{"access_token":"a","token_type":"Bearer","refresh_token":"r\n"}"#,
             r#"{"access_token":"a","token_type":"Bearer","expires_in":"soon"}"#,
             r#"{"access_token":"a","token_type":"Bearer","expires_in":[1]}"#,
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":{"s":1}}"#,
+            r#"{"access_token":"a","token_type":"Bearer","expires_in":true}"#,
         ] {
             assert!(matches!(parse(bad), Err(Error::InvalidResponse { .. })), "{bad}");
         }
+        let at = |lifetime: &str| {
+            parse(&format!(
+                r#"{{"access_token":"a","token_type":"Bearer","expires_in":{lifetime}}}"#
+            ))
+            .unwrap()
+            .expires_at
+        };
+        assert_eq!(at("3600"), Some(3_600_000));
+        assert_eq!(at("\" 60 \""), Some(60_000));
+        assert_eq!(at("1.9"), Some(1_000));
+        assert_eq!(at("-5"), Some(0));
+        assert_eq!(at("null"), None);
         let ok = parse(r#"{"access_token":"eyJ.a-b_c~d+e/f==","token_type":"Bearer","scope":"a \u001b]0;x"}"#).unwrap();
         assert_eq!(ok.scope, None, "a scope with controls is dropped");
         assert!(is_b64token("abc=") && !is_b64token("") && !is_b64token("a=b"));
