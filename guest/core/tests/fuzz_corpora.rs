@@ -41,4 +41,5 @@ corpus!(
     http_url,
     stored_records,
     session,
+    dpop_nonce,
 );

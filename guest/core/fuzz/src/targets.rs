@@ -8,7 +8,7 @@ use mcp_oauth_core::primitives::http_url::HttpUrl;
 use mcp_oauth_core::primitives::url_safety::{check_loopback_redirect, check_url};
 use mcp_oauth_core::primitives::www_authenticate::{BearerChallenge, parse};
 use mcp_oauth_core::wire::authorization_response::{self, Verdict};
-use mcp_oauth_core::wire::{grants, metadata, registration, token};
+use mcp_oauth_core::wire::{dpop, grants, metadata, registration, token};
 use mcp_oauth_core::*;
 
 const MCP: &str = "https://mcp.example.com/mcp";
@@ -28,6 +28,32 @@ fn response(data: &[u8]) -> HttpResponse {
         status,
         headers: Vec::new(),
         body: body.to_vec(),
+    }
+}
+
+/// The DPoP nonce signals: an AS's 400 and a resource server's 401. First
+/// byte: which; the rest, split at the first newline: the nonce header, then
+/// the body or challenge. A nonce handed back is always one §8.1 allows and
+/// was sent by the server.
+pub fn dpop_nonce(data: &[u8]) {
+    let Some((which, rest)) = data.split_first() else {
+        return;
+    };
+    let s = String::from_utf8_lossy(rest);
+    let (nonce, other) = s.split_once('\n').unwrap_or((&s, ""));
+    let got = if which % 2 == 0 {
+        let resp = HttpResponse {
+            status: 400,
+            headers: vec![(String::from("DPoP-Nonce"), String::from(nonce))],
+            body: other.as_bytes().to_vec(),
+        };
+        dpop::as_nonce_challenge(&resp)
+    } else {
+        let values: Vec<&str> = other.split('\n').collect();
+        dpop::rs_nonce_challenge(401, &values, Some(nonce))
+    };
+    if let Some(n) = got {
+        assert!(dpop::valid_nonce(&n) && n == nonce, "nonce {n:?} from {nonce:?}");
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod authorization_request;
 pub mod authorization_response;
 pub mod client_auth;
+pub mod dpop;
 pub mod grants;
 pub mod metadata;
 pub mod registration;
