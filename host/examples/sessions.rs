@@ -12,6 +12,10 @@
 //! `mcp_oauth_core::records`). The demo server is stopped before any session
 //! is created, so a session that needed HTTP would fail.
 //!
+//! `authorize(silent)` with a fresh token is answered by the host session
+//! without entering the engine; one more server, seeded with a token of
+//! unknown lifetime (never served that way), measures the engine path.
+//!
 //! Prints human-readable lines and one `row` line (tab-separated) for
 //! `scripts/bench-sessions`.
 
@@ -193,8 +197,10 @@ fn main() {
         let base: Binding = records::decode(Some(&read_record(&home, &records::binding_key(&url)))).expect("binding");
         let tokens_key = records::tokens_key(&base.prm.resource, &base.issuer);
         let tokens: TokenRecord = records::decode(Some(&read_record(&home, &tokens_key))).expect("tokens");
-        let urls: Vec<String> = (0..n).map(|i| format!("{url}/tenant-{i}")).collect();
-        for u in &urls {
+        let mut urls: Vec<String> = (0..n).map(|i| format!("{url}/tenant-{i}")).collect();
+        // The last one: the engine path (no known expiry).
+        urls.push(format!("{url}/engine-path"));
+        for (i, u) in urls.iter().enumerate() {
             let mut b = base.clone();
             b.server_url = u.clone();
             b.prm.resource = u.clone();
@@ -202,6 +208,9 @@ fn main() {
             write_record(&home, &records::binding_key(u), &records::encode(&b));
             let mut tr = tokens.clone();
             tr.resource = u.clone();
+            if i == n {
+                tr.tokens.expires_at = None;
+            }
             write_record(&home, &records::tokens_key(u, &b.issuer), &records::encode(&tr));
         }
         (base, urls)
@@ -214,9 +223,10 @@ fn main() {
     );
 
     let m0 = mem();
+    let engine_path = rt.session(&urls[n], Config::default(), io.clone()).expect("session");
     let mut create = Vec::with_capacity(n);
     let t = Instant::now();
-    let sessions: Vec<Session> = urls
+    let sessions: Vec<Session> = urls[..n]
         .iter()
         .map(|u| {
             let t = Instant::now();
@@ -267,7 +277,12 @@ fn main() {
     );
 
     let sessions = Arc::new(sessions);
+    let (_, engine_cpu) = throughput(&Arc::new(vec![engine_path]), 1, dur / 2, silent);
     let (floor, floor_cpu) = throughput(&sessions, 1, dur / 2, retry);
+    // `retry` forgets each session's fast-path token: warm them again.
+    for s in sessions.iter() {
+        silent(s);
+    }
     let (t1, t1_cpu) = throughput(&sessions, 1, dur, silent);
     let (t2, t2_cpu) = throughput(&sessions, 2, dur, silent);
     println!(
@@ -279,6 +294,10 @@ fn main() {
         1e6 / t1_cpu
     );
     println!("authorize(silent), 2 threads: {t2:.0}/s wall, {t2_cpu:.0}/s per CPU-second");
+    println!(
+        "authorize(silent) through the engine (a token of unknown lifetime), 1 thread: {engine_cpu:.0}/s per CPU-second ({:.2} us per call)",
+        1e6 / engine_cpu
+    );
     println!("VmRSS after the throughput runs: {} KiB", mem().rss);
     println!(
         "row\t{n}\t{warm:.1}\t{:.1}\t{:.1}\t{:.1}\t{:.1}\t{:.1}\t{t1:.0}\t{t1_cpu:.0}\t{t2:.0}\t{t2_cpu:.0}\t{floor_cpu:.0}\t{:.1}",

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use crate::bindings::exports::mcp::oauth::client::ChallengeOutcome;
-use crate::bindings::mcp::oauth::engine_types::{AuthError, Failure, FailureKind, Mode, ServerResponse};
+use crate::bindings::mcp::oauth::engine_types::{AccessToken, AuthError, Failure, FailureKind, Mode, ServerResponse};
 use crate::http::{HttpClient, HttpOptions, Request, Response};
 use crate::runtime::{Error, Session};
 
@@ -45,11 +45,23 @@ impl AuthorizedClient {
         self.session.retry()
     }
 
-    fn send_with(&self, req: &Request, token: Option<&str>) -> Result<Response, Error> {
+    fn send_with(&self, req: &Request, token: Option<&AccessToken>) -> Result<Response, Error> {
         let mut r = req.clone();
-        r.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("authorization"));
+        r.headers
+            .retain(|(k, _)| !k.eq_ignore_ascii_case("authorization") && !k.eq_ignore_ascii_case("dpop"));
         if let Some(t) = token {
-            r.headers.push(("authorization".into(), format!("Bearer {t}")));
+            r.headers.push(("authorization".into(), authorization(t)));
+            // A bound token goes only with a fresh proof (RFC 9449 §7.1).
+            if t.dpop {
+                let proof = self.session.dpop_proof(req.method, &req.url)?.ok_or_else(|| {
+                    Error::Auth(AuthError::Failed(Failure {
+                        kind: FailureKind::Other,
+                        message: "the engine made no DPoP proof for a DPoP-bound token".into(),
+                        oauth: None,
+                    }))
+                })?;
+                r.headers.push(("dpop".into(), proof));
+            }
         }
         self.http.send(&r).map_err(|e| {
             Error::Auth(AuthError::Failed(Failure {
@@ -64,28 +76,56 @@ impl AuthorizedClient {
     }
 
     /// Sends `req` with the current token; on 401/403 lets the engine fix
-    /// authorization and retries once.
+    /// authorization and retries: once, or twice when a DPoP nonce demand
+    /// follows a fresh authorization (RFC 9449 §9). Never more.
     pub fn send(&self, req: &Request) -> Result<Response, Error> {
-        let token = match self.session.authorize(Mode::Silent) {
-            Ok(t) => Some(t.token),
+        let mut token = match self.session.authorize(Mode::Silent) {
+            Ok(t) => Some(t),
             Err(Error::Auth(AuthError::AuthorizationRequired)) => None,
             Err(e) => return Err(e),
         };
-        let resp = self.send_with(req, token.as_deref())?;
-        if resp.status != 401 && resp.status != 403 {
-            return Ok(resp);
+        let mut resp = self.send_with(req, token.as_ref())?;
+        for _ in 0..2 {
+            if resp.status != 401 && resp.status != 403 {
+                break;
+            }
+            let challenge = ServerResponse {
+                status: resp.status,
+                www_authenticate: resp.header_values("www-authenticate"),
+                sent_token: token.as_ref().map(|t| t.token.clone()),
+                dpop_nonce: resp.header_values("dpop-nonce").into_iter().next(),
+            };
+            match self.session.on_response(&challenge, self.mode)? {
+                ChallengeOutcome::Token(t) => {
+                    resp = self.send_with(req, Some(&t))?;
+                    token = Some(t);
+                }
+                ChallengeOutcome::Unchanged => break,
+            }
         }
-        let challenge = ServerResponse {
-            status: resp.status,
-            www_authenticate: resp.header_values("www-authenticate"),
-            sent_token: token,
-        };
-        match self.session.on_response(&challenge, self.mode)? {
-            ChallengeOutcome::Token(t) => self.send_with(req, Some(&t.token)),
-            ChallengeOutcome::Unchanged => Ok(resp),
+        if let Some(n) = resp.header_values("dpop-nonce").into_iter().next()
+            && (200..300).contains(&resp.status)
+        {
+            // A nonce on a success is the one to use next (§9).
+            let ok = ServerResponse {
+                status: resp.status,
+                www_authenticate: Vec::new(),
+                sent_token: None,
+                dpop_nonce: Some(n),
+            };
+            let _ = self.session.on_response(&ok, Mode::Silent);
         }
+        Ok(resp)
     }
+}
 
+/// The `Authorization` value for a token: `DPoP` when bound, else `Bearer`.
+pub fn authorization(t: &AccessToken) -> String {
+    let scheme = if t.dpop { "DPoP" } else { "Bearer" };
+    format!("{scheme} {}", t.token)
+}
+
+impl AuthorizedClient {
     /// POSTs a JSON body (MCP over HTTP), accepting JSON or an event stream.
     pub fn post_json(&self, url: &str, body: &[u8]) -> Result<Response, Error> {
         self.send(&Request {

@@ -36,6 +36,10 @@ pub struct Faults {
     pub registered_redirect_uris: Option<Vec<String>>,
     /// Text a hostile AS puts in error descriptions and client ids.
     pub hostile_text: Option<String>,
+    /// The MCP server accepts only DPoP-bound tokens; the AS binds (ES256).
+    pub dpop: bool,
+    /// Both demand this DPoP nonce (RFC 9449 §8, §9).
+    pub dpop_nonce: Option<String>,
 }
 
 impl Faults {
@@ -48,6 +52,10 @@ impl Faults {
         s.mcp.reject_tokens = self.reject_tokens;
         s.asc.registered_redirect_uris = self.registered_redirect_uris.clone();
         s.asc.hostile_text = self.hostile_text.clone();
+        s.mcp.dpop = self.dpop;
+        s.asc.dpop_algs = self.dpop.then(|| vec!["ES256".into()]);
+        s.asc.dpop_nonce = self.dpop_nonce.clone();
+        s.mcp.dpop_nonce = self.dpop_nonce.clone();
     }
 }
 

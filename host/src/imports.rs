@@ -182,6 +182,10 @@ impl signer::Host for HostState {
             None => Err(signer::SignerError::NoKey),
         }
     }
+
+    fn dpop_proof(&mut self, key_id: String, claims: String) -> Result<String, signer::SignerError> {
+        crate::signer::dpop_proof(&self.storage, &key_id, &claims).map_err(signer::SignerError::Failed)
+    }
 }
 
 impl clock::Host for HostState {
@@ -194,10 +198,87 @@ impl clock::Host for HostState {
 }
 
 impl random::Host for HostState {
+    /// Served from a per-thread pool refilled from the OS 1 KiB at a time
+    /// (the engine asks for 64 bytes per call: one system call per 16
+    /// calls); each byte is handed out once and zeroed in the pool as it is
+    /// taken. A forked child drops the pool it inherited.
     fn get_random_bytes(&mut self, len: u32) -> Vec<u8> {
-        let mut out = vec![0u8; len.min(4096) as usize];
-        // An OS without randomness gets zeros, which the engine refuses.
-        let _ = getrandom::fill(&mut out);
+        use std::cell::RefCell;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+        const POOL: usize = 1024;
+        /// Forks seen; a pool filled under another count is stale.
+        static FORKS: AtomicU64 = AtomicU64::new(0);
+        /// Whether the fork handler is installed (else no pooling).
+        static POOLING: AtomicBool = AtomicBool::new(false);
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        struct Pool {
+            buf: [u8; POOL],
+            pos: usize,
+            forks: u64,
+        }
+        impl Drop for Pool {
+            fn drop(&mut self) {
+                for b in &mut self.buf {
+                    // SAFETY: a valid, aligned byte of our own buffer.
+                    unsafe { std::ptr::write_volatile(b, 0) };
+                }
+            }
+        }
+        thread_local! {
+            static RANDOM: RefCell<Pool> = const {
+                RefCell::new(Pool { buf: [0; POOL], pos: POOL, forks: 0 })
+            };
+        }
+        #[cfg(unix)]
+        extern "C" fn forked() {
+            FORKS.fetch_add(1, Ordering::SeqCst);
+        }
+        INSTALL.call_once(|| {
+            #[cfg(unix)]
+            // SAFETY: registers a handler that only increments an atomic
+            // (async-signal-safe), run in the child after fork().
+            let ok = unsafe { libc::pthread_atfork(None, None, Some(forked)) } == 0;
+            #[cfg(not(unix))]
+            let ok = true;
+            POOLING.store(ok, Ordering::SeqCst);
+        });
+
+        let len = len.min(4096) as usize;
+        let mut out = vec![0u8; len];
+        let pooled = POOLING.load(Ordering::Relaxed)
+            && RANDOM
+                .try_with(|pool| {
+                    let mut p = pool.borrow_mut();
+                    let forks = FORKS.load(Ordering::SeqCst);
+                    if p.forks != forks {
+                        p.buf.fill(0);
+                        p.pos = POOL;
+                        p.forks = forks;
+                    }
+                    let mut filled = 0;
+                    while filled < len {
+                        if p.pos == POOL {
+                            if getrandom::fill(&mut p.buf).is_err() {
+                                p.buf.fill(0);
+                                return false;
+                            }
+                            p.pos = 0;
+                        }
+                        let n = (len - filled).min(POOL - p.pos);
+                        let from = p.pos;
+                        out[filled..filled + n].copy_from_slice(&p.buf[from..from + n]);
+                        p.buf[from..from + n].fill(0);
+                        p.pos += n;
+                        filled += n;
+                    }
+                    true
+                })
+                .unwrap_or(false);
+        if !pooled && getrandom::fill(&mut out).is_err() {
+            // An OS without randomness gets zeros, which the engine refuses.
+            out.fill(0);
+        }
         out
     }
 }

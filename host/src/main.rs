@@ -25,7 +25,12 @@ fn main() -> ExitCode {
     }
     let result = match command {
         Command::Login(args) => cli::login::login(args),
-        Command::Token { url } => cli::token::token(&url),
+        Command::Token { url, json } => cli::token::token(&url, json),
+        Command::Headers {
+            url,
+            method,
+            request_url,
+        } => cli::token::headers(&url, &method, request_url.as_deref()),
         Command::Status { url, json } => cli::status::status(url, json),
         Command::Logout { url } => cli::logout::logout(&url),
         Command::Proxy(args) => cli::proxy::proxy(args),
@@ -39,6 +44,7 @@ fn main() -> ExitCode {
         } => cli::demo::serve_demo(port.unwrap_or(0), access_ttl),
         #[cfg(feature = "demo")]
         Command::Demo { browser, .. } => cli::demo::demo(browser),
+        Command::WriteEngineCache { home } => cli::write_engine_cache(home),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,11 +4,20 @@
 //!   compiled artifact is cached on disk (`Engine::precompile_component`,
 //!   `Component::deserialize_file`), keyed by the component's hash and the
 //!   engine's compatibility hash, so a CLI start does not recompile.
+//!   With [`Uncached::Baseline`], a start without a usable cached artifact
+//!   compiles with Winch, wasmtime's baseline compiler (several times faster
+//!   to compile, slower code), writes nothing, and leaves the optimized
+//!   artifact to [`Runtime::write_cache`] (the CLI runs it in a detached
+//!   background process).
 //! - One `Store` per [`Session`] (per MCP server), behind a mutex: concurrent
 //!   callers take turns, so one flow serves them all.
 //! - Fuel bounds guest work per call and a memory limit bounds its growth; a
 //!   trap becomes [`Error::Trapped`] and the next call gets a fresh instance.
 //!   Nothing stored is lost: the store lives on disk.
+//! - A session answers `authorize(Silent)` itself, without entering wasm,
+//!   with the last token the engine returned for it while that token is
+//!   fresh (known expiry, minus the config's skew); every call that may
+//!   change the engine's view forgets it.
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -80,6 +89,24 @@ pub struct RuntimeOptions {
     pub fuel_per_call: u64,
     /// Guest linear memory cap, bytes.
     pub memory_limit: usize,
+    /// What to do when the artifact cache has no usable copy.
+    pub uncached: Uncached,
+}
+
+/// What [`Runtime::new`] does when the artifact cache has no usable copy of
+/// the compiled engine (the first run ever, or after a wasmtime upgrade).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Uncached {
+    /// Compile with Cranelift (optimized code; the slow start, ~0.4 s) and
+    /// cache the artifact.
+    #[default]
+    Optimize,
+    /// Compile with Winch, the baseline compiler, for this runtime only, and
+    /// cache nothing: [`Runtime::is_baseline`] then says so, and
+    /// [`Runtime::write_cache`] (for example in a background process) caches
+    /// the optimized artifact for later starts. Where Winch is unavailable
+    /// (not x86-64 or aarch64), this is [`Uncached::Optimize`].
+    Baseline,
 }
 
 impl Default for RuntimeOptions {
@@ -90,6 +117,7 @@ impl Default for RuntimeOptions {
             http: HttpOptions::default(),
             fuel_per_call: 20_000_000_000,
             memory_limit: 64 << 20,
+            uncached: Uncached::Optimize,
         }
     }
 }
@@ -111,6 +139,8 @@ struct Shared {
     engine: wasmtime::Engine,
     pre: EnginePre<HostState>,
     options: RuntimeOptions,
+    /// Running Winch code (no usable cached artifact at start).
+    baseline: bool,
 }
 
 /// The loaded engine component. Cheap to clone; share it between sessions.
@@ -127,14 +157,29 @@ fn artifact_key(engine: &wasmtime::Engine) -> String {
     format!("engine-{hex}-{:016x}.cwasm", h.finish())
 }
 
-/// Loads the component from the artifact cache, compiling (and caching) it
-/// when the cache has no usable copy. Deserializing runs native code, so the
-/// cache is used only when it is private: a directory of ours that is not a
-/// symlink (`storage::private`), and an artifact that is a regular file of
-/// ours that nobody else can write. Otherwise the engine is compiled in
-/// memory and nothing is cached.
-fn load_component(engine: &wasmtime::Engine, cache_dir: &Path) -> Result<Component, Error> {
-    let cache_ok = match private::private_dir(cache_dir) {
+fn new_engine(baseline: bool) -> Result<wasmtime::Engine, Error> {
+    let mut config = wasmtime::Config::new();
+    config.consume_fuel(true);
+    if baseline {
+        // Winch compiles the functions; the trampolines it leaves to
+        // Cranelift are compiled the quick way too (-25% on this component).
+        config
+            .strategy(wasmtime::Strategy::Winch)
+            .cranelift_opt_level(wasmtime::OptLevel::None)
+            .cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
+    }
+    wasmtime::Engine::new(&config).map_err(|e| Error::Setup(e.to_string()))
+}
+
+fn cache_dir_of(options: &RuntimeOptions) -> PathBuf {
+    options.cache_dir.clone().unwrap_or_else(|| options.home.join("cache"))
+}
+
+/// Whether compiled artifacts may be cached in (and loaded from) `cache_dir`:
+/// deserializing runs native code, so only a private directory of ours that
+/// is not a symlink (`storage::private`) will do. Warns when it won't.
+fn usable_cache_dir(cache_dir: &Path) -> bool {
+    match private::private_dir(cache_dir) {
         Ok(()) => true,
         Err(why) => {
             eprintln!(
@@ -143,21 +188,27 @@ fn load_component(engine: &wasmtime::Engine, cache_dir: &Path) -> Result<Compone
             );
             false
         }
-    };
-    let path = cache_dir.join(artifact_key(engine));
-    if cache_ok && private::check_trusted_file(&path).is_ok() {
-        // SAFETY: the file is a regular file owned by this user, writable by
-        // nobody else, in a private directory of ours, written by
-        // `precompile_component` of an engine with the same compatibility
-        // hash (part of the file name).
-        if let Ok(c) = unsafe { Component::deserialize_file(engine, &path) } {
-            return Ok(c);
-        }
     }
+}
+
+/// The cached artifact at `path` (in a usable cache dir), if it is a regular
+/// file of ours that nobody else can write and it deserializes.
+fn load_cached(engine: &wasmtime::Engine, path: &Path) -> Option<Component> {
+    private::check_trusted_file(path).ok()?;
+    // SAFETY: the file is a regular file owned by this user, writable by
+    // nobody else, in a private directory of ours, written by
+    // `precompile_component` of an engine with the same compatibility hash
+    // (part of the file name).
+    unsafe { Component::deserialize_file(engine, path) }.ok()
+}
+
+/// Compiles the optimized artifact and writes it to `path` (atomically: a
+/// private temporary file renamed into place). Returns the bytes.
+fn compile_and_cache(engine: &wasmtime::Engine, path: Option<&Path>) -> Result<Vec<u8>, Error> {
     let bytes = engine
         .precompile_component(COMPONENT)
         .map_err(|e| Error::Setup(format!("compiling the engine component: {e}")))?;
-    if cache_ok {
+    if let Some(path) = path {
         let mut n = [0u8; 8];
         let _ = getrandom::fill(&mut n);
         let tmp = path.with_extension(format!("tmp{}-{:016x}", std::process::id(), u64::from_le_bytes(n)));
@@ -166,23 +217,42 @@ fn load_component(engine: &wasmtime::Engine, cache_dir: &Path) -> Result<Compone
             f.write_all(&bytes)?;
             f.sync_all()
         });
-        if written.is_err() || std::fs::rename(&tmp, &path).is_err() {
+        if written.is_err() || std::fs::rename(&tmp, path).is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
     }
+    Ok(bytes)
+}
+
+/// Loads the component from the artifact cache; without a usable copy,
+/// compiles it: with Winch and nothing cached for [`Uncached::Baseline`]
+/// (the returned flag), else optimized and cached (in memory only when the
+/// cache dir is not private).
+fn load_component(options: &RuntimeOptions) -> Result<(wasmtime::Engine, Component, bool), Error> {
+    let engine = new_engine(false)?;
+    let cache_dir = cache_dir_of(options);
+    let cache_ok = usable_cache_dir(&cache_dir);
+    let path = cache_dir.join(artifact_key(&engine));
+    if cache_ok && let Some(c) = load_cached(&engine, &path) {
+        return Ok((engine, c, false));
+    }
+    if options.uncached == Uncached::Baseline
+        && let Ok(winch) = new_engine(true)
+        && let Ok(c) = Component::new(&winch, COMPONENT)
+    {
+        return Ok((winch, c, true));
+    }
+    let bytes = compile_and_cache(&engine, cache_ok.then_some(path.as_path()))?;
     // SAFETY: `bytes` was produced just now by this engine.
-    unsafe { Component::deserialize(engine, &bytes) }
-        .map_err(|e| Error::Setup(format!("loading the engine component: {e}")))
+    let c = unsafe { Component::deserialize(&engine, &bytes) }
+        .map_err(|e| Error::Setup(format!("loading the engine component: {e}")))?;
+    Ok((engine, c, false))
 }
 
 impl Runtime {
     /// Sets up wasmtime and loads the component (from the artifact cache when possible).
     pub fn new(options: RuntimeOptions) -> Result<Self, Error> {
-        let mut config = wasmtime::Config::new();
-        config.consume_fuel(true);
-        let engine = wasmtime::Engine::new(&config).map_err(|e| Error::Setup(e.to_string()))?;
-        let cache_dir = options.cache_dir.clone().unwrap_or_else(|| options.home.join("cache"));
-        let component = load_component(&engine, &cache_dir)?;
+        let (engine, component, baseline) = load_component(&options)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         EngineWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| Error::Setup(e.to_string()))?;
@@ -191,8 +261,61 @@ impl Runtime {
             .and_then(EnginePre::new)
             .map_err(|e| Error::Setup(format!("linking the engine component: {e}")))?;
         Ok(Self {
-            shared: Arc::new(Shared { engine, pre, options }),
+            shared: Arc::new(Shared {
+                engine,
+                pre,
+                options,
+                baseline,
+            }),
         })
+    }
+
+    /// Whether this runtime runs baseline (Winch) code because the artifact
+    /// cache had no usable copy ([`Uncached::Baseline`]); call
+    /// [`Runtime::write_cache`] to cache the optimized one for later starts.
+    pub fn is_baseline(&self) -> bool {
+        self.shared.baseline
+    }
+
+    /// Compiles the optimized engine into the artifact cache of `options`
+    /// unless a usable copy is already there or another process is writing
+    /// it; returns whether this call wrote it. Takes the CPU time of a full
+    /// compile (~0.4 s): meant for a background process.
+    pub fn write_cache(options: &RuntimeOptions) -> Result<bool, Error> {
+        let engine = new_engine(false)?;
+        let cache_dir = cache_dir_of(options);
+        if !usable_cache_dir(&cache_dir) {
+            return Ok(false);
+        }
+        let path = cache_dir.join(artifact_key(&engine));
+        if load_cached(&engine, &path).is_some() {
+            return Ok(false);
+        }
+        // One writer at a time; the others find the work done or under way.
+        let lock_path = path.with_extension("lock");
+        let lock = match crate::storage::create_private(&lock_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                private::open_regular(&lock_path).map_err(|e| Error::Setup(format!("{}: {e}", lock_path.display())))?
+            }
+            Err(e) => return Err(Error::Setup(format!("{}: {e}", lock_path.display()))),
+        };
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(false),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(Error::Setup(format!("{}: {e}", lock_path.display())));
+            }
+        }
+        let wrote = if load_cached(&engine, &path).is_some() {
+            false
+        } else {
+            compile_and_cache(&engine, Some(&path))?;
+            load_cached(&engine, &path).is_some()
+        };
+        let _ = std::fs::remove_file(&lock_path);
+        drop(lock);
+        Ok(wrote)
     }
 
     /// The options in use.
@@ -207,10 +330,12 @@ impl Runtime {
         Ok(Session {
             runtime: self.clone(),
             server_url: server_url.to_string(),
+            skew_ms: config.expiry_skew_ms.unwrap_or(60_000),
             config,
             io,
             inner: Mutex::new(Some(instance)),
             fuel: std::sync::atomic::AtomicU64::new(fuel),
+            fast: Mutex::new(None),
         })
     }
 
@@ -257,6 +382,21 @@ struct Instance {
     handle: ResourceAny,
 }
 
+/// The last token the engine returned to `authorize(Silent)`, and until
+/// when (Unix ms: its expiry minus the skew) the host may hand it out
+/// without asking the engine. Deliberately not `Debug`: it holds a secret.
+struct FastToken {
+    token: AccessToken,
+    serve_until_ms: u64,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// One MCP server's authorization. `Send + Sync`: share it (in an `Arc`)
 /// between threads; calls take turns, so N concurrent callers cause one flow.
 pub struct Session {
@@ -266,6 +406,12 @@ pub struct Session {
     io: SessionIo,
     inner: Mutex<Option<Instance>>,
     fuel: std::sync::atomic::AtomicU64,
+    /// The config's expiry skew, ms.
+    skew_ms: u64,
+    /// The host's silent fast path. Written only while `inner` is held, in
+    /// the order of the engine calls, so it never outlives the engine state
+    /// that produced it; also cleared before a call that may change it.
+    fast: Mutex<Option<FastToken>>,
 }
 
 impl Session {
@@ -279,9 +425,27 @@ impl Session {
         self.fuel.store(fuel, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Runs `f` in the engine. The silent fast path is forgotten afterwards:
+    /// a call not known to leave the engine's tokens alone may change them.
     fn call<R>(
         &self,
         f: impl FnOnce(&mut Store<HostState>, &EngineWorld, ResourceAny) -> wasmtime::Result<R>,
+    ) -> Result<R, Error> {
+        self.call_then(f, |_, fast| *fast = None)
+    }
+
+    /// Forgets the silent fast path's token now (before a call that may
+    /// change the engine's view, so nobody is served it meanwhile).
+    fn forget_token(&self) {
+        *self.fast.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Runs `f` in the engine, then `then` on its result and the silent fast
+    /// path, still holding the instance (a trap forgets the fast path).
+    fn call_then<R>(
+        &self,
+        f: impl FnOnce(&mut Store<HostState>, &EngineWorld, ResourceAny) -> wasmtime::Result<R>,
+        then: impl FnOnce(&R, &mut Option<FastToken>),
     ) -> Result<R, Error> {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
@@ -295,9 +459,14 @@ impl Session {
         let result = f(&mut inst.store, &inst.bindings, inst.handle);
         // Locks never outlive a call, whatever the guest did.
         inst.store.data_mut().storage.unlock_all();
+        let mut fast = self.fast.lock().unwrap_or_else(|e| e.into_inner());
         match result {
-            Ok(r) => Ok(r),
+            Ok(r) => {
+                then(&r, &mut fast);
+                Ok(r)
+            }
             Err(trap) => {
+                *fast = None;
                 // Drop the broken instance; the next call starts a fresh one.
                 *guard = None;
                 Err(Error::Trapped(
@@ -308,35 +477,88 @@ impl Session {
     }
 
     /// A usable token: stored, refreshed, or (interactive) newly authorized.
+    ///
+    /// `Silent` is answered by the host, without entering the engine, with
+    /// the token the engine last returned to a silent call, while that
+    /// token's known expiry is more than the config's skew away.
     pub fn authorize(&self, mode: Mode) -> Result<AccessToken, Error> {
-        self.call(|store, b, h| b.mcp_oauth_client().session().call_authorize(store, h, mode))?
-            .map_err(Error::Auth)
+        let f = |store: &mut Store<HostState>, b: &EngineWorld, h| {
+            b.mcp_oauth_client().session().call_authorize(store, h, mode)
+        };
+        if !matches!(mode, Mode::Silent) {
+            self.forget_token();
+            return self.call(f)?.map_err(Error::Auth);
+        }
+        {
+            let fast = self.fast.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(t) = fast.as_ref()
+                && now_ms() < t.serve_until_ms
+            {
+                return Ok(t.token.clone());
+            }
+        }
+        let skew = self.skew_ms;
+        self.call_then(f, |r, fast| {
+            *fast = match r {
+                // A token of unknown lifetime is never served by the host.
+                Ok(token) => token.expires_at.map(|at| FastToken {
+                    token: token.clone(),
+                    serve_until_ms: at.saturating_sub(skew),
+                }),
+                Err(_) => None,
+            }
+        })?
+        .map_err(Error::Auth)
     }
 
     /// Reacts to the MCP server's answer.
     pub fn on_response(&self, response: &ServerResponse, mode: Mode) -> Result<ChallengeOutcome, Error> {
-        self.call(|store, b, h| {
+        let f = |store: &mut Store<HostState>, b: &EngineWorld, h| {
             b.mcp_oauth_client()
                 .session()
                 .call_on_response(store, h, response, mode)
-        })?
+        };
+        if matches!(response.status, 401 | 403) {
+            // A rejection: the engine refreshes, re-authorizes or steps up.
+            self.forget_token();
+            self.call(f)
+        } else {
+            // Anything else leaves the engine's tokens as they are.
+            self.call_then(f, |_, _| {})
+        }?
         .map_err(Error::Auth)
     }
 
     /// Clears the decline latch.
     pub fn retry(&self) -> Result<(), Error> {
+        self.forget_token();
         self.call(|store, b, h| b.mcp_oauth_client().session().call_retry(store, h))
     }
 
     /// Removes the stored tokens.
     pub fn logout(&self) -> Result<(), Error> {
+        self.forget_token();
         self.call(|store, b, h| b.mcp_oauth_client().session().call_logout(store, h))?
             .map_err(Error::Auth)
     }
 
     /// What is stored for this server.
     pub fn status(&self) -> Result<Status, Error> {
-        self.call(|store, b, h| b.mcp_oauth_client().session().call_status(store, h))?
-            .map_err(Error::Auth)
+        self.call_then(
+            |store, b, h| b.mcp_oauth_client().session().call_status(store, h),
+            |_, _| {},
+        )?
+        .map_err(Error::Auth)
+    }
+
+    /// The `DPoP` header for a request to the MCP server with the current
+    /// token (RFC 9449), or `None` when the token is not DPoP-bound. One
+    /// per request: proofs are single-use.
+    pub fn dpop_proof(&self, method: &str, url: &str) -> Result<Option<String>, Error> {
+        self.call_then(
+            |store, b, h| b.mcp_oauth_client().session().call_dpop_proof(store, h, method, url),
+            |_, _| {},
+        )?
+        .map_err(Error::Auth)
     }
 }

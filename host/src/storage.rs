@@ -201,6 +201,46 @@ impl FileStore {
         result
     }
 
+    /// A key file `<key>.pem` (a DPoP key pair; not a JSON record), read
+    /// with the same no-follow, regular-file and size rules as records.
+    pub fn get_key_file(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        check_key(key)?;
+        let path = self.dir.join(format!("{key}.pem"));
+        private::read_small(&path, 64 * 1024).map_err(|r| StoreError::Unsafe {
+            path: path.display().to_string(),
+            why: r.to_string(),
+        })
+    }
+
+    /// Writes `<key>.pem` (0600) unless it exists, and returns what is there
+    /// now: of two processes making the same key, the first one wins and
+    /// both use it (a temp file hard-linked into place, never replaced).
+    pub fn create_key_file_once(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        check_key(key)?;
+        let path = self.dir.join(format!("{key}.pem"));
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).map_err(|e| io_err("randomness for", &path)(io::Error::other(e.to_string())))?;
+        let tmp = self
+            .dir
+            .join(format!(".{key}.{:016x}.pem.tmp", u64::from_le_bytes(nonce)));
+        let written = (|| {
+            let mut f = create_private(&tmp).map_err(io_err("creating", &tmp))?;
+            f.write_all(value).map_err(io_err("writing", &tmp))?;
+            f.sync_all().map_err(io_err("syncing", &tmp))?;
+            match fs::hard_link(&tmp, &path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                Err(e) => Err(io_err("linking", &path)(e)),
+            }
+        })();
+        let _ = fs::remove_file(&tmp);
+        written?;
+        self.get_key_file(key)?.ok_or_else(|| StoreError::Unsafe {
+            path: path.display().to_string(),
+            why: "the key file vanished as it was written".into(),
+        })
+    }
+
     /// Removes a record; absent is fine.
     pub fn delete(&self, key: &str) -> Result<(), StoreError> {
         let path = self.path(key)?;

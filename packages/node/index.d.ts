@@ -153,7 +153,9 @@ export class McpOAuth {
   readonly home: string;
   /**
    * fetch that attaches the token to requests to the server's origin and hands
-   * 401/403 to the engine, retrying once. Works unbound:
+   * 401/403 to the engine, retrying once (twice with a DPoP-bound token: a
+   * nonce challenge can follow). A DPoP-bound token goes as
+   * `Authorization: DPoP` with a fresh `DPoP` proof on every request. Works unbound:
    * `new StreamableHTTPClientTransport(url, { fetch: auth.fetch })`.
    */
   readonly fetch: typeof globalThis.fetch;

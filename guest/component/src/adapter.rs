@@ -85,6 +85,14 @@ impl client::GuestSession for ClientSession {
         }
     }
 
+    fn dpop_proof(&self, method: String, url: String) -> Result<Option<String>, AuthError> {
+        let entropy = self.with_entropy()?;
+        match self.drive(|s, now| s.dpop_proof(now, &method, &url, entropy))? {
+            Outcome::Proof(p) => Ok(p),
+            _ => Err(convert::other("no proof")),
+        }
+    }
+
     fn retry(&self) {
         self.engine.borrow_mut().retry();
     }
@@ -127,6 +135,12 @@ fn perform(effect: Effect, listener: &mut Option<Listener>) -> Input {
             signer::SignerError::NoKey => String::from("no signing key is configured"),
             signer::SignerError::Failed(m) => m,
         })),
+        Effect::DpopProof { key_id, claims } => {
+            Input::DpopProof(signer::dpop_proof(&key_id, &claims).map_err(|e| match e {
+                signer::SignerError::NoKey => String::from("the host keeps no DPoP keys"),
+                signer::SignerError::Failed(m) => m,
+            }))
+        }
         Effect::Listen { port } => match Listener::bind(port) {
             Ok(l) => {
                 let uri = l.redirect_uri();

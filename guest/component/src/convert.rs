@@ -65,6 +65,7 @@ pub fn token(t: &core_engine::AccessToken) -> AccessToken {
         token: String::from(t.secret()),
         expires_at: t.expires_at,
         scopes: t.scopes.clone(),
+        dpop: t.dpop,
     }
 }
 
@@ -73,6 +74,7 @@ pub fn server_response(r: ServerResponse) -> core_engine::ServerResponse {
         status: r.status,
         www_authenticate: r.www_authenticate,
         sent_token: r.sent_token,
+        dpop_nonce: r.dpop_nonce,
     }
 }
 
@@ -263,6 +265,7 @@ pub fn effect(e: core_engine::Effect) -> machine::Effect {
         E::Lock { key } => machine::Effect::Lock(key),
         E::Unlock { key } => machine::Effect::Unlock(key),
         E::Sign { input } => machine::Effect::Sign(input),
+        E::DpopProof { key_id, claims } => machine::Effect::DpopProof(machine::DpopProofRequest { key_id, claims }),
         E::Listen { port } => machine::Effect::Listen(port),
         E::Consent(c) => machine::Effect::Consent(consent_request(&c)),
         E::OpenBrowser { url } => machine::Effect::OpenBrowser(url),
@@ -280,6 +283,7 @@ pub fn input(i: machine::Input) -> core_engine::Input {
         machine::Input::Stored(r) => I::Stored(r),
         machine::Input::Locked(r) => I::Locked(r),
         machine::Input::Signed(r) => I::Signed(r),
+        machine::Input::DpopProof(r) => I::DpopProof(r),
         machine::Input::Listening(r) => I::Listening(r),
         machine::Input::Consent(b) => I::Consent(b),
         machine::Input::Opened(r) => I::Opened(r),
@@ -295,6 +299,7 @@ pub fn outcome_result(r: Result<core_engine::Outcome, core_engine::Error>) -> Re
         Ok(core_engine::Outcome::Unchanged) => Ok(machine::Outcome::Unchanged),
         Ok(core_engine::Outcome::LoggedOut) => Ok(machine::Outcome::LoggedOut),
         Ok(core_engine::Outcome::Status(s)) => Ok(machine::Outcome::Status(status(&s))),
+        Ok(core_engine::Outcome::Proof(p)) => Ok(machine::Outcome::Proof(p)),
         Err(e) => Err(auth_error(&e)),
     }
 }

@@ -85,6 +85,13 @@ impl machine::GuestSessionMachine for MachineSession {
             .map(convert::outcome_result)
     }
 
+    fn dpop_proof(&self, now_ms: u64, method: String, url: String, entropy: Vec<u8>) -> machine::Step {
+        match machine_entropy(&entropy) {
+            Ok(e) => step_out(self.engine.borrow_mut().dpop_proof(now_ms, &method, &url, e)),
+            Err(step) => step,
+        }
+    }
+
     fn retry(&self) {
         self.engine.borrow_mut().retry();
     }

@@ -20,6 +20,7 @@ fn describe(e: &Effect) -> String {
         Effect::Lock { key } => format!("storage lock {key}"),
         Effect::Unlock { key } => format!("storage unlock {key}"),
         Effect::Sign { input } => format!("sign a {}-byte client assertion", input.len()),
+        Effect::DpopProof { key_id, .. } => format!("make a DPoP proof with key {key_id}"),
         Effect::Listen { port } => format!(
             "bind loopback listener (port {})",
             port.map_or("any".into(), |p| p.to_string())

@@ -9,7 +9,8 @@ use core::fmt;
 
 use crate::error::Error;
 
-/// An access token handed to the caller for `Authorization: Bearer`.
+/// An access token handed to the caller for `Authorization: Bearer` (or
+/// `DPoP` when bound to a key).
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessToken {
     secret: String,
@@ -17,14 +18,18 @@ pub struct AccessToken {
     pub expires_at: Option<u64>,
     /// The scopes granted (or requested, when the AS did not say).
     pub scopes: Vec<String>,
+    /// Bound to a DPoP key (RFC 9449): never sent as Bearer; every request
+    /// carries a proof from `Session::dpop_proof`.
+    pub dpop: bool,
 }
 
 impl AccessToken {
-    pub(crate) fn new(secret: String, expires_at: Option<u64>, scopes: Vec<String>) -> Self {
+    pub(crate) fn new(secret: String, expires_at: Option<u64>, scopes: Vec<String>, dpop: bool) -> Self {
         Self {
             secret,
             expires_at,
             scopes,
+            dpop,
         }
     }
 
@@ -35,7 +40,8 @@ impl AccessToken {
 
     /// The value for the `Authorization` header.
     pub fn authorization_header(&self) -> String {
-        format!("Bearer {}", self.secret)
+        let scheme = if self.dpop { "DPoP" } else { "Bearer" };
+        format!("{scheme} {}", self.secret)
     }
 }
 
@@ -45,6 +51,7 @@ impl core::fmt::Debug for AccessToken {
             .field("secret", &"<redacted>")
             .field("expires_at", &self.expires_at)
             .field("scopes", &self.scopes)
+            .field("dpop", &self.dpop)
             .finish()
     }
 }
@@ -67,6 +74,8 @@ pub struct ServerResponse {
     pub www_authenticate: Vec<String>,
     /// The access token the request carried, if any.
     pub sent_token: Option<String>,
+    /// The `DPoP-Nonce` header, if any (RFC 9449 §9).
+    pub dpop_nonce: Option<String>,
 }
 
 impl core::fmt::Debug for ServerResponse {
@@ -75,6 +84,7 @@ impl core::fmt::Debug for ServerResponse {
             .field("status", &self.status)
             .field("www_authenticate", &self.www_authenticate)
             .field("sent_token", &self.sent_token.as_ref().map(|_| "<redacted>"))
+            .field("dpop_nonce", &self.dpop_nonce)
             .finish()
     }
 }
@@ -295,6 +305,16 @@ pub enum Effect {
         /// `BASE64URL(header) "." BASE64URL(claims)`.
         input: Vec<u8>,
     },
+    /// Make a DPoP proof (RFC 9449) over these claims with the host's key
+    /// pair `key_id` (created on first use, kept beside the tokens); answer
+    /// with [`Input::DpopProof`]. Import: `signer.dpop-proof`. The key stays
+    /// in the host.
+    DpopProof {
+        /// Which key pair (one per issuer and resource).
+        key_id: String,
+        /// The proof's claims, JSON.
+        claims: String,
+    },
     /// Bind the loopback callback listener; answer with [`Input::Listening`].
     /// Import: `callback.listener` constructor. The listener lives until the
     /// flow ends (`Step::Done`).
@@ -373,6 +393,8 @@ pub enum Input {
     Locked(Result<(), String>),
     /// Answer to [`Effect::Sign`]: the 64-byte ES256 signature (r || s), or why not.
     Signed(Result<Vec<u8>, String>),
+    /// Answer to [`Effect::DpopProof`]: the compact JWS, or why not.
+    DpopProof(Result<String, String>),
     /// Answer to [`Effect::Listen`]: the redirect URI to use, or why binding failed.
     Listening(Result<String, String>),
     /// Answer to [`Effect::Consent`]: `true` to go on.
@@ -400,6 +422,9 @@ pub enum Outcome {
     LoggedOut,
     /// What is known about the server (from `Session::inspect`).
     Status(Status),
+    /// The `DPoP` header for a request (from `Session::dpop_proof`); `None`
+    /// when the token is not DPoP-bound.
+    Proof(Option<String>),
 }
 
 /// The engine's answer to every call.

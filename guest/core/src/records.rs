@@ -162,6 +162,7 @@ mod tests {
                 refresh_token: None,
                 scope: None,
                 client_id: "c".into(),
+                dpop_key: None,
             },
         };
         let bytes = encode(&rec);

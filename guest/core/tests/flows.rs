@@ -482,6 +482,7 @@ fn plain_forbidden_is_an_error() {
         status: 403,
         www_authenticate: vec!["Bearer error=\"access_denied_by_policy\"".into()],
         sent_token: None,
+        dpop_nonce: None,
     };
     assert!(matches!(
         sim.respond(&mut s, &resp, Mode::Interactive),
@@ -1023,6 +1024,7 @@ fn debug_output_has_no_secrets() {
         status: 401,
         www_authenticate: vec![],
         sent_token: Some(at.into()),
+        dpop_nonce: None,
     };
     assert!(!format!("{req:?}").contains(at));
 }

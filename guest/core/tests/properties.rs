@@ -203,6 +203,7 @@ proptest! {
                 status: 403,
                 www_authenticate: vec![format!("Bearer error=\"insufficient_scope\", scope=\"{}\"", ch.join(" "))],
                 sent_token: Some(t.secret().to_string()),
+                dpop_nonce: None,
             };
             let opens = sim.opens.len();
             match sim.respond(&mut s, &resp, Mode::Interactive) {

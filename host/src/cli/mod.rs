@@ -21,6 +21,7 @@ use mcp_oauth_host::browser::BrowserOpener;
 use mcp_oauth_host::callback::CallbackOptions;
 use mcp_oauth_host::http::HttpOptions;
 use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
+use mcp_oauth_host::runtime::Uncached;
 use mcp_oauth_host::{Config, Error, Runtime, RuntimeOptions, Session, SessionIo};
 
 pub(crate) const AFTER_HELP: &str = "\
@@ -63,6 +64,22 @@ pub(crate) enum Command {
     Token {
         /// The MCP server URL
         url: String,
+        /// Print JSON: the token, its type (Bearer or DPoP), expiry and scopes
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the headers for one request to the server with a valid token:
+    /// `Authorization` and, for a DPoP-bound token, a fresh `DPoP` proof
+    /// (e.g. curl -H "$(...)"); never interactive
+    Headers {
+        /// The MCP server URL
+        url: String,
+        /// The request's HTTP method
+        #[arg(long, default_value = "POST")]
+        method: String,
+        /// The request's URL, when not the server URL itself
+        #[arg(long = "for", value_name = "URL")]
+        request_url: Option<String>,
     },
     /// Show what is stored: issuer, client, scopes, expiry (never a secret)
     Status {
@@ -97,6 +114,13 @@ pub(crate) enum Command {
         /// With --serve: access token lifetime in seconds
         #[arg(long, requires = "serve", default_value_t = 3600)]
         access_ttl: u64,
+    },
+    /// Internal: compile the optimized engine into the artifact cache of
+    /// <HOME> (started detached by a run that found no usable cache)
+    #[command(name = "__write-engine-cache", hide = true)]
+    WriteEngineCache {
+        /// The store directory
+        home: PathBuf,
     },
 }
 
@@ -186,11 +210,58 @@ pub(crate) fn http_options(ca_file: Option<&std::path::Path>) -> Result<HttpOpti
 }
 
 pub(crate) fn runtime(home: PathBuf, http: HttpOptions) -> Result<Runtime, Error> {
-    Runtime::new(RuntimeOptions {
+    let rt = Runtime::new(RuntimeOptions {
         home,
         http,
+        uncached: Uncached::Baseline,
+        ..RuntimeOptions::default()
+    })?;
+    if rt.is_baseline() {
+        // No usable compiled engine was cached: this run uses Winch's quick
+        // compile, and a detached process caches the optimized one for the
+        // next runs.
+        spawn_cache_writer(&rt.options().home);
+    }
+    Ok(rt)
+}
+
+/// Starts `mcp-oauth __write-engine-cache <home>` in the background: no
+/// shell, no environment, no stdio, its own process group (a Ctrl-C at the
+/// terminal does not reach it). Best effort: without it, the next run
+/// compiles again.
+fn spawn_cache_writer(home: &std::path::Path) {
+    let Ok(exe) = std::env::current_exe() else { return };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("__write-engine-cache")
+        .arg(home)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
+    if let Ok(mut child) = cmd.spawn() {
+        // Reaped when it ends if this process lives longer (the proxy).
+        std::thread::spawn(move || child.wait());
+    }
+}
+
+/// `__write-engine-cache`: the background half of a first run.
+pub(crate) fn write_engine_cache(home: PathBuf) -> Result<(), Failure> {
+    #[cfg(unix)]
+    // SAFETY: lowering this process's own priority; no memory is involved.
+    unsafe {
+        libc::nice(10);
+    }
+    Runtime::write_cache(&RuntimeOptions {
+        home,
         ..RuntimeOptions::default()
     })
+    .map(|_| ())
+    .map_err(Failure::Run)
 }
 
 /// A browser that never opens: the engine then shows the URL to paste from.

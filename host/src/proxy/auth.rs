@@ -14,7 +14,7 @@ use super::log::Log;
 use super::login_lock::{LoginLock, now_ms};
 use crate::Config;
 use crate::bindings::exports::mcp::oauth::client::ChallengeOutcome;
-use crate::bindings::mcp::oauth::engine_types::{AuthError, FailureKind, Mode, ServerResponse};
+use crate::bindings::mcp::oauth::engine_types::{AccessToken, AuthError, FailureKind, Mode, ServerResponse};
 use crate::runtime::{Error, Runtime, Session, SessionIo, describe_auth_error};
 
 /// Why a request could not be authorized: sent to the client as a JSON-RPC
@@ -107,10 +107,10 @@ impl Authorizer {
     }
 
     /// The token to send now, if any. Never involves the user.
-    pub fn token(&self) -> Result<Option<String>, AuthFailure> {
+    pub fn token(&self) -> Result<Option<AccessToken>, AuthFailure> {
         self.latched()?;
         match self.session().authorize(Mode::Silent) {
-            Ok(t) => Ok(Some(t.token)),
+            Ok(t) => Ok(Some(t)),
             Err(Error::Auth(AuthError::AuthorizationRequired)) => Ok(None),
             Err(e) if matches!(e.auth(), Some(AuthError::Declined)) => {
                 let f = self.failure(&e);
@@ -128,7 +128,8 @@ impl Authorizer {
         status: u16,
         www_authenticate: Vec<String>,
         sent: Option<String>,
-    ) -> Result<Option<String>, AuthFailure> {
+        dpop_nonce: Option<String>,
+    ) -> Result<Option<AccessToken>, AuthFailure> {
         self.latched()?;
         // One flow per process: the others wait here, then find its token.
         let _flow = self.flow.lock().unwrap_or_else(|e| e.into_inner());
@@ -137,12 +138,13 @@ impl Authorizer {
             status,
             www_authenticate,
             sent_token: sent.clone(),
+            dpop_nonce,
         };
         self.log
             .debug(&format!("HTTP {status} from the MCP server; asking the engine"));
         // Without the user first: a token another request renewed, or a refresh.
         match self.session().on_response(&challenge, Mode::Silent) {
-            Ok(ChallengeOutcome::Token(t)) => return Ok(Some(t.token)),
+            Ok(ChallengeOutcome::Token(t)) => return Ok(Some(t)),
             Ok(ChallengeOutcome::Unchanged) => return Ok(None),
             Err(Error::Auth(AuthError::AuthorizationRequired)) => {}
             Err(e) => {
@@ -156,7 +158,27 @@ impl Authorizer {
         self.interactive(&challenge, sent)
     }
 
-    fn interactive(&self, challenge: &ServerResponse, sent: Option<String>) -> Result<Option<String>, AuthFailure> {
+    /// The `DPoP` header for a request with the current token, if bound.
+    pub fn proof(&self, method: &str, url: &str) -> Result<Option<String>, AuthFailure> {
+        self.session().dpop_proof(method, url).map_err(|e| self.failure(&e))
+    }
+
+    /// A success's `DPoP-Nonce` is the one to use next (RFC 9449 §9).
+    pub fn nonce(&self, status: u16, nonce: String) {
+        let ok = ServerResponse {
+            status,
+            www_authenticate: Vec::new(),
+            sent_token: None,
+            dpop_nonce: Some(nonce),
+        };
+        let _ = self.session().on_response(&ok, Mode::Silent);
+    }
+
+    fn interactive(
+        &self,
+        challenge: &ServerResponse,
+        sent: Option<String>,
+    ) -> Result<Option<AccessToken>, AuthFailure> {
         let waited_from = now_ms();
         let lock = LoginLock::acquire(&self.lock_path, self.lock_wait).map_err(|m| AuthFailure {
             kind: "failed".into(),
@@ -182,14 +204,14 @@ impl Authorizer {
             && Some(&t.token) != sent.as_ref()
         {
             self.log.debug("another process stored a token meanwhile; using it");
-            return Ok(Some(t.token));
+            return Ok(Some(t));
         }
         self.log
             .notice(&format!("{} needs you to sign in; opening the browser", self.url));
         match fresh.on_response(challenge, Mode::Interactive) {
             Ok(ChallengeOutcome::Token(t)) => {
                 self.log.notice(&format!("signed in to {}", self.url));
-                Ok(Some(t.token))
+                Ok(Some(t))
             }
             Ok(ChallengeOutcome::Unchanged) => Ok(None),
             Err(e) => {

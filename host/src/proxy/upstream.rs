@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use super::auth::{AuthFailure, Authorizer};
 use super::log::Log;
 use super::sse::EventReader;
+use crate::bindings::mcp::oauth::engine_types::AccessToken;
 
 /// An SSE body being read.
 pub type Events = EventReader<BufReader<ureq::BodyReader<'static>>>;
@@ -178,7 +179,7 @@ impl Upstream {
         headers: &[(String, String)],
         body: Option<&[u8]>,
         wait: Wait,
-        token: Option<&str>,
+        token: Option<&AccessToken>,
     ) -> Result<Reply, UpstreamError> {
         crate::http::check_policy(url).map_err(|e| UpstreamError::Transport(format!("{method} {url}: {e}")))?;
         let agent = if wait == Wait::Stream {
@@ -191,7 +192,14 @@ impl Upstream {
             b = b.header(k.as_str(), v.as_str());
         }
         if let Some(t) = token {
-            b = b.header("authorization", format!("Bearer {t}"));
+            b = b.header("authorization", crate::client::authorization(t));
+            // A bound token goes only with a fresh proof (RFC 9449 §7.1).
+            if t.dpop
+                && let Some(auth) = &self.auth
+                && let Some(proof) = auth.proof(method, url).map_err(UpstreamError::Auth)?
+            {
+                b = b.header("dpop", proof);
+            }
         }
         let started = Instant::now();
         let sent = match body {
@@ -227,16 +235,33 @@ impl Upstream {
         let Some(auth) = &self.auth else {
             return self.once(method, url, headers, body, wait, None);
         };
-        let token = auth.token().map_err(UpstreamError::Auth)?;
-        let reply = self.once(method, url, headers, body, wait, token.as_deref())?;
-        if reply.status != 401 && reply.status != 403 {
-            return Ok(reply);
+        let mut token = auth.token().map_err(UpstreamError::Auth)?;
+        let mut reply = self.once(method, url, headers, body, wait, token.as_ref())?;
+        // Once, or twice when a DPoP nonce demand follows a fresh authorization.
+        for _ in 0..2 {
+            if reply.status != 401 && reply.status != 403 {
+                break;
+            }
+            let www = reply.header_values("www-authenticate");
+            let nonce = reply.header_values("dpop-nonce").into_iter().next();
+            let sent = token.as_ref().map(|t| t.token.clone());
+            match auth
+                .rejected(reply.status, www, sent, nonce)
+                .map_err(UpstreamError::Auth)?
+            {
+                Some(t) => {
+                    reply = self.once(method, url, headers, body, wait, Some(&t))?;
+                    token = Some(t);
+                }
+                None => break,
+            }
         }
-        let www = reply.header_values("www-authenticate");
-        match auth.rejected(reply.status, www, token).map_err(UpstreamError::Auth)? {
-            Some(t) => self.once(method, url, headers, body, wait, Some(&t)),
-            None => Ok(reply),
+        if (200..300).contains(&reply.status)
+            && let Some(n) = reply.header_values("dpop-nonce").into_iter().next()
+        {
+            auth.nonce(reply.status, n);
         }
+        Ok(reply)
     }
 }
 
@@ -253,7 +278,7 @@ impl Upstream {
             Some(a) => a.token().unwrap_or(None),
             None => None,
         };
-        self.once(method, url, headers, None, Wait::Request, token.as_deref())
+        self.once(method, url, headers, None, Wait::Request, token.as_ref())
     }
 }
 

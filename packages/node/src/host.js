@@ -9,6 +9,7 @@ import { sendEngineRequest } from './http.js';
 import { Listener } from './callback.js';
 import { refuseToOpen } from './browser.js';
 import { escapeTerminal } from './terminal.js';
+import { DpopKeys } from './dpop.js';
 
 const OK = { tag: 'ok', val: undefined };
 const err = (message) => ({ tag: 'err', val: String(message) });
@@ -49,6 +50,7 @@ export class Host {
    */
   constructor(io) {
     this.io = io;
+    this.dpop = new DpopKeys(io.store);
   }
 
   progress(p) {
@@ -105,6 +107,13 @@ export class Host {
         return { tag: 'ack' };
       case 'sign':
         return { tag: 'signed', val: this.sign(v) };
+      case 'dpop-proof':
+        try {
+          return { tag: 'dpop-proof', val: { tag: 'ok', val: await this.dpop.proof(v.keyId, v.claims) } };
+        } catch (e) {
+          // store errors name the file and an error code, never the key
+          return { tag: 'dpop-proof', val: err(`DPoP proof: ${e.message}`) };
+        }
       case 'listen':
         try {
           await ctx.listener?.close();

@@ -280,6 +280,11 @@ export class McpOAuth {
     }
   }
 
+  /** The `DPoP` header value for one request (a fresh, single-use proof), or undefined. */
+  async #dpopProof(method, url) {
+    return (await this.#run((m) => m.dpopProof(now(), method, url, entropy()), ['proof'], false)).val ?? undefined;
+  }
+
   async #authorizedFetch(input, init) {
     const isRequest = typeof Request !== 'undefined' && input instanceof Request;
     let target;
@@ -291,33 +296,54 @@ export class McpOAuth {
     // The token goes only to the MCP server's origin.
     if (target.origin !== this.#origin) return this.#fetchImpl(input, init);
     const base = isRequest ? new Request(input, init) : null;
-    const send = async (token) => {
+    const method = ((base ? base.method : init?.method) ?? 'GET').toUpperCase();
+    /** Sends with `auth` (an access-token record, or undefined: none). */
+    const send = async (auth) => {
       const headers = new Headers(base ? base.headers : init?.headers);
       headers.delete('authorization');
-      if (token) headers.set('authorization', `Bearer ${token}`);
+      if (auth?.dpop) {
+        // RFC 9449 §7.1: the DPoP scheme and a fresh proof on every request.
+        const proof = await this.#dpopProof(method, target.href);
+        if (!proof) throw new McpOAuthError('other', 'the engine gave no DPoP proof for a DPoP-bound token; try again');
+        headers.set('authorization', `DPoP ${auth.token}`);
+        headers.set('dpop', proof);
+      } else if (auth) {
+        headers.set('authorization', `Bearer ${auth.token}`);
+      }
       try {
         return base
           ? await this.#fetchImpl(new Request(base.clone(), { headers }))
           : await this.#fetchImpl(input, { ...init, headers });
       } catch (e) {
         if (e?.name === 'AbortError' || e?.name === 'TimeoutError') throw e; // the caller's own abort
-        const method = (base ? base.method : init?.method) ?? 'GET';
         throw new McpOAuthError('transport', `${method} ${target.origin}${target.pathname}: ${e?.cause?.code ?? e?.message ?? e}; check that the server is reachable`);
       }
     };
-    let token;
+    let auth;
     try {
-      token = (await this.#authorize('silent')).token;
+      auth = await this.#authorize('silent');
     } catch (e) {
       if (e?.kind !== 'authorization-required') throw e;
     }
-    const resp = await send(token);
-    if (resp.status !== 401 && resp.status !== 403) return resp;
-    const www = resp.headers.get('www-authenticate');
-    const challenge = { status: resp.status, wwwAuthenticate: www ? [www] : [], sentToken: token };
-    const outcome = await this.#run((m) => m.onResponse(now(), challenge, this.#mode, entropy()), ['token', 'unchanged'], this.#mode === 'interactive');
-    if (outcome.tag !== 'token') return resp;
-    await drain(resp);
-    return send(outcome.val.token);
+    let resp = await send(auth);
+    // One retry with the token the engine gives; a second only after a
+    // DPoP-bound token was sent (a nonce challenge can follow a fresh
+    // authorization, RFC 9449 §9). Bearer requests are retried once, as ever.
+    for (let retries = 0; retries < 2 && (resp.status === 401 || resp.status === 403); retries++) {
+      if (retries === 1 && !auth?.dpop) break;
+      const www = resp.headers.get('www-authenticate');
+      const challenge = {
+        status: resp.status,
+        wwwAuthenticate: www ? [www] : [],
+        sentToken: auth?.token,
+        dpopNonce: resp.headers.get('dpop-nonce') ?? undefined,
+      };
+      const outcome = await this.#run((m) => m.onResponse(now(), challenge, this.#mode, entropy()), ['token', 'unchanged'], this.#mode === 'interactive');
+      if (outcome.tag !== 'token') return resp;
+      await drain(resp);
+      auth = outcome.val;
+      resp = await send(auth);
+    }
+    return resp;
   }
 }

@@ -1,5 +1,6 @@
 // The `storage` effects: one file per record, in the layout and format every
-// host shares (docs/store.md): the directory 0700, records `<key>.json` 0600,
+// host shares (docs/store.md): the directory 0700, records `<key>.json` 0600
+// (and DPoP key pairs `<key-id>.pem` 0600, created once, for dpop.js),
 // atomic writes (O_EXCL temp file, fsync, rename, fsync of the directory),
 // flat keys, and lock protocol 2 (exclusive-create lock files).
 
@@ -121,6 +122,59 @@ export class FileStore {
     } catch (e) {
       if (e.code !== 'ENOENT') throw new Error(`removing ${file}: ${e.code || e.message}`);
     }
+  }
+
+  keyPath(key) {
+    checkKey(key);
+    return path.join(this.dir, `${key}.pem`);
+  }
+
+  /** A key file's text (`<key>.pem`), or null when absent. Errors name the file, never its content. */
+  async getKey(key) {
+    const file = this.keyPath(key);
+    try {
+      return await fs.readFile(file, 'utf8');
+    } catch (e) {
+      if (e.code === 'ENOENT') return null;
+      throw new Error(`cannot read ${file}: ${e.code || 'error'}`);
+    }
+  }
+
+  /**
+   * Writes a key file (`<key>.pem`, 0600) once and returns the text that is
+   * stored: when another process created it first, its text, not `text`
+   * (the temp file is hard-linked into place, which fails if the name
+   * exists). `replace`: overwrite (a corrupt file).
+   */
+  async putKey(key, text, replace = false) {
+    const file = this.keyPath(key);
+    await this.open();
+    const tmp = path.join(this.dir, `.${key}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`);
+    let fh;
+    try {
+      fh = await fs.open(tmp, C.O_CREAT | C.O_EXCL | C.O_WRONLY, 0o600);
+      await fh.writeFile(text);
+      await fh.sync();
+      await fh.close();
+      fh = null;
+      if (replace) {
+        await fs.rename(tmp, file);
+      } else {
+        try {
+          await fs.link(tmp, file);
+        } catch (e) {
+          if (e.code === 'EEXIST') return await fs.readFile(file, 'utf8');
+          throw e;
+        }
+      }
+    } catch (e) {
+      throw new Error(`writing ${file}: ${e.code || 'error'}`);
+    } finally {
+      if (fh) await fh.close().catch(() => {});
+      await fs.rm(tmp, { force: true }).catch(() => {});
+    }
+    await syncDir(this.dir);
+    return text;
   }
 
   lockPath(key) {

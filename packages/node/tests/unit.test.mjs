@@ -1,9 +1,11 @@
 // The host's parts on their own: URL policy, terminal escaping, the store and
-// its lock protocol, the loopback listener, the browser opener.
+// its lock protocol, DPoP proofs and their keys, the loopback listener, the
+// browser opener.
 
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createPrivateKey, createPublicKey, verify } from 'node:crypto';
 import { readFile, writeFile, stat, utimes, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { escapeTerminal, defaultHome, systemOpenBrowser } from 'mcp-oauth';
@@ -15,6 +17,8 @@ const { checkPolicy } = await import(path.join(pkg, 'http.js'));
 const { FileStore } = await import(path.join(pkg, 'store.js'));
 const { Listener } = await import(path.join(pkg, 'callback.js'));
 const { browserCommand } = await import(path.join(pkg, 'browser.js'));
+const { DpopKeys } = await import(path.join(pkg, 'dpop.js'));
+const { Host } = await import(path.join(pkg, 'host.js'));
 
 const homes = [];
 after(() => Promise.all(homes.map(removeHome)));
@@ -102,6 +106,74 @@ test('lock protocol 2: exclusive across holders, stale locks broken, deadline na
   await a.lock('tokens-x', 2000);
   await a.unlock('tokens-x');
   assert.deepEqual((await readdir(path.join(dir, 'locks'))).filter((n) => n.includes('stale')), []);
+});
+
+const b64json = (part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+const CLAIMS = '{"jti":"AAECAwQFBgcICQoLDA0ODw","htm":"POST","htu":"https://mcp.example/mcp","iat":1700000000,"ath":"x"}';
+
+test('DPoP proof: ES256 over the claims as given, verifiable with the public key in its header, no private part', async () => {
+  const dir = path.join(await home(), 'store');
+  const jws = await new DpopKeys(new FileStore(dir), new Map()).proof('dpop-0a1b', CLAIMS);
+  assert.match(jws, /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/);
+  const [h, c, s] = jws.split('.');
+  const header = b64json(h);
+  assert.deepEqual(Object.keys(header), ['typ', 'alg', 'jwk']);
+  assert.equal(header.typ, 'dpop+jwt');
+  assert.equal(header.alg, 'ES256');
+  assert.deepEqual(Object.keys(header.jwk).sort(), ['crv', 'kty', 'x', 'y']);
+  assert.equal(header.jwk.kty, 'EC');
+  assert.equal(header.jwk.crv, 'P-256');
+  assert.ok(!('d' in header.jwk), 'no private parameter');
+  assert.equal(Buffer.from(c, 'base64url').toString('utf8'), CLAIMS, 'the claims exactly as given');
+  const sig = Buffer.from(s, 'base64url');
+  assert.equal(sig.length, 64, 'r || s');
+  const pub = createPublicKey({ key: header.jwk, format: 'jwk' });
+  assert.ok(verify('sha256', Buffer.from(`${h}.${c}`), { key: pub, dsaEncoding: 'ieee-p1363' }, sig));
+  const forged = Buffer.from(CLAIMS.replace('POST', 'GET')).toString('base64url');
+  assert.ok(!verify('sha256', Buffer.from(`${h}.${forged}`), { key: pub, dsaEncoding: 'ieee-p1363' }, sig));
+  // The stored private key is PKCS#8 and nothing of it is in the proof.
+  const pem = await readFile(path.join(dir, 'dpop-0a1b.pem'), 'utf8');
+  assert.match(pem, /^-----BEGIN PRIVATE KEY-----\n/);
+  const { d, x } = createPrivateKey(pem).export({ format: 'jwk' });
+  assert.equal(x, header.jwk.x, 'the header names the stored key');
+  assert.ok(!jws.includes(d));
+});
+
+test('DPoP keys: one per key id, 0600 in the store, the same key on later openings, created once under a race', async () => {
+  const dir = path.join(await home(), 'store');
+  const jwk = async (keys, id) => b64json((await keys.proof(id, CLAIMS)).split('.')[0]).jwk;
+  const first = await jwk(new DpopKeys(new FileStore(dir), new Map()), 'dpop-aa');
+  assert.equal((await stat(path.join(dir, 'dpop-aa.pem'))).mode & 0o777, 0o600);
+  assert.equal((await stat(dir)).mode & 0o777, 0o700);
+  // A new store object and an empty cache: the key comes from the file.
+  const reopened = new DpopKeys(new FileStore(dir), new Map());
+  assert.deepEqual(await jwk(reopened, 'dpop-aa'), first);
+  assert.deepEqual(await jwk(reopened, 'dpop-aa'), first, 'cached');
+  const other = await jwk(reopened, 'dpop-bb');
+  assert.notDeepEqual(other, first, 'another key id, another key');
+  // Two sessions making the same new key at once agree on one.
+  const [a, b] = await Promise.all([jwk(new DpopKeys(new FileStore(dir), new Map()), 'dpop-cc'), jwk(new DpopKeys(new FileStore(dir), new Map()), 'dpop-cc')]);
+  assert.deepEqual(a, b);
+  assert.deepEqual((await readdir(dir)).sort(), ['dpop-aa.pem', 'dpop-bb.pem', 'dpop-cc.pem', 'locks']);
+  // A corrupt key file is replaced (a token bound to it was lost anyway).
+  await writeFile(path.join(dir, 'dpop-dd.pem'), 'not a key', { mode: 0o600 });
+  const fresh = await jwk(new DpopKeys(new FileStore(dir), new Map()), 'dpop-dd');
+  assert.equal(fresh.crv, 'P-256');
+  assert.match(await readFile(path.join(dir, 'dpop-dd.pem'), 'utf8'), /^-----BEGIN PRIVATE KEY-----/);
+  assert.equal((await stat(path.join(dir, 'dpop-dd.pem'))).mode & 0o777, 0o600);
+});
+
+test('the dpop-proof effect answers with the proof, or an error without key material', async () => {
+  const dir = path.join(await home(), 'store');
+  const host = new Host({ store: new FileStore(dir), progress: () => {} });
+  const ok = await host.perform({ tag: 'dpop-proof', val: { keyId: 'dpop-ee', claims: CLAIMS } }, {});
+  assert.equal(ok.tag, 'dpop-proof');
+  assert.equal(ok.val.tag, 'ok');
+  assert.equal(b64json(ok.val.val.split('.')[0]).typ, 'dpop+jwt');
+  const bad = await host.perform({ tag: 'dpop-proof', val: { keyId: '../escape', claims: CLAIMS } }, {});
+  assert.equal(bad.val.tag, 'err');
+  assert.match(bad.val.val, /refused storage key/);
+  assert.ok(!bad.val.val.includes('PRIVATE'));
 });
 
 test('listener: 127.0.0.1, many requests, only GET /callback, a timeout, the done page', async () => {

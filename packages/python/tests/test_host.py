@@ -1,5 +1,6 @@
-"""The host imports on their own: store, lock protocol 2, HTTP rules,
-browser, callback listener, the compiled-artifact cache, no secrets in reprs."""
+"""The host imports on their own: store, lock protocol 2, DPoP proofs and
+their keys, HTTP rules, browser, callback listener, the compiled-artifact
+cache, no secrets in reprs."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from mcp_oauth import _browser, _callback, _engine, _http, _store
+from mcp_oauth import _browser, _callback, _engine, _host, _http, _signer, _store
 from mcp_oauth import AccessToken, IdentityAssertion
 
 
@@ -94,6 +95,129 @@ def test_stale_locks_are_broken(tmp_path):
     with pytest.raises(_store.StoreError, match="k.lock"):
         s.lock("k", deadline_s=0.3)
     assert [p.name for p in (tmp_path / "locks").iterdir()] == ["k.lock"]
+
+
+_CLAIMS = '{"jti":"AAECAwQFBgcICQoLDA0ODw","htm":"POST","htu":"https://mcp.example/mcp","iat":1700000000,"ath":"x"}'
+
+
+def _b64d(part: str) -> bytes:
+    import base64
+
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+
+
+def _jwk(jws: str) -> dict:
+    return json.loads(_b64d(jws.split(".")[0]))["jwk"]
+
+
+def test_dpop_proof_verifies_with_the_key_in_its_header(tmp_path):
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    keys = _signer.DpopKeys(_store.FileStore(tmp_path / "h"), cache={})
+    jws = keys.proof("dpop-0a1b", _CLAIMS)
+    parts = jws.split(".")
+    assert len(parts) == 3 and all(p and "=" not in p and "+" not in p and "/" not in p for p in parts)
+    header = json.loads(_b64d(parts[0]))
+    assert list(header) == ["typ", "alg", "jwk"]
+    assert header["typ"] == "dpop+jwt" and header["alg"] == "ES256"
+    assert sorted(header["jwk"]) == ["crv", "kty", "x", "y"]  # no "d"
+    assert header["jwk"]["kty"] == "EC" and header["jwk"]["crv"] == "P-256"
+    assert _b64d(parts[1]).decode() == _CLAIMS  # the claims exactly as given
+    sig = _b64d(parts[2])
+    assert len(sig) == 64  # r || s
+    pub = ec.EllipticCurvePublicNumbers(
+        int.from_bytes(_b64d(header["jwk"]["x"]), "big"), int.from_bytes(_b64d(header["jwk"]["y"]), "big"), ec.SECP256R1()
+    ).public_key()
+    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+    pub.verify(der, f"{parts[0]}.{parts[1]}".encode(), ec.ECDSA(hashes.SHA256()))
+    forged = _signer._b64url(_CLAIMS.replace("POST", "GET").encode())
+    with pytest.raises(InvalidSignature):
+        pub.verify(der, f"{parts[0]}.{forged}".encode(), ec.ECDSA(hashes.SHA256()))
+    # The stored key is PKCS#8, the one in the header, and nothing private leaks.
+    pem = (tmp_path / "h" / "dpop-0a1b.pem").read_bytes()
+    assert pem.startswith(b"-----BEGIN PRIVATE KEY-----\n")
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert _signer._b64url(key.public_key().public_numbers().x.to_bytes(32, "big")) == header["jwk"]["x"]
+    d = _signer._b64url(key.private_numbers().private_value.to_bytes(32, "big"))
+    assert d not in jws
+    for shown in (repr(keys), repr(keys._cache), str(keys._cache)):
+        assert "PRIVATE" not in shown and d not in shown
+
+
+def test_dpop_keys_one_per_key_id_0600_and_kept(tmp_path):
+    home = tmp_path / "h"
+
+    def jwk(key_id: str) -> dict:  # a new store object and an empty cache each time
+        return _jwk(_signer.DpopKeys(_store.FileStore(home), cache={}).proof(key_id, _CLAIMS))
+
+    first = jwk("dpop-aa")
+    assert mode(home / "dpop-aa.pem") == 0o600 and mode(home) == 0o700
+    assert jwk("dpop-aa") == first  # loaded from the file
+    cached = _signer.DpopKeys(_store.FileStore(home), cache={})
+    assert _jwk(cached.proof("dpop-aa", _CLAIMS)) == _jwk(cached.proof("dpop-aa", _CLAIMS)) == first
+    assert jwk("dpop-bb") != first  # another key id, another key
+    # Sessions making the same new key at once agree on one.
+    got: list = []
+    threads = [threading.Thread(target=lambda: got.append(jwk("dpop-cc"))) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert len(got) == 4 and all(g == got[0] for g in got)
+    assert sorted(p.name for p in home.iterdir()) == ["dpop-aa.pem", "dpop-bb.pem", "dpop-cc.pem", "locks"]
+    # A corrupt key file is replaced (a token bound to it was lost anyway).
+    (home / "dpop-dd.pem").write_bytes(b"not a key")
+    assert jwk("dpop-dd")["crv"] == "P-256"
+    assert (home / "dpop-dd.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
+    assert mode(home / "dpop-dd.pem") == 0o600
+
+
+def test_dpop_import_answers_and_fails_clearly(tmp_path, monkeypatch):
+    host = _host.HostImpl(tmp_path / "h", None, None, lambda p: None, None, False)
+    ok = host.signer_dpop_proof(None, "dpop-ee", _CLAIMS)
+    assert ok.tag == "ok" and json.loads(_b64d(ok.payload.split(".")[0]))["typ"] == "dpop+jwt"
+    bad = host.signer_dpop_proof(None, "../escape", _CLAIMS)
+    assert bad.tag == "err" and "refused storage key" in bad.payload
+    # Without the jwt extra: a clear failure, no trap.
+    fresh = _host.HostImpl(tmp_path / "h2", None, None, lambda p: None, None, False)
+    fresh.dpop = _signer.DpopKeys(fresh.store, cache={})
+    monkeypatch.setitem(sys.modules, "cryptography.hazmat.primitives", None)
+    missing = fresh.signer_dpop_proof(None, "dpop-ff", _CLAIMS)
+    assert missing.tag == "err" and "mcp-oauth[jwt]" in missing.payload
+    assert not (tmp_path / "h2" / "dpop-ff.pem").exists()
+
+
+def test_auth_headers_bearer_and_dpop():
+    httpx = pytest.importorskip("httpx2")
+    from mcp_oauth import McpOAuthError
+    from mcp_oauth._auth import McpOAuth, _attach
+
+    auth = McpOAuth.__new__(McpOAuth)  # no engine: the proof comes from a stand-in
+    seen = []
+    auth.dpop_proof = lambda method, url: seen.append((method, url)) or f"proof{len(seen)}"
+    assert auth._headers("POST", "https://mcp.example/mcp?x=1", None) == {}
+    assert auth._headers("POST", "https://mcp.example/mcp", AccessToken("t", None, [])) == {"Authorization": "Bearer t"}
+    assert seen == []  # a bearer token asks for no proof
+    h1 = auth._headers("POST", "https://mcp.example/mcp?x=1", AccessToken("t", None, [], dpop=True))
+    h2 = auth._headers("POST", "https://mcp.example/mcp?x=1", AccessToken("t", None, [], dpop=True))
+    assert h1 == {"Authorization": "DPoP t", "DPoP": "proof1"} and h2["DPoP"] == "proof2"  # fresh each time
+    assert seen == [("POST", "https://mcp.example/mcp?x=1")] * 2
+    auth.dpop_proof = lambda method, url: None
+    with pytest.raises(McpOAuthError):
+        auth._headers("GET", "https://mcp.example/mcp", AccessToken("t", None, [], dpop=True))
+    # On the request: a caller's own DPoP header is left alone by bearer tries;
+    # a proof this flow set is replaced or removed on the next try.
+    r = httpx.Request("POST", "https://mcp.example/mcp", headers={"DPoP": "callers"})
+    assert _attach(r, {"Authorization": "Bearer t"}, False) is False
+    assert r.headers["Authorization"] == "Bearer t" and r.headers["DPoP"] == "callers"
+    assert _attach(r, {"Authorization": "DPoP t", "DPoP": "p1"}, False) is True
+    assert r.headers["Authorization"] == "DPoP t" and r.headers.get_list("DPoP") == ["p1"]
+    assert _attach(r, {"Authorization": "Bearer u"}, True) is False
+    assert r.headers["Authorization"] == "Bearer u" and "DPoP" not in r.headers
+    assert _attach(r, {}, False) is False and "Authorization" not in r.headers
 
 
 def test_http_url_rules():
@@ -212,4 +336,5 @@ def test_compiled_artifact_cache(tmp_path):
 
 def test_secrets_stay_out_of_reprs():
     assert "s3cret" not in repr(AccessToken("s3cret", None, []))
+    assert "s3cret" not in repr(AccessToken("s3cret", None, [], dpop=True))
     assert "s3cret" not in repr(IdentityAssertion("https://idp.example/token", "s3cret"))

@@ -277,6 +277,31 @@ impl Servers {
             Ok(c) => c,
             Err(r) => return r,
         };
+        let proof = match self.dpop_proof(now_ms, req, None) {
+            Ok(p) => p,
+            Err(r) => return r,
+        };
+        if let Some(r) = proof.as_ref().and_then(|p| self.as_nonce_missing(p)) {
+            return r;
+        }
+        // A bound refresh token needs a proof by its key (RFC 9449 §5).
+        if f.get("grant_type").map(String::as_str) == Some("refresh_token")
+            && let Some(jwk) = f.get("refresh_token").and_then(|rt| self.dpop_bound.get(rt))
+            && proof.as_ref().map(|p| &p.jwk) != Some(jwk)
+        {
+            self.violations
+                .push("a DPoP-bound refresh token was used without its key".into());
+            return Response::oauth_error(400, "invalid_grant");
+        }
+        let resp = self.token_grant(now_ms, req, &f, client_id);
+        match &proof {
+            Some(p) => self.bind(resp, p),
+            None => resp,
+        }
+    }
+
+    fn token_grant(&mut self, now_ms: u64, req: &Request, f: &HashMap<String, String>, client_id: String) -> Response {
+        let _ = req;
         let resource = f.get("resource").cloned().unwrap_or_default();
         let new = Issue {
             family: None,

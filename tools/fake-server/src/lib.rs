@@ -14,6 +14,7 @@
 //! forbids is recorded in [`Servers::violations`] (and refused).
 
 mod authorization;
+mod dpop;
 mod mcp;
 
 use std::collections::HashMap;
@@ -161,6 +162,10 @@ pub struct AsConfig {
     /// Refuse (and record as a violation) a forced `prompt`: this engine
     /// never sends one. Off in the demo server, which other clients use too.
     pub forbid_prompt: bool,
+    /// `dpop_signing_alg_values_supported`, if advertised (RFC 9449 §5.1).
+    pub dpop_algs: Option<Vec<String>>,
+    /// Demand this DPoP nonce at the token endpoint (§8).
+    pub dpop_nonce: Option<String>,
 }
 
 impl AsConfig {
@@ -190,6 +195,8 @@ impl AsConfig {
             registered_redirect_uris: None,
             hostile_text: None,
             forbid_prompt: true,
+            dpop_algs: None,
+            dpop_nonce: None,
         }
     }
 }
@@ -215,6 +222,12 @@ pub struct McpConfig {
     pub always_insufficient: Option<String>,
     /// Reject every access token (as after a server restart).
     pub reject_tokens: bool,
+    /// Accept only DPoP-bound tokens; challenge with the `DPoP` scheme.
+    pub dpop: bool,
+    /// Say so in the PRM too (`dpop_bound_access_tokens_required`).
+    pub dpop_in_prm: bool,
+    /// Demand this DPoP nonce on requests (§9).
+    pub dpop_nonce: Option<String>,
 }
 
 impl McpConfig {
@@ -230,6 +243,9 @@ impl McpConfig {
             required_scope: vec![],
             always_insufficient: None,
             reject_tokens: false,
+            dpop: false,
+            dpop_in_prm: false,
+            dpop_nonce: None,
         }
     }
 }
@@ -291,6 +307,10 @@ pub struct Servers {
 
     /// Every request, as (method, URL).
     pub log: Vec<(String, String)>,
+    /// DPoP proof `jti`s seen (a reuse is a violation).
+    pub dpop_jtis: Vec<String>,
+    /// Tokens (access and refresh) bound to a DPoP key: token → jwk JSON.
+    pub dpop_bound: HashMap<String, String>,
     /// `resource` as seen on authorize, token, refresh and machine grants.
     pub resources_seen: Vec<(&'static str, String)>,
     /// `scope` as requested on each authorize.
@@ -325,6 +345,8 @@ impl Servers {
             retired_bases: vec![],
             id_salt: String::new(),
             log: vec![],
+            dpop_jtis: vec![],
+            dpop_bound: HashMap::new(),
             resources_seen: vec![],
             scopes_requested: vec![],
             reuse_detected: false,
@@ -444,6 +466,9 @@ impl Servers {
         if let Some(s) = &self.mcp.prm_scopes {
             v["scopes_supported"] = serde_json::json!(s);
         }
+        if self.mcp.dpop_in_prm {
+            v["dpop_bound_access_tokens_required"] = serde_json::json!(true);
+        }
         Response::json(200, v)
     }
 
@@ -475,6 +500,9 @@ impl Servers {
         }
         if let Some(s) = &self.asc.scopes_supported {
             v["scopes_supported"] = serde_json::json!(s);
+        }
+        if let Some(a) = &self.asc.dpop_algs {
+            v["dpop_signing_alg_values_supported"] = serde_json::json!(a);
         }
         Response::json(200, v)
     }

@@ -23,10 +23,17 @@ impl Servers {
         if let Some(s) = scope {
             parts.push(format!("scope=\"{s}\""));
         }
-        if parts.is_empty() {
-            "Bearer".into()
+        // A DPoP-only resource server challenges with the DPoP scheme (§7.1).
+        let scheme = if self.mcp.dpop {
+            parts.push("algs=\"ES256\"".into());
+            "DPoP"
         } else {
-            format!("Bearer {}", parts.join(", "))
+            "Bearer"
+        };
+        if parts.is_empty() {
+            scheme.into()
+        } else {
+            format!("{scheme} {}", parts.join(", "))
         }
     }
 
@@ -43,14 +50,36 @@ impl Servers {
     }
 
     pub(crate) fn mcp_request(&mut self, now_ms: u64, req: &Request) -> Response {
-        let token = req
-            .header("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(String::from);
+        let auth = req.header("authorization").unwrap_or_default();
+        let (dpop_scheme, token) = match (auth.strip_prefix("Bearer "), auth.strip_prefix("DPoP ")) {
+            (Some(t), _) => (false, Some(String::from(t))),
+            (_, Some(t)) => (true, Some(String::from(t))),
+            _ => (false, None),
+        };
         let unauthorized = |s: &Servers| s.refuse(401, None, s.mcp.challenge_scope.as_deref());
         let Some(at) = token.as_ref().and_then(|t| self.access.get(t)).cloned() else {
             return unauthorized(self);
         };
+        let bound = token.as_ref().and_then(|t| self.dpop_bound.get(t)).cloned();
+        if bound.is_some() && !dpop_scheme {
+            self.violations.push("a DPoP-bound token was sent as Bearer".into());
+            return self.refuse(401, Some("invalid_token"), None);
+        }
+        if dpop_scheme {
+            let proof = match self.dpop_proof(now_ms, req, token.as_deref()) {
+                Ok(Some(p)) => p,
+                Ok(None) => return self.refuse(401, Some("invalid_dpop_proof"), None),
+                Err(r) => return r,
+            };
+            if let Some(r) = self.rs_nonce_missing(&proof) {
+                return r;
+            }
+            if bound.as_ref() != Some(&proof.jwk) {
+                return self.refuse(401, Some("invalid_token"), None);
+            }
+        } else if self.mcp.dpop {
+            return self.refuse(401, Some("invalid_token"), None);
+        }
         if at.revoked
             || self.mcp.reject_tokens
             || self.revoked_families.contains(&at.family)

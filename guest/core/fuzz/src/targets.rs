@@ -273,6 +273,7 @@ pub fn session(data: &[u8]) {
                     status,
                     www_authenticate: vec![header],
                     sent_token: u.arbitrary::<bool>().unwrap_or(false).then(|| String::from("at-1")),
+                    dpop_nonce: u.arbitrary::<bool>().unwrap_or(false).then(|| String::from("n-1")),
                 };
                 s.on_response(now, &resp, mode, entropy)
             }
@@ -342,6 +343,11 @@ fn answer(u: &mut Unstructured<'_>, effect: Effect, store: &mut Vec<(String, Vec
         Effect::Lock { .. } => Input::Locked(if ok { Ok(()) } else { Err(err()) }),
         Effect::Unlock { .. } | Effect::Notify(_) => Input::Ack,
         Effect::Sign { .. } => Input::Signed(if ok { Ok(vec![7; 64]) } else { Err(err()) }),
+        Effect::DpopProof { .. } => Input::DpopProof(if ok {
+            Ok(String::from("eyJh.eyJj.c2ln"))
+        } else {
+            Err(err())
+        }),
         Effect::Listen { .. } => Input::Listening(if ok {
             Ok(String::from(REDIRECT))
         } else if u.arbitrary::<bool>().unwrap_or(false) {

@@ -187,6 +187,7 @@ mod tests {
             refresh_token: refresh.then(|| String::from("rt")),
             scope: Some(String::from(scope)),
             client_id: String::from("c"),
+            dpop_key: None,
         }
     }
 

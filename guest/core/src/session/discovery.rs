@@ -224,6 +224,7 @@ impl Session {
                 resource: self.server_url.clone(),
                 authorization_servers: alloc::vec![md.issuer.clone()],
                 scopes_supported: None,
+                dpop_bound_access_tokens_required: None,
             },
             resource_metadata_url: None,
             issuer: md.issuer.clone(),

@@ -229,7 +229,7 @@ impl Session {
         Next::Effect(Phase::OpeningBrowser(pending), effect)
     }
 
-    pub(super) fn callback(&mut self, mut pending: Pending, ev: CallbackEvent) -> Next {
+    pub(super) fn callback(&mut self, f: &mut Flow, now: u64, mut pending: Pending, ev: CallbackEvent) -> Next {
         let query = match ev {
             CallbackEvent::Redirect { query } => query,
             CallbackEvent::TimedOut => return Next::fail(Error::TimedOut),
@@ -276,7 +276,8 @@ impl Session {
                     resource: &b.prm.resource,
                     client: &client,
                 });
-                Next::Effect(Phase::ExchangingCode { auth, client }, Effect::Http(req))
+                f.dpop_key = self.dpop_key_for_new_grant();
+                self.send_token_request(f, now, req, Phase::ExchangingCode { auth, client })
             }
         }
     }

@@ -90,13 +90,12 @@ impl Session {
             Some(a) => grants::jwt_bearer_request(&md.token_endpoint, a, &resource, scope.as_deref(), auth),
             None => grants::client_credentials_request(&md.token_endpoint, &resource, scope.as_deref(), auth),
         };
-        Next::Effect(
-            Phase::MachineToken {
-                client_id,
-                scopes: g.scopes,
-            },
-            Effect::Http(req),
-        )
+        f.dpop_key = self.dpop_key_for_new_grant();
+        let then = Phase::MachineToken {
+            client_id,
+            scopes: g.scopes,
+        };
+        self.send_token_request(f, now, req, then)
     }
 
     pub(super) fn exchanged_identity(

@@ -27,6 +27,7 @@
 //! [`Session::advance`] is the one place where the phase changes.
 
 mod discovery;
+mod dpop;
 mod interactive;
 mod machine;
 mod refresh;
@@ -67,6 +68,12 @@ pub struct Session {
     latch: Latch,
     step_ups: u8,
     refreshed_after_401: bool,
+    /// The MCP server asked for DPoP (a `DPoP` challenge): bind new grants.
+    dpop_wanted: bool,
+    /// The latest `DPoP-Nonce` per origin (RFC 9449 §8, §9).
+    dpop_nonces: Vec<(String, String)>,
+    /// A resource server nonce challenge was answered since the last success.
+    rs_nonce_retried: bool,
     next_flow: u64,
     flow: Option<Flow>,
     last: Option<(FlowId, Result<Outcome, Error>)>,
@@ -102,6 +109,9 @@ impl Session {
             latch: Latch::default(),
             step_ups: 0,
             refreshed_after_401: false,
+            dpop_wanted: false,
+            dpop_nonces: Vec::new(),
+            rs_nonce_retried: false,
             next_flow: 1,
             flow: None,
             last: None,
@@ -124,6 +134,9 @@ impl Session {
         if let Some(f) = &self.flow {
             return Step::Wait(f.id);
         }
+        if let Some(step) = self.dpop_response(response) {
+            return step;
+        }
         let challenge = BearerChallenge::from_headers(&response.www_authenticate);
         let rejected = response.sent_token.clone();
         let trigger = match response.status {
@@ -141,11 +154,50 @@ impl Session {
                 if (200..300).contains(&s) {
                     // A success re-arms the once-per-rejection refresh.
                     self.refreshed_after_401 = false;
+                    self.rs_nonce_retried = false;
                 }
                 return Step::Done(Ok(Outcome::Unchanged));
             }
         };
         self.begin(now, Op::Authorize { mode, trigger }, entropy)
+    }
+
+    /// The `DPoP` header for a request to the MCP server (`method`, full
+    /// `url`) with the current token: [`Outcome::Proof`], `None` when the
+    /// token is not DPoP-bound. Each proof is single-use: one per request.
+    pub fn dpop_proof(&mut self, now: u64, method: &str, url: &str, entropy: Entropy) -> Step {
+        let op = Op::Proof {
+            method: String::from(method),
+            url: String::from(url),
+        };
+        self.begin(now, op, entropy)
+    }
+
+    /// What a response means for DPoP before anything else: its nonce is
+    /// kept; a `use_dpop_nonce` challenge is answered once with the current
+    /// token (the caller retries with a fresh proof); a `DPoP` challenge
+    /// makes the next grant a bound one.
+    fn dpop_response(&mut self, response: &ServerResponse) -> Option<Step> {
+        let nonce = response
+            .dpop_nonce
+            .as_deref()
+            .filter(|n| crate::wire::dpop::valid_nonce(n));
+        if let Some(n) = nonce {
+            self.remember_nonce(self.server.origin(), n);
+        }
+        if response.status == 401 && crate::wire::dpop::challenges_dpop(&response.www_authenticate) {
+            self.dpop_wanted = true;
+        }
+        crate::wire::dpop::rs_nonce_challenge(response.status, &response.www_authenticate, nonce)?;
+        let bound = self.tokens.as_ref().filter(|t| t.dpop_key.is_some());
+        match bound {
+            Some(t) if !self.rs_nonce_retried => {
+                self.rs_nonce_retried = true;
+                Some(Step::Done(Ok(Outcome::Token(t.access()))))
+            }
+            // Asked again right after: not a nonce problem this engine can fix.
+            _ => Some(Step::Done(Ok(Outcome::Unchanged))),
+        }
     }
 
     /// Remove the stored tokens for this server.
@@ -230,6 +282,10 @@ impl Session {
             attempt: 0,
             reregistered: false,
             refresh_retried: false,
+            dpop_key: None,
+            dpop_sent: None,
+            dpop_nonce_retried: false,
+            dpop_proofs: 0,
         };
         let next = if self.loaded {
             self.dispatch(&mut f, now)
@@ -299,6 +355,11 @@ impl Session {
     // ---- dispatch, in flow order -------------------------------------------
 
     fn on_input(&mut self, f: &mut Flow, now: u64, input: Input) -> Next {
+        if let Input::Http(Ok(resp)) = &input
+            && let Some(next) = self.dpop_answer(f, now, resp)
+        {
+            return next;
+        }
         let phase = core::mem::replace(&mut f.phase, Phase::Idle);
         match (phase, input) {
             (Phase::Draining(then), Input::Stored(r)) => {
@@ -344,7 +405,7 @@ impl Session {
             }
             (Phase::Registering(auth), Input::Http(r)) => self.registered(auth, r),
             (Phase::OpeningBrowser(pending), Input::Opened(r)) => interactive::opened(now, pending, r, &self.config),
-            (Phase::AwaitingCallback(pending), Input::Callback(ev)) => self.callback(pending, ev),
+            (Phase::AwaitingCallback(pending), Input::Callback(ev)) => self.callback(f, now, pending, ev),
             (Phase::ExchangingCode { auth, client }, Input::Http(r)) => self.exchanged_code(f, now, auth, client, r),
 
             // machine grants (machine.rs)
@@ -353,6 +414,10 @@ impl Session {
             (Phase::MachineToken { client_id, scopes }, Input::Http(r)) => {
                 self.machine_token(f, now, &client_id, &scopes, r)
             }
+
+            // DPoP (dpop.rs)
+            (Phase::Proving { req, then }, Input::DpopProof(r)) => self.proved_token_request(f, req, *then, r),
+            (Phase::ProvingResource, Input::DpopProof(r)) => Self::proved_resource(r),
 
             (phase, _) => Next::fail(Error::UnexpectedInput {
                 expected: phase.expects(),
@@ -371,6 +436,10 @@ impl Session {
                 };
                 self.tokens = None;
                 return Next::Queue(effects, Then::Finish(Ok(Outcome::LoggedOut)));
+            }
+            Op::Proof { method, url } => {
+                let (method, url) = (method.clone(), url.clone());
+                return self.prove_resource(f, now, &method, &url);
             }
             Op::Authorize { trigger, .. } => trigger.clone(),
         };

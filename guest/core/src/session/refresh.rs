@@ -56,7 +56,9 @@ impl Session {
             return self.reauthorize(f, now);
         };
         let req = token::refresh_request(&md.token_endpoint, &rt, &b.prm.resource, &client);
-        Next::Effect(Phase::Refreshing { used: rt }, Effect::Http(req))
+        // A bound grant's refresh token is bound too (public clients, RFC 9449 §5).
+        f.dpop_key = t.dpop_key.clone().filter(|k| !k.is_empty());
+        self.send_token_request(f, now, req, Phase::Refreshing { used: rt })
     }
 
     pub(super) fn refreshed(

@@ -8,7 +8,7 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::effect::{ConsentReason, Effect, FlowId, Mode, Outcome};
+use crate::effect::{ConsentReason, Effect, FlowId, HttpRequest, Mode, Outcome};
 use crate::error::Error;
 use crate::policy::rejection::Trigger;
 use crate::primitives::entropy::Entropy;
@@ -18,9 +18,17 @@ use crate::wire::client_auth::ClientCredentials;
 /// What the caller asked for.
 #[derive(Debug, Clone)]
 pub(super) enum Op {
-    Authorize { mode: Mode, trigger: Trigger },
+    Authorize {
+        mode: Mode,
+        trigger: Trigger,
+    },
     Logout,
     Inspect,
+    /// A DPoP proof for a request to the MCP server.
+    Proof {
+        method: String,
+        url: String,
+    },
 }
 
 /// One operation in progress (single flight: at most one per session).
@@ -41,20 +49,28 @@ pub(super) struct Flow {
     pub reregistered: bool,
     /// A refresh token another process rotated was tried once already.
     pub refresh_retried: bool,
+    /// The DPoP key this flow's token request is bound to (RFC 9449).
+    pub dpop_key: Option<String>,
+    /// The token request just sent with a proof, kept for a nonce retry.
+    pub dpop_sent: Option<HttpRequest>,
+    /// The AS's `use_dpop_nonce` was answered once already.
+    pub dpop_nonce_retried: bool,
+    /// Proofs made in this flow (each gets its own `jti`).
+    pub dpop_proofs: u8,
 }
 
 impl Flow {
     pub fn mode(&self) -> Mode {
         match self.op {
             Op::Authorize { mode, .. } => mode,
-            Op::Logout | Op::Inspect => Mode::Silent,
+            Op::Logout | Op::Inspect | Op::Proof { .. } => Mode::Silent,
         }
     }
 
     pub fn trigger(&self) -> Option<&Trigger> {
         match &self.op {
             Op::Authorize { trigger, .. } => Some(trigger),
-            Op::Logout | Op::Inspect => None,
+            Op::Logout | Op::Inspect | Op::Proof { .. } => None,
         }
     }
 
@@ -204,6 +220,15 @@ pub(super) enum Phase {
         client_id: String,
         scopes: Vec<String>,
     },
+    // DPoP (dpop.rs)
+    /// A token request waits for its proof, then goes out and `then` waits
+    /// for the answer.
+    Proving {
+        req: HttpRequest,
+        then: alloc::boxed::Box<Phase>,
+    },
+    /// A proof for a request to the MCP server.
+    ProvingResource,
     /// Queued effects go out one by one, then `Then` runs.
     Draining(Then),
 }
@@ -230,6 +255,7 @@ impl Phase {
             | Phase::MachineToken { .. } => "Http",
             Phase::Locking { .. } => "Locked",
             Phase::Signing { .. } => "Signed",
+            Phase::Proving { .. } | Phase::ProvingResource => "DpopProof",
             Phase::Listening => "Listening",
             Phase::Consenting(_) => "Consent",
             Phase::OpeningBrowser(_) => "Opened",

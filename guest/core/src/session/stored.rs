@@ -65,10 +65,22 @@ impl Session {
     }
 
     /// Keep the new grant, save it, release the lock, hand out the token.
-    pub(super) fn store_tokens(&mut self, f: &mut Flow, ts: TokenSet) -> Next {
+    pub(super) fn store_tokens(&mut self, f: &mut Flow, mut ts: TokenSet) -> Next {
         let Some(b) = &self.binding else {
             return Next::fail(crate::Error::UnexpectedInput { expected: "a binding" });
         };
+        if ts.dpop_key.is_some() {
+            // `token_type: DPoP`: bound to the key this flow proved with.
+            match &f.dpop_key {
+                Some(k) => ts.dpop_key = Some(k.clone()),
+                None => {
+                    return Next::fail(crate::Error::InvalidResponse {
+                        what: "token response",
+                        detail: String::from("token_type is DPoP, but no DPoP proof was sent"),
+                    });
+                }
+            }
+        }
         let record = TokenRecord {
             resource: b.prm.resource.clone(),
             issuer: b.issuer.clone(),

@@ -53,6 +53,9 @@ pub struct ResourceMetadata {
     pub authorization_servers: Vec<String>,
     /// Scopes the resource uses for basic functionality.
     pub scopes_supported: Option<Vec<String>>,
+    /// RFC 9449 §5.2 (as RFC 9728 names it): only DPoP-bound tokens are
+    /// accepted.
+    pub dpop_bound_access_tokens_required: Option<bool>,
 }
 
 /// Why a PRM document was not used.
@@ -119,6 +122,8 @@ pub struct AsMetadata {
     pub client_id_metadata_document_supported: Option<bool>,
     /// RFC 9207 §3: the AS sends `iss` in authorization responses.
     pub authorization_response_iss_parameter_supported: Option<bool>,
+    /// RFC 9449 §5.1: the JWS algorithms it accepts in DPoP proofs.
+    pub dpop_signing_alg_values_supported: Option<Vec<String>>,
 }
 
 impl AsMetadata {

@@ -24,7 +24,15 @@ pub struct TokenSet {
     pub scope: Option<String>,
     /// The client the grant was issued to (refresh must use the same one).
     pub client_id: String,
+    /// The DPoP key pair the grant is bound to (RFC 9449), if any: every use
+    /// of the access and refresh token needs a proof made with it. Right
+    /// after parsing, [`DPOP_BOUND`] says "bound, key not yet recorded".
+    pub dpop_key: Option<String>,
 }
+
+/// Marks a freshly parsed `token_type: DPoP` grant until the session
+/// records which key it asked for (`store_tokens`).
+pub const DPOP_BOUND: &str = "";
 
 impl core::fmt::Debug for TokenSet {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
@@ -34,6 +42,7 @@ impl core::fmt::Debug for TokenSet {
             .field("refresh_token", &self.refresh_token.as_ref().map(|_| "<redacted>"))
             .field("scope", &self.scope)
             .field("client_id", &self.client_id)
+            .field("dpop_key", &self.dpop_key)
             .finish()
     }
 }
@@ -51,7 +60,12 @@ impl TokenSet {
 
     /// The token for the caller.
     pub fn access(&self) -> AccessToken {
-        AccessToken::new(self.access_token.clone(), self.expires_at, self.scopes())
+        AccessToken::new(
+            self.access_token.clone(),
+            self.expires_at,
+            self.scopes(),
+            self.dpop_key.is_some(),
+        )
     }
 }
 
@@ -163,11 +177,12 @@ pub fn parse_token_response(
     {
         return Err(invalid("refresh_token has characters outside RFC 6749 VSCHAR"));
     }
-    match raw.token_type.as_deref() {
-        Some(t) if t.eq_ignore_ascii_case("bearer") => {}
-        Some(_) => return Err(invalid("token_type is not Bearer")),
+    let dpop = match raw.token_type.as_deref() {
+        Some(t) if t.eq_ignore_ascii_case("bearer") => false,
+        Some(t) if t.eq_ignore_ascii_case("dpop") => true,
+        Some(_) => return Err(invalid("token_type is neither Bearer nor DPoP")),
         None => return Err(invalid("no token_type")),
-    }
+    };
     let expires_in: Option<u64> = match raw.expires_in.unwrap_or_default() {
         Lifetime::Absent => None,
         Lifetime::Seconds(n) => Some(n),
@@ -187,6 +202,7 @@ pub fn parse_token_response(
             })
             .or_else(|| requested_scope.map(String::from)),
         client_id: String::from(client_id),
+        dpop_key: dpop.then(|| String::from(DPOP_BOUND)),
     })
 }
 
@@ -322,6 +338,7 @@ mod tests {
             refresh_token: None,
             scope: None,
             client_id: "c".into(),
+            dpop_key: None,
         };
         assert!(t.is_fresh(0, 60_000));
         assert!(!t.is_fresh(40_001, 60_000));

@@ -52,6 +52,10 @@ pub struct Sim {
     pub locks_taken: usize,
     /// Client assertions the simulated host signed.
     pub signatures: usize,
+    /// DPoP proofs the simulated host made: (key id, claims JSON).
+    pub proofs: Vec<(String, String)>,
+    /// `DPoP` headers on requests to the MCP server.
+    pub mcp_proofs: usize,
     /// `Debug` of every effect and input, and every PKCE verifier the engine
     /// sent (for the no-secret-in-any-message property).
     pub transcript: Vec<String>,
@@ -106,6 +110,8 @@ impl Sim {
             held_locks: vec![],
             locks_taken: 0,
             signatures: 0,
+            proofs: vec![],
+            mcp_proofs: 0,
             transcript: vec![],
             verifiers: vec![],
         }
@@ -221,6 +227,15 @@ impl Sim {
                 self.signatures += 1;
                 Input::Signed(Ok(fake_signature(&input)))
             }
+            Effect::DpopProof { key_id, claims } => {
+                // A stand-in key per key id: the fake servers bind to the jwk.
+                use base64::Engine as _;
+                let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+                let header = format!(r#"{{"typ":"dpop+jwt","alg":"ES256","jwk":{{"kty":"EC","kid":"{key_id}"}}}}"#);
+                let input = format!("{}.{}", b64(header.as_bytes()), b64(claims.as_bytes()));
+                self.proofs.push((key_id, claims));
+                Input::DpopProof(Ok(format!("{input}.{}", b64(&fake_signature(input.as_bytes())))))
+            }
             Effect::Listen { port } => match &self.listen_error {
                 Some(e) => Input::Listening(Err(e.clone())),
                 None => Input::Listening(Ok(format!(
@@ -328,7 +343,18 @@ impl Sim {
             Ok(o) => panic!("unexpected {o:?}"),
         };
         for _ in 0..8 {
-            let resp = self.mcp_call(token.as_ref().map(|t| t.secret()));
+            let proof = match &token {
+                Some(t) if t.dpop => {
+                    let e = self.entropy();
+                    let first = s.dpop_proof(self.now, "POST", MCP, e);
+                    match self.run(s, first)? {
+                        Outcome::Proof(Some(p)) => Some(p),
+                        o => panic!("a bound token needs a proof, got {o:?}"),
+                    }
+                }
+                _ => None,
+            };
+            let resp = self.mcp_call_with(token.as_ref(), proof.as_deref());
             if resp.status == 200 {
                 return Ok(());
             }
@@ -340,13 +366,32 @@ impl Sim {
         panic!("too many retries");
     }
 
-    /// One MCP request (counted), carrying `token` if any.
+    /// One MCP request (counted), carrying `token` if any, as Bearer.
     pub fn mcp_call(&mut self, token: Option<&str>) -> ServerResponse {
         self.requests.push((Method::Post, MCP.to_string()));
         let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
         if let Some(t) = token {
             headers.push(("authorization".into(), format!("Bearer {t}")));
         }
+        self.mcp_send(headers, token)
+    }
+
+    /// One MCP request with the engine's token as the host sends it: the
+    /// header from `authorization_header` (DPoP or Bearer) and the proof.
+    pub fn mcp_call_with(&mut self, token: Option<&AccessToken>, proof: Option<&str>) -> ServerResponse {
+        self.requests.push((Method::Post, MCP.to_string()));
+        let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+        if let Some(t) = token {
+            headers.push(("authorization".into(), t.authorization_header()));
+        }
+        if let Some(p) = proof {
+            self.mcp_proofs += 1;
+            headers.push(("dpop".into(), p.to_string()));
+        }
+        self.mcp_send(headers, token.map(|t| t.secret()))
+    }
+
+    fn mcp_send(&mut self, headers: Vec<(String, String)>, token: Option<&str>) -> ServerResponse {
         let resp = self.send(mcp_oauth_fake_server::Request {
             method: "POST".into(),
             url: MCP.into(),
@@ -364,6 +409,7 @@ impl Sim {
                 .map(|(_, v)| v.clone())
                 .collect(),
             sent_token: token.map(String::from),
+            dpop_nonce: resp.header("dpop-nonce").map(String::from),
         }
     }
 }

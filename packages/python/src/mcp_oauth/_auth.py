@@ -1,7 +1,9 @@
 """`McpOAuth`: the engine as an `auth=` for httpx2 (mcp 2.x) and httpx (mcp 1.x).
 
-The auth flow attaches the session's token, hands a 401/403 to the engine
-and retries once with the token it returns. Engine calls block (the browser
+The auth flow attaches the session's token (a DPoP-bound one as `DPoP` with
+a fresh proof on every request), hands a 401/403 to the engine and retries
+with the token it returns: once, or twice when the token is DPoP-bound (a
+nonce challenge can follow a fresh authorization). Engine calls block (the browser
 flow can wait minutes), so the async flow runs them in a worker thread and
 never on the event loop. Concurrent callers share one flow: the session's
 lock makes them take turns, and the engine hands the later ones the token
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from ._engine import EngineSession, EngineTrap, OpenRefused, Runtime, field, record
-from ._errors import AuthorizationRequired, EngineError
+from ._errors import AuthorizationRequired, EngineError, McpOAuthError
 from ._host import ConsentRequest, HostImpl, Progress, error_from
 from ._signer import es256_signer
 from ._store import default_home
@@ -72,14 +74,16 @@ class IdentityAssertion:
 
 @dataclass(frozen=True)
 class AccessToken:
-    """A bearer token (a secret: its repr hides it)."""
+    """An access token (a secret: its repr hides it). `dpop`: bound to a DPoP key
+    (RFC 9449): sent as `Authorization: DPoP` with a `DPoP` proof, never as Bearer."""
 
     token: str
     expires_at: Optional[int]  # Unix ms
     scopes: list
+    dpop: bool = False
 
     def __repr__(self) -> str:
-        return f"AccessToken(<redacted>, expires_at={self.expires_at}, scopes={self.scopes})"
+        return f"AccessToken(<redacted>, expires_at={self.expires_at}, scopes={self.scopes}, dpop={self.dpop})"
 
 
 @dataclass(frozen=True)
@@ -217,16 +221,18 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             raise error_from(out)
         return _token(out)
 
-    def _silent(self) -> Optional[str]:
+    def _silent(self) -> Optional[AccessToken]:
         """The current token without involving anyone; None when there is none."""
         try:
-            return self._authorize("silent").token
+            return self._authorize("silent")
         except AuthorizationRequired:
             return None
 
-    def _challenge(self, status: int, www_authenticate: list, sent: Optional[str]) -> Optional[AccessToken]:
+    def _challenge(
+        self, status: int, www_authenticate: list, sent: Optional[str], dpop_nonce: Optional[str] = None
+    ) -> Optional[AccessToken]:
         """The engine's answer to a 401/403: a token to retry with, or None."""
-        response = record(status=status, www_authenticate=list(www_authenticate), sent_token=sent)
+        response = record(status=status, www_authenticate=list(www_authenticate), sent_token=sent, dpop_nonce=dpop_nonce)
         out = self._call("on-response", response, self._mode)
         if out is None:
             return None  # unchanged: not an authorization problem
@@ -255,10 +261,31 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         except _http.HttpError:
             r = None
         if r is not None and r.status in (401, 403):
-            t = self._challenge(r.status, r.header_values("www-authenticate"), None)
+            nonce = r.header_values("dpop-nonce")
+            t = self._challenge(r.status, r.header_values("www-authenticate"), None, nonce[0] if nonce else None)
             if t is not None:
                 return t
         return self._authorize(self._mode)
+
+    def dpop_proof(self, method: str, url: str) -> Optional[str]:
+        """The `DPoP` header value for one request to the server with the current
+        token (a fresh, single-use proof), or None when the token is not
+        DPoP-bound. The auth flow calls it for every request."""
+        out = self._call("dpop-proof", method.upper(), url)
+        if getattr(out, "tag", None) is not None:  # Variant: an auth-error
+            raise error_from(out)
+        return out
+
+    def _headers(self, method: str, url: str, token: Optional[AccessToken]) -> dict:
+        """The authorization headers for one request (blocking: a proof is an engine call)."""
+        if token is None:
+            return {}
+        if not token.dpop:
+            return {"Authorization": f"Bearer {token.token}"}
+        proof = self.dpop_proof(method, url)
+        if not proof:
+            raise McpOAuthError("the engine gave no DPoP proof for a DPoP-bound token; try again")
+        return {"Authorization": f"DPoP {token.token}", "DPoP": proof}
 
     def token(self) -> str:
         """A usable access token: stored, refreshed, or newly authorized (may open
@@ -290,32 +317,52 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         return Status(**{k: field(out, k) for k in Status.__dataclass_fields__})
 
     # -- the httpx / httpx2 auth flow ---------------------------------------
+    # After a 401/403: one retry with the engine's token; a second only when
+    # a DPoP-bound token was sent (a nonce challenge, RFC 9449 §9, can follow
+    # a fresh authorization). Bearer requests are retried once, as ever.
+    MAX_RETRIES = 2
+
     def sync_auth_flow(self, request: Any):  # type: ignore[override]
         if self.requires_request_body:
             request.read()
         token = self._silent()
-        _attach(request, token)
+        proof = _attach(request, self._headers(request.method, str(request.url), token), False)
         response = yield request
-        if response.status_code in (401, 403):
+        for retry in range(self.MAX_RETRIES):
+            if response.status_code not in (401, 403) or (retry > 0 and not (token and token.dpop)):
+                return
             response.read()
-            new = self._challenge(response.status_code, response.headers.get_list("www-authenticate"), token)
-            if new is not None:
-                _attach(request, new.token)
-                yield request
+            new = self._challenge(
+                response.status_code,
+                response.headers.get_list("www-authenticate"),
+                token.token if token else None,
+                response.headers.get("dpop-nonce"),
+            )
+            if new is None:
+                return
+            token = new
+            proof = _attach(request, self._headers(request.method, str(request.url), token), proof)
+            response = yield request
 
     async def async_auth_flow(self, request: Any):  # type: ignore[override]
         if self.requires_request_body:
             await request.aread()
+        method, url = request.method, str(request.url)
         token = await _in_thread(self._silent)
-        _attach(request, token)
+        proof = _attach(request, await _in_thread(lambda: self._headers(method, url, token)), False)
         response = yield request
-        if response.status_code in (401, 403):
+        for retry in range(self.MAX_RETRIES):
+            if response.status_code not in (401, 403) or (retry > 0 and not (token and token.dpop)):
+                return
             await response.aread()
-            challenge = response.headers.get_list("www-authenticate")
-            new = await _in_thread(lambda: self._challenge(response.status_code, challenge, token))
-            if new is not None:
-                _attach(request, new.token)
-                yield request
+            status, challenge = response.status_code, response.headers.get_list("www-authenticate")
+            nonce, sent = response.headers.get("dpop-nonce"), token.token if token else None
+            new = await _in_thread(lambda: self._challenge(status, challenge, sent, nonce))
+            if new is None:
+                return
+            token = new
+            proof = _attach(request, await _in_thread(lambda: self._headers(method, url, new)), proof)
+            response = yield request
 
     def auth_flow(self, request: Any):  # type: ignore[override]
         return self.sync_auth_flow(request)
@@ -328,11 +375,22 @@ def _variant(tag: str, payload: Any = None) -> Any:
 
 
 def _token(r: Any) -> AccessToken:
-    return AccessToken(field(r, "token"), field(r, "expires_at"), list(field(r, "scopes")))
+    return AccessToken(
+        field(r, "token"), field(r, "expires_at"), list(field(r, "scopes")), bool(getattr(r, "dpop", False))
+    )
 
 
-def _attach(request: Any, token: Optional[str]) -> None:
-    if token:
-        request.headers["Authorization"] = f"Bearer {token}"
+def _attach(request: Any, headers: dict, had_proof: bool) -> bool:
+    """Sets the authorization headers of one try, replacing those of an earlier
+    one; a `DPoP` header is touched only when this flow sets or set one. True
+    when it sets a proof."""
+    if "Authorization" in headers:
+        request.headers["Authorization"] = headers["Authorization"]
     elif "Authorization" in request.headers:
         del request.headers["Authorization"]
+    if "DPoP" in headers:
+        request.headers["DPoP"] = headers["DPoP"]
+        return True
+    if had_proof and "DPoP" in request.headers:
+        del request.headers["DPoP"]
+    return False

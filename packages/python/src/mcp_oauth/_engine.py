@@ -213,7 +213,7 @@ IMPORTS = {
     ],
     "clock": [("now-ms", "clock_now_ms")],
     "random": [("get-random-bytes", "random_bytes")],
-    "signer": [("sign", "signer_sign")],
+    "signer": [("sign", "signer_sign"), ("dpop-proof", "signer_dpop_proof")],
 }
 
 
@@ -266,7 +266,7 @@ class EngineSession:
             instance = self._rt.linker.instantiate(store, self._rt.component)
             iface = instance.get_export_index(store, _PKG.format("client"))
             funcs = {}
-            for name in ("open", "authorize", "on-response", "retry", "logout", "status"):
+            for name in ("open", "authorize", "on-response", "dpop-proof", "retry", "logout", "status"):
                 kind = "[static]" if name == "open" else "[method]"
                 idx = instance.get_export_index(store, f"{kind}session.{name}", iface)
                 f = instance.get_func(store, idx) if idx is not None else None

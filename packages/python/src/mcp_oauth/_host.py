@@ -23,6 +23,7 @@ from . import _browser, _http
 from ._callback import BindError, Listener
 from ._engine import LISTENER_TYPE, field, record
 from ._errors import AuthFailed, AuthorizationRequired, Declined, McpOAuthError, TimedOut
+from ._signer import DpopError, DpopKeys
 from ._store import FileStore, StoreError
 
 
@@ -114,6 +115,7 @@ class HostImpl:
         paste: bool,
     ) -> None:
         self.store = FileStore(home)
+        self.dpop = DpopKeys(self.store)
         self.open_browser = open_browser or _browser.open_system_browser
         self.consent = consent
         self.progress = progress or default_progress
@@ -271,3 +273,13 @@ class HostImpl:
         except Exception as e:
             return str(e) or type(e).__name__
         return sig if len(sig) == 64 else f"the signer returned {len(sig)} bytes, not a 64-byte ES256 r||s"
+
+    def signer_dpop_proof(self, _s: Any, key_id: str, claims: str) -> Any:
+        # result<string, signer-error>: both sides may be a string, so tagged;
+        # signer-error is untagged: a str is `failed`.
+        try:
+            return wc.Variant("ok", self.dpop.proof(key_id, claims))
+        except DpopError as e:
+            return wc.Variant("err", f"DPoP proof: {e}")
+        except Exception as e:  # never trap; never show key material
+            return wc.Variant("err", f"DPoP proof failed ({type(e).__name__})")

@@ -1,10 +1,16 @@
 """The `signer` import: ES256 signatures for RFC 7523 client assertions
-(`private_key_jwt`). The key stays here; the engine only sees signatures.
-Needs the `cryptography` package (`pip install "mcp-oauth[jwt]"`)."""
+(`private_key_jwt`), and DPoP proofs (RFC 9449) with a key pair per key id
+kept in the store. The keys stay here; the engine only sees signatures and
+proofs. Needs the `cryptography` package (`pip install "mcp-oauth[jwt]"`)."""
 
 from __future__ import annotations
 
-from typing import Callable
+import base64
+import json
+import threading
+from typing import Any, Callable, Optional
+
+from ._store import FileStore, StoreError
 
 
 def es256_signer(private_key_pem: str | bytes) -> Callable[[bytes], bytes]:
@@ -31,3 +37,112 @@ def es256_signer(private_key_pem: str | bytes) -> Callable[[bytes], bytes]:
         return r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
     return sign
+
+
+DPOP_NEEDS_CRYPTOGRAPHY = (
+    'this server wants DPoP-bound tokens, which need the cryptography package: pip install "mcp-oauth[jwt]"'
+)
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+class DpopError(Exception):
+    """No proof: the message says why (never key material)."""
+
+
+class _DpopKey:
+    """A loaded key pair and its proof header. Holds the private key; shows nothing of it."""
+
+    __slots__ = ("_key", "header")
+
+    def __init__(self, key: Any, header: str) -> None:
+        self._key = key
+        self.header = header
+
+    def __repr__(self) -> str:
+        return "<DPoP key>"
+
+
+# Loaded keys, per process: (store directory, key id) -> _DpopKey.
+_shared: dict = {}
+_shared_lock = threading.Lock()
+
+
+class DpopKeys:
+    """The `signer.dpop-proof` import: one ES256 (P-256) key pair per key id,
+    made on first use and kept in the store as `<key-id>.pem` (PKCS#8, 0600):
+    a token bound to it is useless without it."""
+
+    def __init__(self, store: FileStore, cache: Optional[dict] = None) -> None:
+        self.store = store
+        self._cache = _shared if cache is None else cache
+        self._lock = _shared_lock if cache is None else threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"DpopKeys({str(self.store.dir)!r})"
+
+    def proof(self, key_id: str, claims: str) -> str:
+        """The compact JWS over `claims` (a JSON string, signed exactly as given)."""
+        try:
+            from cryptography.hazmat.primitives import hashes
+            from cryptography.hazmat.primitives.asymmetric import ec
+            from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+        except ImportError:
+            raise DpopError(DPOP_NEEDS_CRYPTOGRAPHY) from None
+        key = self._load(key_id)
+        signing_input = f"{key.header}.{_b64url(claims.encode('utf-8'))}"
+        try:
+            der = key._key.sign(signing_input.encode("ascii"), ec.ECDSA(hashes.SHA256()))
+        except Exception as e:
+            raise DpopError(f"signing the DPoP proof failed ({type(e).__name__})") from None
+        r, s = decode_dss_signature(der)
+        return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    def _load(self, key_id: str) -> _DpopKey:
+        ident = (str(self.store.dir), key_id)
+        with self._lock:  # one load or creation at a time in this process
+            key = self._cache.get(ident)
+            if key is None:
+                key = self._cache[ident] = self._load_or_create(key_id)
+            return key
+
+    def _load_or_create(self, key_id: str) -> _DpopKey:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        try:
+            stored = self.store.get_key(key_id)
+            key = None if stored is None else _parse_key(stored)
+            if key is None:
+                new = ec.generate_private_key(ec.SECP256R1())
+                pem = new.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+                # A corrupt file is replaced; an absent one is created only if
+                # no other process made it meanwhile (then its key is the one).
+                kept = self.store.put_key(key_id, pem, replace=stored is not None)
+                key = new if kept == pem else _parse_key(kept)
+                if key is None:
+                    raise DpopError(f"the DPoP key file {self.store.key_path(key_id)} is not a P-256 private key")
+        except StoreError as e:
+            raise DpopError(str(e)) from None
+        numbers = key.public_key().public_numbers()
+        jwk = {"kty": "EC", "crv": "P-256", "x": _b64url(numbers.x.to_bytes(32, "big")), "y": _b64url(numbers.y.to_bytes(32, "big"))}
+        header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}
+        return _DpopKey(key, _b64url(json.dumps(header, separators=(",", ":")).encode("ascii")))
+
+
+def _parse_key(pem: bytes) -> Any:
+    """The P-256 private key in `pem`, or None (corrupt, or another kind of key)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        key = serialization.load_pem_private_key(pem, password=None)
+    except Exception:  # corrupt, encrypted, an unsupported algorithm
+        return None
+    if isinstance(key, ec.EllipticCurvePrivateKey) and key.curve.name == "secp256r1":
+        return key
+    return None

@@ -1,6 +1,7 @@
 """The `storage` import: the file store shared with the CLI (docs/store.md).
 
-One JSON file per record under the store directory (0700, files 0600),
+One JSON file per record under the store directory (0700, files 0600), DPoP
+key pairs beside them as `<key-id>.pem` (0600, created once),
 atomic writes (O_EXCL temp file, fsync, rename, fsync of the directory), flat
 keys only, and lock protocol 2: an exclusive-create lock file per key in
 `locks/`, broken when its owner is gone or it is too old.
@@ -155,6 +156,56 @@ class FileStore:
             pass
         except OSError as e:
             raise StoreError(f"removing {path}: {e.strerror or e}") from None
+
+    # -- key files (DPoP) ------------------------------------------------------
+
+    def key_path(self, key: str) -> Path:
+        check_key(key)
+        return self.dir / f"{key}.pem"
+
+    def get_key(self, key: str) -> bytes | None:
+        """A key file's bytes (`<key>.pem`), or None when absent. Errors name the
+        file, never its content."""
+        path = self.key_path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as e:
+            raise StoreError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+
+    def put_key(self, key: str, value: bytes, replace: bool = False) -> bytes:
+        """Writes a key file (0600) once and returns what is stored: when another
+        process created it first, its bytes, not `value` (the temp file is
+        hard-linked into place, which fails if the name exists). `replace`:
+        overwrite (a corrupt file)."""
+        path = self.key_path(key)
+        tmp = self.dir / f".{key}.{os.getpid()}.{os.urandom(8).hex()}.tmp"
+        try:
+            fd = _create_excl(tmp)
+            try:
+                view = memoryview(value)
+                while view:  # bounded: every write makes progress or raises
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if replace:
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)
+                except FileExistsError:
+                    return path.read_bytes()
+            _fsync_dir(self.dir)
+            return value
+        except OSError as e:
+            raise StoreError(f"writing {path}: {e.strerror or type(e).__name__}") from None
+        finally:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
     # -- lock protocol 2 ---------------------------------------------------
 
