@@ -257,6 +257,27 @@ fn unauthorized_mid_session_is_retried() {
     assert_eq!(p.finish().0, 0);
 }
 
+// A DPoP server (nonces demanded by the AS and the MCP server): the proxy's
+// requests carry `Authorization: DPoP` and a fresh proof each; the server's
+// checks (claims, key binding, no Bearer) record no violation.
+#[test]
+fn dpop_servers_work_through_the_proxy() {
+    let server = DemoServer::start(Faults {
+        dpop: true,
+        dpop_nonce: Some("proxy-nonce".into()),
+        ..Faults::default()
+    })
+    .unwrap();
+    let home = temp_home("dpop");
+    let mut p = Proxy::start(&home, BROWSER, &[&server.mcp_url()], &[]);
+    p.initialize();
+    let r = p.request(2, "tools/list", json!({}));
+    assert_eq!(r["result"]["tools"][0]["name"], "echo", "{r}");
+    assert!(server.violations().is_empty(), "{:?}", server.violations());
+    assert_eq!(server.count("/authorize"), 1);
+    assert_eq!(p.finish().0, 0);
+}
+
 // An unset ${VAR} in --header is a usage error naming it, before anything runs.
 #[test]
 fn unset_header_variable_fails_at_start() {
