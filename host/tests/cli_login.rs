@@ -3,6 +3,8 @@
 //! parameters, an SSH session with no display, Ctrl-C, and the machine
 //! grants' flags.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
@@ -16,11 +18,7 @@ const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
 const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
 
 fn temp_home(tag: &str) -> PathBuf {
-    let mut n = [0u8; 8];
-    getrandom::fill(&mut n).unwrap();
-    let p = std::env::temp_dir().join(format!("mcp-oauth-cli-{tag}-{:016x}", u64::from_le_bytes(n)));
-    std::fs::create_dir_all(&p).unwrap();
-    p
+    support::temp_home(&format!("cli-{tag}"))
 }
 
 fn cli(home: &Path, browser: &str, args: &[&str]) -> Output {

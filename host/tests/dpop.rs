@@ -3,6 +3,8 @@
 //! proof's claims and key binding, demand nonces when asked, and refuse a
 //! bound token sent as Bearer.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -12,11 +14,7 @@ const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
 const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
 
 fn temp_home(tag: &str) -> PathBuf {
-    let mut n = [0u8; 8];
-    getrandom::fill(&mut n).unwrap();
-    let p = std::env::temp_dir().join(format!("mcp-oauth-dpop-{tag}-{:016x}", u64::from_le_bytes(n)));
-    std::fs::create_dir_all(&p).unwrap();
-    p
+    support::temp_home(&format!("dpop-{tag}"))
 }
 
 fn cli(home: &Path, args: &[&str]) -> Output {

@@ -2,6 +2,8 @@
 //! the local authorization + MCP server, and a scripted browser that follows
 //! the redirect chain to the loopback listener.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -20,11 +22,7 @@ const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
 const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
 
 fn temp_home(tag: &str) -> PathBuf {
-    let mut n = [0u8; 8];
-    getrandom::fill(&mut n).unwrap();
-    let p = std::env::temp_dir().join(format!("mcp-oauth-e2e-{tag}-{:016x}", u64::from_le_bytes(n)));
-    std::fs::create_dir_all(&p).unwrap();
-    p
+    support::temp_home(&format!("e2e-{tag}"))
 }
 
 fn cli(home: &Path, browser: &str, args: &[&str]) -> Output {

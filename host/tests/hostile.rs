@@ -2,6 +2,8 @@
 //! issue-9 review found, each as a regression test. The attacker controls the
 //! MCP server, the authorization server, or files in the store.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -15,11 +17,7 @@ const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
 const HOSTILE: &str = "\u{1b}[2J\u{1b}]52;c;cHduZWQ=\u{7}\u{9b}31m\u{9d}0;title\u{7}\r\nFAKE: ok";
 
 fn temp_home(tag: &str) -> PathBuf {
-    let mut n = [0u8; 8];
-    getrandom::fill(&mut n).unwrap();
-    let p = std::env::temp_dir().join(format!("mcp-oauth-hostile-{tag}-{:016x}", u64::from_le_bytes(n)));
-    std::fs::create_dir_all(&p).unwrap();
-    p
+    support::temp_home(&format!("hostile-{tag}"))
 }
 
 fn cli(home: &Path, args: &[&str]) -> Output {

@@ -870,6 +870,18 @@ fn preregistered_credentials_stay_with_their_issuer() {
     assert!(sim.opens.is_empty());
 }
 
+/// The MCP server now trusts another AS; the old one refuses everything and
+/// its access tokens are revoked.
+fn move_to_new_as(sim: &mut Sim) {
+    sim.retired_bases.push(ISSUER.into());
+    sim.asc.base = "https://new-as.example".into();
+    sim.asc.issuer = "https://new-as.example".into();
+    sim.asc.claimed_issuer = "https://new-as.example".into();
+    sim.asc.metadata_urls = vec!["https://new-as.example/.well-known/oauth-authorization-server".into()];
+    sim.revoke_access_tokens();
+    sim.requests.clear();
+}
+
 // MCP 2026-07-28 "Authorization Server Binding": when the server moves to
 // another AS, nothing from the old one is sent to the new one.
 #[test]
@@ -885,14 +897,7 @@ fn moving_to_another_issuer_reregisters() {
         .next()
         .unwrap()
         .to_string();
-    // The server now trusts another AS; the old one refuses everything.
-    sim.retired_bases.push(ISSUER.into());
-    sim.asc.base = "https://new-as.example".into();
-    sim.asc.issuer = "https://new-as.example".into();
-    sim.asc.claimed_issuer = "https://new-as.example".into();
-    sim.asc.metadata_urls = vec!["https://new-as.example/.well-known/oauth-authorization-server".into()];
-    sim.revoke_access_tokens();
-    sim.requests.clear();
+    move_to_new_as(&mut sim);
     sim.call_tool(&mut s, Mode::Interactive).unwrap();
     // The old refresh token goes only to its own AS (which refuses it); the
     // PRM is read again; the new AS gets a registration of its own.
@@ -924,13 +929,7 @@ fn moving_to_another_issuer_keeps_a_metadata_document_client() {
         ..Config::default()
     });
     sim.call_tool(&mut s, Mode::Interactive).unwrap();
-    sim.retired_bases.push(ISSUER.into());
-    sim.asc.base = "https://new-as.example".into();
-    sim.asc.issuer = "https://new-as.example".into();
-    sim.asc.claimed_issuer = "https://new-as.example".into();
-    sim.asc.metadata_urls = vec!["https://new-as.example/.well-known/oauth-authorization-server".into()];
-    sim.revoke_access_tokens();
-    sim.requests.clear();
+    move_to_new_as(&mut sim);
     sim.call_tool(&mut s, Mode::Interactive).unwrap();
     assert_eq!(
         urls(&sim),
