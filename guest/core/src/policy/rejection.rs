@@ -188,6 +188,7 @@ mod tests {
             scope: Some(String::from(scope)),
             client_id: String::from("c"),
             dpop_key: None,
+            lifetime_ms: None,
         }
     }
 

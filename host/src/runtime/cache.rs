@@ -1,0 +1,112 @@
+//! The compiled-engine cache: artifacts keyed by the component's hash and
+//! the engine's compatibility hash, kept only in a private directory and
+//! checked before they are deserialized (deserializing runs native code).
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::{COMPONENT, Error, RuntimeOptions, Uncached};
+use crate::storage::private;
+
+pub(super) fn artifact_key(engine: &wasmtime::Engine) -> String {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    let digest = Sha256::digest(COMPONENT);
+    let hex: String = digest.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("engine-{hex}-{:016x}.cwasm", h.finish())
+}
+
+pub(super) fn new_engine(baseline: bool) -> Result<wasmtime::Engine, Error> {
+    let mut config = wasmtime::Config::new();
+    config.consume_fuel(true);
+    if baseline {
+        // Winch compiles the functions; the trampolines it leaves to
+        // Cranelift are compiled the quick way too (-25% on this component).
+        config
+            .strategy(wasmtime::Strategy::Winch)
+            .cranelift_opt_level(wasmtime::OptLevel::None)
+            .cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
+    }
+    wasmtime::Engine::new(&config).map_err(|e| Error::Setup(e.to_string()))
+}
+
+pub(super) fn cache_dir_of(options: &RuntimeOptions) -> PathBuf {
+    options.cache_dir.clone().unwrap_or_else(|| options.home.join("cache"))
+}
+
+/// Whether compiled artifacts may be cached in (and loaded from) `cache_dir`:
+/// deserializing runs native code, so only a private directory of ours that
+/// is not a symlink (`storage::private`) will do. Warns when it won't.
+pub(super) fn usable_cache_dir(cache_dir: &Path) -> bool {
+    match private::private_dir(cache_dir) {
+        Ok(()) => true,
+        Err(why) => {
+            eprintln!(
+                "mcp-oauth: warning: not caching the compiled engine in {}: {why}",
+                cache_dir.display()
+            );
+            false
+        }
+    }
+}
+
+/// The cached artifact at `path` (in a usable cache dir), if it is a regular
+/// file of ours that nobody else can write and it deserializes.
+pub(super) fn load_cached(engine: &wasmtime::Engine, path: &Path) -> Option<Component> {
+    private::check_trusted_file(path).ok()?;
+    // SAFETY: the file is a regular file owned by this user, writable by
+    // nobody else, in a private directory of ours, written by
+    // `precompile_component` of an engine with the same compatibility hash
+    // (part of the file name).
+    unsafe { Component::deserialize_file(engine, path) }.ok()
+}
+
+/// Compiles the optimized artifact and writes it to `path` (atomically: a
+/// private temporary file renamed into place). Returns the bytes.
+pub(super) fn compile_and_cache(engine: &wasmtime::Engine, path: Option<&Path>) -> Result<Vec<u8>, Error> {
+    let bytes = engine
+        .precompile_component(COMPONENT)
+        .map_err(|e| Error::Setup(format!("compiling the engine component: {e}")))?;
+    if let Some(path) = path {
+        let mut n = [0u8; 8];
+        let _ = getrandom::fill(&mut n);
+        let tmp = path.with_extension(format!("tmp{}-{:016x}", std::process::id(), u64::from_le_bytes(n)));
+        let written = crate::storage::create_private(&tmp).and_then(|mut f| {
+            use std::io::Write;
+            f.write_all(&bytes)?;
+            f.sync_all()
+        });
+        if written.is_err() || std::fs::rename(&tmp, path).is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+    }
+    Ok(bytes)
+}
+
+/// Loads the component from the artifact cache; without a usable copy,
+/// compiles it: with Winch and nothing cached for [`Uncached::Baseline`]
+/// (the returned flag), else optimized and cached (in memory only when the
+/// cache dir is not private).
+pub(super) fn load_component(options: &RuntimeOptions) -> Result<(wasmtime::Engine, Component, bool), Error> {
+    let engine = new_engine(false)?;
+    let cache_dir = cache_dir_of(options);
+    let cache_ok = usable_cache_dir(&cache_dir);
+    let path = cache_dir.join(artifact_key(&engine));
+    if cache_ok && let Some(c) = load_cached(&engine, &path) {
+        return Ok((engine, c, false));
+    }
+    if options.uncached == Uncached::Baseline
+        && let Ok(winch) = new_engine(true)
+        && let Ok(c) = Component::new(&winch, COMPONENT)
+    {
+        return Ok((winch, c, true));
+    }
+    let bytes = compile_and_cache(&engine, cache_ok.then_some(path.as_path()))?;
+    // SAFETY: `bytes` was produced just now by this engine.
+    let c = unsafe { Component::deserialize(&engine, &bytes) }
+        .map_err(|e| Error::Setup(format!("loading the engine component: {e}")))?;
+    Ok((engine, c, false))
+}
