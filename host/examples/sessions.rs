@@ -177,8 +177,12 @@ fn main() {
         callback: CallbackOptions::default(),
         signer: None,
     };
+    // SESSIONS_RELEASE=1: idle instances are dropped (RuntimeOptions::release_idle).
+    let release_idle = std::env::var("SESSIONS_RELEASE").is_ok_and(|v| v == "1");
+    println!("release_idle: {release_idle}");
     let rt = Runtime::new(RuntimeOptions {
         home: home.clone(),
+        release_idle,
         ..RuntimeOptions::default()
     })
     .expect("runtime");

@@ -124,14 +124,27 @@ fn the_cached_token_is_dropped_after_a_401_is_handled() {
 
 #[test]
 fn an_expired_token_is_not_served() {
-    // 66 s tokens and the default 60 s skew: the host may serve one for ~6 s.
-    let faults = Faults {
-        access_ttl_secs: Some(66),
+    // 11 s tokens and a 5 s skew (the engine's margin is the skew, at most
+    // half the lifetime: 5 s here too): the host may serve one for ~6 s.
+    let server = DemoServer::start(Faults {
+        access_ttl_secs: Some(11),
         ..Faults::default()
+    })
+    .unwrap();
+    let home = temp_home("expired");
+    let rt = Runtime::new(RuntimeOptions {
+        home: home.clone(),
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let config = Config {
+        expiry_skew_ms: Some(5_000),
+        ..Config::default()
     };
-    let (_server, _rt, session, home) = setup(faults, "expired");
+    let session = rt.session(&server.mcp_url(), config, io()).unwrap();
+    session.authorize(Mode::Interactive).unwrap();
     let t1 = session.authorize(Mode::Silent).unwrap();
-    let serve_until = t1.expires_at.unwrap() - 60_000;
+    let serve_until = t1.expires_at.unwrap() - 5_000;
     assert_eq!(silent_without_engine(&session).unwrap().token, t1.token);
 
     let now = std::time::SystemTime::now()
@@ -165,4 +178,42 @@ fn a_token_of_unknown_lifetime_is_never_served_by_the_host() {
     assert_eq!(session.authorize(Mode::Silent).unwrap().token, t.token);
     assert!(is_trap(&silent_without_engine(&session)));
     let _ = std::fs::remove_dir_all(&home);
+}
+
+// RuntimeOptions::release_idle: after a silent authorize with a fresh token
+// the instance is gone (the fast path answers); a 401 brings it back from
+// the store, which refreshes; a session whose decline latch is set keeps it.
+#[test]
+fn released_instances_come_back_from_the_store() {
+    let server = DemoServer::start(Faults::default()).unwrap();
+    let home = temp_home("release");
+    let rt = Runtime::new(RuntimeOptions {
+        home: home.clone(),
+        release_idle: true,
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let s = rt.session(&server.mcp_url(), Config::default(), io()).unwrap();
+    assert!(!s.is_resident(), "created without an instance");
+    let t1 = s.authorize(Mode::Interactive).unwrap();
+    assert!(s.is_resident(), "an interactive authorize keeps it");
+    assert_eq!(s.authorize(Mode::Silent).unwrap().token, t1.token);
+    assert!(!s.is_resident(), "idle with a fresh token: released");
+    assert_eq!(silent_without_engine(&s).unwrap().token, t1.token);
+    server.revoke_all();
+    let rejected = ServerResponse {
+        status: 401,
+        www_authenticate: vec![],
+        sent_token: Some(t1.token.clone()),
+        dpop_nonce: None,
+    };
+    // The grant is revoked at the AS too: the engine, reloaded from the store,
+    // authorizes again (interactive) and the new token works.
+    match s.on_response(&rejected, Mode::Interactive).unwrap() {
+        ChallengeOutcome::Token(t2) => assert_ne!(t2.token, t1.token),
+        ChallengeOutcome::Unchanged => panic!("a 401 with a revoked token must lead to a new token"),
+    }
+    assert!(s.is_resident());
+    assert!(s.authorize(Mode::Silent).is_ok());
+    assert!(!s.is_resident());
 }

@@ -92,6 +92,12 @@ pub struct RuntimeOptions {
     pub memory_limit: usize,
     /// What to do when the artifact cache has no usable copy.
     pub uncached: Uncached,
+    /// Drop a session's engine instance (most of its memory) once a silent
+    /// `authorize` leaves it idle with a fresh Bearer token: the host's fast
+    /// path answers meanwhile, the session's state is in the store, and the
+    /// next call that needs the engine instantiates it again (~0.3 ms). For
+    /// hosts holding many sessions; off by default.
+    pub release_idle: bool,
 }
 
 /// What [`Runtime::new`] does when the artifact cache has no usable copy of
@@ -119,6 +125,7 @@ impl Default for RuntimeOptions {
             fuel_per_call: 20_000_000_000,
             memory_limit: 64 << 20,
             uncached: Uncached::Optimize,
+            release_idle: false,
         }
     }
 }
@@ -227,14 +234,17 @@ impl Runtime {
     /// Opens a session for one MCP server.
     pub fn session(&self, server_url: &str, config: Config, io: SessionIo) -> Result<Session, Error> {
         let fuel = self.shared.options.fuel_per_call;
+        // Opening checks the URL and config now; with `release_idle` the
+        // instance goes at once, and the first call makes another.
         let instance = self.instantiate(server_url, &config, &io)?;
+        let instance = (!self.shared.options.release_idle).then_some(instance);
         Ok(Session {
             runtime: self.clone(),
             server_url: server_url.to_string(),
             skew_ms: config.expiry_skew_ms.unwrap_or(60_000),
             config,
             io,
-            inner: Mutex::new(Some(instance)),
+            inner: Mutex::new(instance),
             fuel: std::sync::atomic::AtomicU64::new(fuel),
             fast: Mutex::new(None),
         })
@@ -321,6 +331,12 @@ impl Session {
         &self.server_url
     }
 
+    /// Whether the session holds an engine instance now (see
+    /// [`RuntimeOptions::release_idle`]).
+    pub fn is_resident(&self) -> bool {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
     /// Sets the guest instruction budget per call (fuel).
     pub fn set_fuel_per_call(&self, fuel: u64) {
         self.fuel.store(fuel, std::sync::atomic::Ordering::SeqCst);
@@ -399,17 +415,43 @@ impl Session {
             }
         }
         let skew = self.skew_ms;
-        self.call_then(f, |r, fast| {
-            *fast = match r {
-                // A token of unknown lifetime is never served by the host.
-                Ok(token) => token.expires_at.map(|at| FastToken {
-                    token: token.clone(),
-                    serve_until_ms: at.saturating_sub(skew),
-                }),
-                Err(_) => None,
-            }
-        })?
-        .map_err(Error::Auth)
+        let r = self
+            .call_then(f, |r, fast| {
+                *fast = match r {
+                    // A token of unknown lifetime is never served by the host.
+                    Ok(token) => token.expires_at.map(|at| FastToken {
+                        token: token.clone(),
+                        serve_until_ms: at.saturating_sub(skew),
+                    }),
+                    Err(_) => None,
+                }
+            })?
+            .map_err(Error::Auth);
+        if self.runtime.shared.options.release_idle {
+            self.release_if_idle();
+        }
+        r
+    }
+
+    /// [`RuntimeOptions::release_idle`]: drops the instance when the fast
+    /// path holds a Bearer token (a DPoP-bound one needs the engine for every
+    /// proof) and nothing in the engine's memory would be lost: no decline
+    /// latch set (asked of the engine itself).
+    fn release_if_idle(&self) {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let fast = self.fast.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(inst) = guard.as_mut() else { return };
+        if !fast.as_ref().is_some_and(|t| !t.token.dpop) {
+            return;
+        }
+        let status = inst
+            .bindings
+            .mcp_oauth_client()
+            .session()
+            .call_status(&mut inst.store, inst.handle);
+        if matches!(status, Ok(Ok(ref st)) if !st.declined) {
+            *guard = None;
+        }
     }
 
     /// Reacts to the MCP server's answer.
