@@ -441,7 +441,7 @@ impl Session {
         let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let fast = self.fast.lock().unwrap_or_else(|e| e.into_inner());
         let Some(inst) = guard.as_mut() else { return };
-        if !fast.as_ref().is_some_and(|t| !t.token.dpop) {
+        if fast.as_ref().is_none_or(|t| t.token.dpop) {
             return;
         }
         let status = inst
