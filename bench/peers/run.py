@@ -208,7 +208,8 @@ def run_process(argv: list[str], env: dict, blog: Path, stdio_session=None) -> t
 
 
 def mcp_remote_session(p, out_q, deadline, browser_failed) -> list[bytes]:
-    """Speaks the workload as JSON-RPC on mcp-remote's stdin, one message at a time."""
+    """Speaks the workload as JSON-RPC on a stdio proxy's stdin (mcp-remote,
+    `mcp-oauth proxy`), one message at a time."""
 
     def send(msg: dict) -> None:
         p.stdin.write((json.dumps(msg) + "\n").encode())
@@ -226,7 +227,7 @@ def mcp_remote_session(p, out_q, deadline, browser_failed) -> list[bytes]:
             except queue.Empty:
                 continue
             if line is None:
-                raise RuntimeError(f"mcp-remote closed its stdout before answering request {i}")
+                raise RuntimeError(f"the proxy closed its stdout before answering request {i}")
             try:
                 m = json.loads(line)
             except ValueError:
@@ -238,7 +239,7 @@ def mcp_remote_session(p, out_q, deadline, browser_failed) -> list[bytes]:
 
     send({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-11-25", "capabilities": {},
-        "clientInfo": {"name": "bench-peers-mcp-remote", "version": "1.0.0"}}})
+        "clientInfo": {"name": "bench-peers-stdio", "version": "1.0.0"}}})
     answer(1)
     send({"jsonrpc": "2.0", "method": "notifications/initialized"})
     send({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
@@ -296,6 +297,9 @@ class ClientKind:
             return [n, str(e.node_dir / "ts-sdk.mjs"), mode, url, str(store)], env, None
         if self.key == "py-sdk":
             return [str(e.python), str(e.root / "bench/peers/py_sdk.py"), mode, url, str(store)], env, None
+        if self.key == "mcp-oauth-proxy":
+            env["MCP_OAUTH_HOME"] = str(store)
+            return [str(e.cli), "proxy", url], env, mcp_remote_session
         if self.key == "mcp-remote":
             env["MCP_REMOTE_CONFIG_DIR"] = str(store)
             proxy = e.node_dir / "node_modules/mcp-remote/dist/proxy.js"
@@ -325,6 +329,11 @@ def clients() -> list[ClientKind]:
         ClientKind("py-sdk", "Python SDK OAuthClientProvider",
                    "mcp's own OAuth: OAuthClientProvider with a file-backed TokenStorage as the httpx2 client's auth",
                    {s: "workload" for s in SITUATIONS[:3]} | {"token": "the provider's httpx2 auth flow up to the request it would send (the SDK has no token call; nothing is checked or sent)"}),
+        ClientKind("mcp-oauth-proxy", "mcp-oauth proxy (stdio proxy)",
+                   "target/release/mcp-oauth proxy <url>, JSON-RPC on its stdin, then stdin closed; MCP_OAUTH_HOME per store",
+                   {s: "workload" for s in SITUATIONS[:3]},
+                   na={"token": "a stdio proxy: the CLI row is its token-only mode"},
+                   mcp_oauth_store=True),
         ClientKind("mcp-remote", "mcp-remote (stdio proxy)",
                    "mcp-remote <url> --host 127.0.0.1 --callback-path /callback, JSON-RPC on its stdin, then stdin closed; MCP_REMOTE_CONFIG_DIR per store",
                    {s: "workload" for s in SITUATIONS[:3]},
@@ -696,7 +705,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--versions", default="")
     ap.add_argument("--command", default="scripts/bench-peers")
-    ap.add_argument("--only", default="", help="comma-separated client keys (cli, mcp-oauth-node, mcp-oauth-python, ts-sdk, py-sdk, mcp-remote)")
+    ap.add_argument("--only", default="", help="comma-separated client keys (cli, mcp-oauth-node, mcp-oauth-python, mcp-oauth-proxy, ts-sdk, py-sdk, mcp-remote)")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args()
     if args.runs < 1 or args.warmup < 0:
