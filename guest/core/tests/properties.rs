@@ -297,7 +297,8 @@ proptest! {
     // No secret (access or refresh token, code, client secret, PKCE
     // verifier) in any error message, `Debug` of an effect, input or error,
     // or notice, whatever the servers do: deny, forget clients or refresh
-    // tokens, revoke, demand scope, forge the redirect, time out.
+    // tokens, revoke, demand scope, forge the redirect, time out, ask for
+    // DPoP with nonces (proof claims carry the token's hash, never the token).
     #[test]
     fn no_secret_in_any_message(
         deny in any::<bool>(),
@@ -306,6 +307,7 @@ proptest! {
         revoke in any::<bool>(),
         step_up in any::<bool>(),
         wrong_state in any::<bool>(),
+        dpop in any::<bool>(),
         rounds in 1usize..4,
     ) {
         let mut sim = Sim::new();
@@ -317,6 +319,12 @@ proptest! {
         }
         if step_up {
             sim.mcp.required_scope = vec!["more".into()];
+        }
+        if dpop {
+            sim.mcp.dpop = true;
+            sim.mcp.dpop_nonce = Some("rs-nonce".into());
+            sim.asc.dpop_algs = Some(vec!["ES256".into()]);
+            sim.asc.dpop_nonce = Some("as-nonce".into());
         }
         let mut s = session();
         let mut messages = Vec::new();

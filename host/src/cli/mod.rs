@@ -68,9 +68,9 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the headers for one request to the server with a valid token:
-    /// `Authorization` and, for a DPoP-bound token, a fresh `DPoP` proof
-    /// (e.g. curl -H "$(...)"); never interactive
+    /// Print the headers for one request with a valid token, one per line:
+    /// `Authorization` and, for a DPoP-bound token, a fresh `DPoP` proof;
+    /// never interactive
     Headers {
         /// The MCP server URL
         url: String,
