@@ -124,8 +124,7 @@ fn the_cached_token_is_dropped_after_a_401_is_handled() {
 
 #[test]
 fn an_expired_token_is_not_served() {
-    // 11 s tokens and a 5 s skew (the engine's margin is the skew, at most
-    // half the lifetime: 5 s here too): the host may serve one for ~6 s.
+    // 11 s tokens and a 5 s skew: the host may serve one for ~6 s.
     let server = DemoServer::start(Faults {
         access_ttl_secs: Some(11),
         ..Faults::default()

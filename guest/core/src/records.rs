@@ -163,7 +163,6 @@ mod tests {
                 scope: None,
                 client_id: "c".into(),
                 dpop_key: None,
-                lifetime_ms: None,
             },
         };
         let bytes = encode(&rec);

@@ -124,24 +124,6 @@ fn token_inside_skew_margin_is_refreshed_first() {
     assert_eq!(urls(&sim), [TOK, MCP]);
 }
 
-// A token that lives less than twice the margin is not stale on arrival:
-// the margin is at most half its lifetime (20 s token: refreshed at 10 s left).
-#[test]
-fn short_lived_tokens_get_half_their_lifetime_as_margin() {
-    let mut sim = Sim::new();
-    sim.asc.access_ttl_s = 20;
-    let mut s = session();
-    sim.call_tool(&mut s, Mode::Interactive).unwrap();
-    sim.requests.clear();
-    sim.now += 9_000;
-    sim.call_tool(&mut session(), Mode::Interactive).unwrap();
-    assert_eq!(urls(&sim), [MCP], "11 s left of 20: still fresh");
-    sim.requests.clear();
-    sim.now += 2_000;
-    sim.call_tool(&mut session(), Mode::Interactive).unwrap();
-    assert_eq!(urls(&sim), [TOK, MCP], "9 s left of 20: refreshed first");
-}
-
 // A stored fresh token is returned with no HTTP at all.
 #[test]
 fn fresh_token_needs_no_http() {

@@ -188,7 +188,6 @@ mod tests {
             scope: Some(String::from(scope)),
             client_id: String::from("c"),
             dpop_key: None,
-            lifetime_ms: None,
         }
     }
 

@@ -28,9 +28,6 @@ pub struct TokenSet {
     /// of the access and refresh token needs a proof made with it. Right
     /// after parsing, [`DPOP_BOUND`] says "bound, key not yet recorded".
     pub dpop_key: Option<String>,
-    /// The lifetime the AS gave (`expires_in`), ms: the refresh margin is at
-    /// most half of it, so a short-lived token is not stale on arrival.
-    pub lifetime_ms: Option<u64>,
 }
 
 /// Marks a freshly parsed `token_type: DPoP` grant until the session
@@ -53,8 +50,7 @@ impl core::fmt::Debug for TokenSet {
 impl TokenSet {
     /// Usable now: unexpired beyond `skew_ms` (or of unknown lifetime).
     pub fn is_fresh(&self, now: u64, skew_ms: u64) -> bool {
-        let margin = self.lifetime_ms.map_or(skew_ms, |l| skew_ms.min(l / 2));
-        self.expires_at.is_none_or(|e| e > now.saturating_add(margin))
+        self.expires_at.is_none_or(|e| e > now.saturating_add(skew_ms))
     }
 
     /// The scopes as a list.
@@ -207,7 +203,6 @@ pub fn parse_token_response(
             .or_else(|| requested_scope.map(String::from)),
         client_id: String::from(client_id),
         dpop_key: dpop.then(|| String::from(DPOP_BOUND)),
-        lifetime_ms: expires_in.map(|s| s.saturating_mul(1000)),
     })
 }
 
@@ -344,7 +339,6 @@ mod tests {
             scope: None,
             client_id: "c".into(),
             dpop_key: None,
-            lifetime_ms: None,
         };
         assert!(t.is_fresh(0, 60_000));
         assert!(!t.is_fresh(40_001, 60_000));
