@@ -106,14 +106,7 @@ impl AuthorizedClient {
         if let Some(n) = resp.header_values("dpop-nonce").into_iter().next()
             && (200..300).contains(&resp.status)
         {
-            // A nonce on a success is the one to use next (§9).
-            let ok = ServerResponse {
-                status: resp.status,
-                www_authenticate: Vec::new(),
-                sent_token: None,
-                dpop_nonce: Some(n),
-            };
-            let _ = self.session.on_response(&ok, Mode::Silent);
+            self.session.note_dpop_nonce(resp.status, n);
         }
         Ok(resp)
     }

@@ -170,35 +170,44 @@ impl FileStore {
         }
     }
 
-    /// Writes a record atomically (temp file, fsync, rename, fsync dir).
-    pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let path = self.path(key)?;
+    /// A private temp file in the store holding `value`, synced: the first
+    /// half of every write (a record is renamed into place, a key file
+    /// hard-linked). The caller removes it.
+    fn write_temp(&self, key: &str, value: &[u8]) -> Result<PathBuf, StoreError> {
         let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).map_err(|e| StoreError::Io {
-            what: "randomness for",
-            path: path.display().to_string(),
-            source: io::Error::other(e.to_string()),
-        })?;
+        getrandom::fill(&mut nonce)
+            .map_err(|e| io_err("randomness for", &self.dir)(io::Error::other(e.to_string())))?;
         let tmp = self.dir.join(format!(
             ".{key}.{}.{:016x}.tmp",
             std::process::id(),
             u64::from_le_bytes(nonce)
         ));
-        let result = (|| {
+        let written = (|| {
             let mut f = create_private(&tmp).map_err(io_err("creating", &tmp))?;
             f.write_all(value).map_err(io_err("writing", &tmp))?;
-            f.sync_all().map_err(io_err("syncing", &tmp))?;
-            drop(f);
-            fs::rename(&tmp, &path).map_err(io_err("replacing", &path))?;
-            if let Ok(d) = File::open(&self.dir) {
-                let _ = d.sync_all();
-            }
-            Ok(())
+            f.sync_all().map_err(io_err("syncing", &tmp))
         })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+        match written {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
         }
-        result
+    }
+
+    /// Writes a record atomically (temp file, fsync, rename, fsync dir).
+    pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        let path = self.path(key)?;
+        let tmp = self.write_temp(key, value)?;
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("replacing", &path)(e));
+        }
+        if let Ok(d) = File::open(&self.dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
     }
 
     /// A key file `<key>.pem` (a DPoP key pair; not a JSON record), read
@@ -218,23 +227,13 @@ impl FileStore {
     pub fn create_key_file_once(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
         check_key(key)?;
         let path = self.dir.join(format!("{key}.pem"));
-        let mut nonce = [0u8; 8];
-        getrandom::fill(&mut nonce).map_err(|e| io_err("randomness for", &path)(io::Error::other(e.to_string())))?;
-        let tmp = self
-            .dir
-            .join(format!(".{key}.{:016x}.pem.tmp", u64::from_le_bytes(nonce)));
-        let written = (|| {
-            let mut f = create_private(&tmp).map_err(io_err("creating", &tmp))?;
-            f.write_all(value).map_err(io_err("writing", &tmp))?;
-            f.sync_all().map_err(io_err("syncing", &tmp))?;
-            match fs::hard_link(&tmp, &path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-                Err(e) => Err(io_err("linking", &path)(e)),
-            }
-        })();
+        let tmp = self.write_temp(key, value)?;
+        let linked = match fs::hard_link(&tmp, &path) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(io_err("linking", &path)(e)),
+            _ => Ok(()),
+        };
         let _ = fs::remove_file(&tmp);
-        written?;
+        linked?;
         self.get_key_file(key)?.ok_or_else(|| StoreError::Unsafe {
             path: path.display().to_string(),
             why: "the key file vanished as it was written".into(),

@@ -118,10 +118,6 @@ pub(crate) fn config_from(p: &Profile) -> Result<(Config, Option<Arc<dyn Signer>
         )),
     };
     let config = Config {
-        client_id: p.client_id.clone(),
-        client_secret: p.client_secret.clone(),
-        client_metadata_url: p.client_metadata_url.clone(),
-        scope: p.scope.clone(),
         authorize_params: p
             .authorize_params
             .iter()
@@ -132,7 +128,7 @@ pub(crate) fn config_from(p: &Profile) -> Result<(Config, Option<Arc<dyn Signer>
             .collect(),
         grant,
         private_key_jwt: signer.is_some(),
-        ..Config::default()
+        ..records_config(p)
     };
     Ok((config, signer))
 }

@@ -165,13 +165,7 @@ impl Authorizer {
 
     /// A success's `DPoP-Nonce` is the one to use next (RFC 9449 §9).
     pub fn nonce(&self, status: u16, nonce: String) {
-        let ok = ServerResponse {
-            status,
-            www_authenticate: Vec::new(),
-            sent_token: None,
-            dpop_nonce: Some(nonce),
-        };
-        let _ = self.session().on_response(&ok, Mode::Silent);
+        self.session().note_dpop_nonce(status, nonce);
     }
 
     fn interactive(

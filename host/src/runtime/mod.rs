@@ -494,6 +494,18 @@ impl Session {
         .map_err(Error::Auth)
     }
 
+    /// Keeps a `DPoP-Nonce` a successful response carried: the one to use
+    /// in the next proof (RFC 9449 §9).
+    pub fn note_dpop_nonce(&self, status: u16, nonce: String) {
+        let ok = ServerResponse {
+            status,
+            www_authenticate: Vec::new(),
+            sent_token: None,
+            dpop_nonce: Some(nonce),
+        };
+        let _ = self.on_response(&ok, Mode::Silent);
+    }
+
     /// The `DPoP` header for a request to the MCP server with the current
     /// token (RFC 9449), or `None` when the token is not DPoP-bound. One
     /// per request: proofs are single-use.
