@@ -64,6 +64,7 @@ pub fn token(t: &core_engine::AccessToken) -> AccessToken {
     AccessToken {
         token: String::from(t.secret()),
         expires_at: t.expires_at,
+        refresh_at: t.refresh_at,
         scopes: t.scopes.clone(),
         dpop: t.dpop,
     }
@@ -135,6 +136,7 @@ pub fn auth_error(e: &core_engine::Error) -> AuthError {
         } => (FailureKind::TokenRequestFailed, oauth(*status, error, description)),
         E::InvalidResponse { .. } => (FailureKind::InvalidResponse, None),
         E::StepUpLimit { .. } => (FailureKind::StepUpLimit, None),
+        E::TokenRefused { .. } => (FailureKind::TokenRefused, None),
         E::Forbidden { .. } => (FailureKind::Forbidden, None),
         E::CallbackListener { .. } => (FailureKind::CallbackListener, None),
         E::UnexpectedInput { .. } => (FailureKind::Other, None),

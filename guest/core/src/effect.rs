@@ -16,6 +16,9 @@ pub struct AccessToken {
     secret: String,
     /// Absolute expiry (unix ms), when the AS said.
     pub expires_at: Option<u64>,
+    /// From when (unix ms) the engine treats the token as stale and
+    /// refreshes it: a host that caches the token serves it until then.
+    pub refresh_at: Option<u64>,
     /// The scopes granted (or requested, when the AS did not say).
     pub scopes: Vec<String>,
     /// Bound to a DPoP key (RFC 9449): never sent as Bearer; every request
@@ -24,10 +27,17 @@ pub struct AccessToken {
 }
 
 impl AccessToken {
-    pub(crate) fn new(secret: String, expires_at: Option<u64>, scopes: Vec<String>, dpop: bool) -> Self {
+    pub(crate) fn new(
+        secret: String,
+        expires_at: Option<u64>,
+        refresh_at: Option<u64>,
+        scopes: Vec<String>,
+        dpop: bool,
+    ) -> Self {
         Self {
             secret,
             expires_at,
+            refresh_at,
             scopes,
             dpop,
         }
@@ -50,6 +60,7 @@ impl core::fmt::Debug for AccessToken {
         f.debug_struct("AccessToken")
             .field("secret", &"<redacted>")
             .field("expires_at", &self.expires_at)
+            .field("refresh_at", &self.refresh_at)
             .field("scopes", &self.scopes)
             .field("dpop", &self.dpop)
             .finish()

@@ -126,6 +126,13 @@ pub enum Error {
         /// The scopes the last challenge asked for.
         scope: String,
     },
+    /// The MCP server answered 401 to a token its authorization server
+    /// issued in the same operation: the sign-in worked, the server refuses
+    /// what the AS gives (an audience or resource the two disagree on).
+    TokenRefused {
+        /// The resource the token was issued for (RFC 8707).
+        resource: String,
+    },
     /// The MCP server refused the request for a reason a new token cannot fix.
     Forbidden {
         /// The server's error code, if any.
@@ -233,6 +240,11 @@ impl fmt::Display for Error {
             StepUpLimit { attempts, scope } => write!(
                 f,
                 "the server still demands more scope ({scope}) after {attempts} step-up authorizations; giving up"
+            ),
+            TokenRefused { resource } => write!(
+                f,
+                "the MCP server refused (HTTP 401) a token its authorization server just issued for resource {resource}; \
+                 signing in again would not help: the tokens are kept, check that the server accepts tokens for that resource"
             ),
             Forbidden { error, description } => {
                 write!(f, "the server refused the request (HTTP 403)")?;

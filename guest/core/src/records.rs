@@ -163,6 +163,7 @@ mod tests {
                 scope: None,
                 client_id: "c".into(),
                 dpop_key: None,
+                lifetime_ms: None,
             },
         };
         let bytes = encode(&rec);

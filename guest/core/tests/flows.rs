@@ -16,6 +16,10 @@ const REG: &str = "https://auth.example.com/register";
 const TOK: &str = "https://auth.example.com/token";
 const PRM_PATH: &str = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
 
+/// Past one operation: a token rejected this long after its issue was
+/// good once (revoked since), so the usual refresh applies.
+const LATER: u64 = 61_000;
+
 // ---- round trips ---------------------------------------------------------
 
 // Round trips: cold with DCR = 6 (401, PRM, AS metadata, register, token, retry).
@@ -370,6 +374,7 @@ fn stale_401s_reuse_the_renewed_token() {
     let Ok(Outcome::Token(old)) = sim.authorize(&mut s, Mode::Silent) else {
         panic!()
     };
+    sim.now += LATER;
     sim.revoke_access_tokens();
     sim.requests.clear();
     let resp = sim.mcp_call(Some(old.secret()));
@@ -388,6 +393,7 @@ fn unauthorized_mid_session_refreshes_once() {
     let mut sim = Sim::new();
     let mut s = session();
     sim.call_tool(&mut s, Mode::Interactive).unwrap();
+    sim.now += LATER;
     sim.revoke_access_tokens();
     sim.requests.clear();
     sim.call_tool(&mut s, Mode::Interactive).unwrap();
@@ -402,6 +408,7 @@ fn unauthorized_without_refresh_reauthorizes() {
     sim.asc.issue_refresh = false;
     let mut s = session();
     sim.call_tool(&mut s, Mode::Interactive).unwrap();
+    sim.now += LATER;
     sim.revoke_access_tokens();
     sim.requests.clear();
     sim.call_tool(&mut s, Mode::Interactive).unwrap();
@@ -421,6 +428,7 @@ fn refresh_is_tried_once_per_rejection() {
     let mut sim = Sim::new();
     let mut s = session();
     sim.call_tool(&mut s, Mode::Interactive).unwrap();
+    sim.now += LATER;
     sim.revoke_access_tokens();
     let Ok(Outcome::Token(t)) = sim.authorize(&mut s, Mode::Silent) else {
         panic!()
@@ -429,6 +437,7 @@ fn refresh_is_tried_once_per_rejection() {
     let Ok(Outcome::Token(t2)) = sim.respond(&mut s, &r1, Mode::Interactive) else {
         panic!()
     };
+    sim.now += LATER;
     sim.revoke_access_tokens();
     sim.requests.clear();
     let r2 = sim.mcp_call(Some(t2.secret()));
@@ -704,6 +713,64 @@ fn malicious_endpoints_are_refused_before_opening() {
     }
 }
 
+// A server that refuses every token: the token the AS just issued is
+// refused in the same operation, so the engine stops at once, without a
+// refresh or another sign-in (issue 18). The grant is kept.
+#[test]
+fn a_401_to_a_token_issued_in_the_same_operation_ends_it() {
+    let mut sim = Sim::new();
+    sim.mcp.reject_tokens = true;
+    let mut s = session();
+    let err = sim.call_tool(&mut s, Mode::Interactive).unwrap_err();
+    assert_eq!(
+        err,
+        Error::TokenRefused {
+            resource: "https://mcp.example.com/mcp".into()
+        }
+    );
+    assert_eq!(urls(&sim), [MCP, PRM_HDR, ASM, REG, TOK, MCP]);
+    assert_eq!((sim.opens.len(), sim.refresh_ok), (1, 0));
+    assert!(err.to_string().contains("just issued") && err.to_string().contains("https://mcp.example.com/mcp"));
+    // A new operation in the same session: the stored token is tried once,
+    // refused again (still within the operation window), and nothing else.
+    sim.requests.clear();
+    assert!(matches!(
+        sim.call_tool(&mut s, Mode::Interactive),
+        Err(Error::TokenRefused { .. })
+    ));
+    assert_eq!(urls(&sim), [MCP]);
+    // A restart (new session, same store): the stored token is refused, it
+    // is refreshed once, and the refreshed one is refused: stop.
+    sim.now += LATER;
+    sim.requests.clear();
+    assert!(matches!(
+        sim.call_tool(&mut session(), Mode::Interactive),
+        Err(Error::TokenRefused { .. })
+    ));
+    assert_eq!(urls(&sim), [MCP, TOK, MCP]);
+    assert_eq!(sim.opens.len(), 1, "never a second sign-in");
+    assert!(sim.violations.is_empty(), "{:?}", sim.violations);
+}
+
+// A token that lives less than twice the margin is not stale on arrival:
+// the margin is at most half its lifetime (20 s token: refreshed at 10 s
+// left, with the default 60 s skew).
+#[test]
+fn short_lived_tokens_get_half_their_lifetime_as_margin() {
+    let mut sim = Sim::new();
+    sim.asc.access_ttl_s = 20;
+    sim.call_tool(&mut session(), Mode::Interactive).unwrap();
+    assert_eq!(sim.refresh_ok, 0, "not refreshed on arrival");
+    sim.requests.clear();
+    sim.now += 9_000;
+    sim.call_tool(&mut session(), Mode::Interactive).unwrap();
+    assert_eq!(urls(&sim), [MCP], "11 s left of 20: still fresh");
+    sim.requests.clear();
+    sim.now += 2_000;
+    sim.call_tool(&mut session(), Mode::Interactive).unwrap();
+    assert_eq!(urls(&sim), [TOK, MCP], "9 s left of 20: refreshed first");
+}
+
 // A wrong or missing state is ignored and reported; the flow keeps waiting.
 #[test]
 fn wrong_state_callbacks_do_not_end_the_flow() {
@@ -717,13 +784,39 @@ fn wrong_state_callbacks_do_not_end_the_flow() {
     sim.stray_callbacks
         .push_back(CallbackEvent::Redirect { query: "".into() });
     sim.call_tool(&mut session(), Mode::Interactive).unwrap();
-    let rejected = sim
+    let reasons: Vec<String> = sim
+        .notices
+        .iter()
+        .filter_map(|n| match n {
+            Event::CallbackRejected { reason } => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    // Reported at the 1st and 2nd (then at each power of two).
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(reasons[1].contains("(2 such requests so far)"), "{reasons:?}");
+    assert_eq!(sim.count("/token"), 1, "only the real code is exchanged");
+}
+
+// A flood of junk before the real redirect never ends the wait (issue 18):
+// 150 forged callbacks, then the right one; the log grows by a line per
+// doubling, not per request.
+#[test]
+fn a_flood_of_forged_callbacks_does_not_end_the_flow() {
+    let mut sim = Sim::new();
+    for i in 0..150 {
+        sim.stray_callbacks.push_back(CallbackEvent::Redirect {
+            query: format!("code=forged{i}&state=wrong"),
+        });
+    }
+    sim.call_tool(&mut session(), Mode::Interactive).unwrap();
+    let reported = sim
         .notices
         .iter()
         .filter(|n| matches!(n, Event::CallbackRejected { .. }))
         .count();
-    assert_eq!(rejected, 3);
-    assert_eq!(sim.count("/token"), 1, "only the real code is exchanged");
+    assert_eq!(reported, 8, "1, 2, 4, ..., 128");
+    assert_eq!(sim.count("/token"), 1);
 }
 
 // RFC 9207 via the flow: a mismatched iss stops before the token request.
@@ -878,6 +971,7 @@ fn move_to_new_as(sim: &mut Sim) {
     sim.asc.issuer = "https://new-as.example".into();
     sim.asc.claimed_issuer = "https://new-as.example".into();
     sim.asc.metadata_urls = vec!["https://new-as.example/.well-known/oauth-authorization-server".into()];
+    sim.now += LATER;
     sim.revoke_access_tokens();
     sim.requests.clear();
 }
@@ -1087,6 +1181,7 @@ fn stored_metadata_is_rechecked_for_s256() {
         ..Config::default()
     };
     sim.call_tool(&mut session_with(allow), Mode::Interactive).unwrap();
+    sim.now += LATER;
     sim.revoke_access_tokens();
     sim.forget_refresh_tokens();
     let err = sim.call_tool(&mut session(), Mode::Interactive).unwrap_err();

@@ -125,7 +125,9 @@ proptest! {
 
     // Through the whole engine: forged callbacks never reach the token endpoint.
     #[test]
-    fn forged_callbacks_never_reach_the_token_endpoint(forged in proptest::collection::vec("[ -~]{0,80}", 1..6)) {
+    fn forged_callbacks_never_reach_the_token_endpoint(forged in proptest::collection::vec("[ -~]{0,80}", 1..300)) {
+        // Junk never ends a flow, however much of it: the real redirect
+        // that follows is taken, and only its code is exchanged.
         let mut sim = Sim::new();
         for q in &forged {
             sim.stray_callbacks.push_back(CallbackEvent::Redirect { query: q.clone() });
@@ -133,7 +135,40 @@ proptest! {
         sim.call_tool(&mut session(), Mode::Interactive).unwrap();
         prop_assert_eq!(sim.count("/token"), 1);
         let rejected = sim.notices.iter().filter(|n| matches!(n, Event::CallbackRejected { .. })).count();
-        prop_assert_eq!(rejected, forged.len());
+        // Reported at each power of two.
+        prop_assert_eq!(rejected, forged.len().ilog2() as usize + 1);
+    }
+
+    // A 401 to a token issued in the same operation is never followed by a
+    // refresh or another request, whatever the grant looked like.
+    #[test]
+    fn a_refused_fresh_token_ends_the_operation(ttl in 1u64..7200, refresh in any::<bool>(), rotate in any::<bool>()) {
+        let mut sim = Sim::new();
+        sim.asc.access_ttl_s = ttl;
+        sim.asc.issue_refresh = refresh;
+        sim.asc.rotate = rotate;
+        sim.mcp.reject_tokens = true;
+        let r = sim.call_tool(&mut session(), Mode::Interactive);
+        prop_assert!(matches!(r, Err(Error::TokenRefused { .. })), "{:?}", r);
+        let tok = sim.requests.iter().position(|(_, u)| u.ends_with("/token")).unwrap();
+        let after: Vec<&String> = sim.requests[tok + 1..].iter().map(|(_, u)| u).collect();
+        prop_assert_eq!(after, vec![MCP], "one retry with the new token, nothing else");
+        prop_assert_eq!(sim.refresh_ok, 0);
+    }
+
+    // A token is never stale when it arrives: whatever its lifetime (>= 1 s)
+    // and the configured skew, the engine hands it out and the next call
+    // made at once uses it without a refresh.
+    #[test]
+    fn a_token_is_never_stale_on_arrival(ttl in 1u64..100_000, skew in 0u64..600_000) {
+        let mut sim = Sim::new();
+        sim.asc.access_ttl_s = ttl;
+        let config = || Config { expiry_skew_ms: skew, ..Config::default() };
+        sim.call_tool(&mut session_with(config()), Mode::Interactive).unwrap();
+        sim.requests.clear();
+        sim.call_tool(&mut session_with(config()), Mode::Silent).unwrap();
+        prop_assert_eq!(sim.requests.len(), 1, "{:?}", sim.requests);
+        prop_assert_eq!(sim.refresh_ok, 0);
     }
 
     // RFC 7636 §4.2: challenge = BASE64URL(SHA256(verifier)); 43..=128 chars

@@ -16,7 +16,7 @@
 //!   Nothing stored is lost: the store lives on disk.
 //! - A session answers `authorize(Silent)` itself, without entering wasm,
 //!   with the last token the engine returned for it while that token is
-//!   fresh (known expiry, minus the config's skew); every call that may
+//!   fresh (until the token's `refresh_at`, the engine's own margin rule); every call that may
 //!   change the engine's view forgets it.
 
 use std::path::PathBuf;
@@ -241,7 +241,6 @@ impl Runtime {
         Ok(Session {
             runtime: self.clone(),
             server_url: server_url.to_string(),
-            skew_ms: config.expiry_skew_ms.unwrap_or(60_000),
             config,
             io,
             inner: Mutex::new(instance),
@@ -294,7 +293,7 @@ struct Instance {
 }
 
 /// The last token the engine returned to `authorize(Silent)`, and until
-/// when (Unix ms: its expiry minus the skew) the host may hand it out
+/// when (Unix ms: the engine's `refresh_at`) the host may hand it out
 /// without asking the engine. Deliberately not `Debug`: it holds a secret.
 struct FastToken {
     token: AccessToken,
@@ -317,8 +316,6 @@ pub struct Session {
     io: SessionIo,
     inner: Mutex<Option<Instance>>,
     fuel: std::sync::atomic::AtomicU64,
-    /// The config's expiry skew, ms.
-    skew_ms: u64,
     /// The host's silent fast path. Written only while `inner` is held, in
     /// the order of the engine calls, so it never outlives the engine state
     /// that produced it; also cleared before a call that may change it.
@@ -397,7 +394,7 @@ impl Session {
     ///
     /// `Silent` is answered by the host, without entering the engine, with
     /// the token the engine last returned to a silent call, while that
-    /// token's known expiry is more than the config's skew away.
+    /// token's `refresh_at` (the engine's margin rule) is in the future.
     pub fn authorize(&self, mode: Mode) -> Result<AccessToken, Error> {
         let f = |store: &mut Store<HostState>, b: &EngineWorld, h| {
             b.mcp_oauth_client().session().call_authorize(store, h, mode)
@@ -414,14 +411,15 @@ impl Session {
                 return Ok(t.token.clone());
             }
         }
-        let skew = self.skew_ms;
         let r = self
             .call_then(f, |r, fast| {
                 *fast = match r {
-                    // A token of unknown lifetime is never served by the host.
-                    Ok(token) => token.expires_at.map(|at| FastToken {
+                    // Served until the engine would refresh it (its margin
+                    // rule, not a copy here); a token of unknown lifetime
+                    // is never served by the host.
+                    Ok(token) => token.refresh_at.map(|at| FastToken {
                         token: token.clone(),
-                        serve_until_ms: at.saturating_sub(skew),
+                        serve_until_ms: at,
                     }),
                     Err(_) => None,
                 }

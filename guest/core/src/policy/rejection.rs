@@ -4,6 +4,7 @@
 //! | trigger | rule | decision |
 //! |---|---|---|
 //! | any 401/403 | the rejected token was already replaced by a fresh one (another caller renewed it), or none was sent | use the current token |
+//! | 401 | the rejected token is the one the AS issued to this session within [`JUST_ISSUED_MS`] (one operation) | fail with `TokenRefused`: no refresh, no new grant |
 //! | ask | stored token fresh | use it |
 //! | ask | expired, refresh token and metadata at hand | refresh |
 //! | 401 | a token was rejected and no refresh was spent since the last success | refresh (once per rejection) |
@@ -57,12 +58,28 @@ impl Trigger {
     }
 }
 
+/// How recent an issued token must be for a 401 on it to count as "refused
+/// in the same operation": one engine call's longest HTTP deadline.
+pub const JUST_ISSUED_MS: u64 = 60_000;
+
+/// Whether `trigger` rejects `issued` (the token the AS last issued to the
+/// session, and when) within [`JUST_ISSUED_MS`] of its issue.
+pub fn just_issued(issued: Option<&(String, u64)>, trigger: &Trigger, now: u64) -> bool {
+    matches!((issued, trigger.rejected()),
+        (Some((token, at)), Some(rejected)) if token == rejected && now.saturating_sub(*at) <= JUST_ISSUED_MS)
+}
+
 /// What the session knows when it decides.
 pub struct Facts<'a> {
     /// Now, unix ms.
     pub now: u64,
     /// Tokens this close to expiry count as expired.
     pub skew_ms: u64,
+    /// The rejected token is the one the AS issued to this session within
+    /// [`JUST_ISSUED_MS`].
+    pub rejected_just_issued: bool,
+    /// The resource the grant is for (for the error), when bound.
+    pub resource: Option<&'a str>,
     /// The stored grant.
     pub tokens: Option<&'a TokenSet>,
     /// The AS metadata is at hand (a refresh needs its token endpoint).
@@ -140,6 +157,12 @@ pub fn decide(trigger: &Trigger, k: &Facts<'_>) -> (Decision, bool) {
     match trigger {
         Trigger::Ask if can_refresh => return (Decision::Refresh, false),
         Trigger::Ask => {}
+        Trigger::Unauthorized { .. } if k.rejected_just_issued => {
+            // The AS issued it moments ago and the server refuses it: a
+            // refresh or a new sign-in would only be refused again.
+            let resource = String::from(k.resource.unwrap_or_default());
+            return (Decision::Fail(Error::TokenRefused { resource }), false);
+        }
         Trigger::Unauthorized { challenge, .. } => {
             expire = rejected && k.tokens.is_some();
             if rejected && can_refresh && !k.refreshed_since_success {
@@ -188,6 +211,7 @@ mod tests {
             scope: Some(String::from(scope)),
             client_id: String::from("c"),
             dpop_key: None,
+            lifetime_ms: None,
         }
     }
 
@@ -195,6 +219,8 @@ mod tests {
         Facts {
             now: 1_000_000,
             skew_ms: 1_000,
+            rejected_just_issued: false,
+            resource: Some("https://m/mcp"),
             tokens: t,
             metadata_known: true,
             machine_grant: false,
@@ -234,6 +260,32 @@ mod tests {
             Decision::Authorize(g) => g,
             other => panic!("expected a new grant, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_401_to_a_token_issued_moments_ago_fails_without_a_refresh() {
+        let l = Latch::default();
+        let t = tokens("a", 2_000_000, true, "x");
+        let k = Facts {
+            rejected_just_issued: true,
+            ..facts(Some(&t), &l)
+        };
+        assert_eq!(
+            decide(&unauthorized(Some("a"), None, None), &k),
+            (
+                Decision::Fail(Error::TokenRefused {
+                    resource: String::from("https://m/mcp")
+                }),
+                false
+            )
+        );
+        // The same token from storage (not issued here): one refresh.
+        assert_eq!(
+            decide(&unauthorized(Some("a"), None, None), &facts(Some(&t), &l)).0,
+            Decision::Refresh
+        );
+        // A 403 insufficient_scope is a step-up still, within the cap.
+        assert!(matches!(decide(&insufficient("a", "y"), &k).0, Decision::Authorize(_)));
     }
 
     #[test]

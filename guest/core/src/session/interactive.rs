@@ -25,9 +25,14 @@ use crate::wire::token::{self, CodeExchange};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-/// Requests to the callback that are not this login's redirect (a favicon,
-/// a forged `state`) that one authorization tolerates.
-const MAX_REJECTED_CALLBACKS: u8 = 32;
+/// Whether the `n`th rejected callback is reported: the first, then at each
+/// power of two (1, 2, 4, 8, ...), so a flood costs a log line per doubling.
+/// Junk never ends the wait: only the right `state`, a cancel or the
+/// deadline do (an attacker who can reach the loopback port must not be able
+/// to make every sign-in fail).
+fn report_rejection(n: u32) -> bool {
+    n.is_power_of_two()
+}
 
 pub(super) fn listen(config: &Config) -> Next {
     Next::Effect(
@@ -246,14 +251,14 @@ impl Session {
         let iss_supported = md.authorization_response_iss_parameter_supported == Some(true);
         match authorization_response::check(&query, &pending.state, &b.issuer, iss_supported) {
             Verdict::Rejected(reason) => {
-                // A flood of forged requests ends the wait rather than
-                // keeping it busy until the deadline.
                 pending.rejected = pending.rejected.saturating_add(1);
-                if pending.rejected > MAX_REJECTED_CALLBACKS {
-                    return Next::fail(Error::CallbackListener {
-                        message: String::from("too many requests that were not this login's redirect reached it"),
-                    });
+                if !report_rejection(pending.rejected) {
+                    return await_callback(now, pending);
                 }
+                let reason = match pending.rejected {
+                    1 => reason,
+                    n => alloc::format!("{reason} ({n} such requests so far)"),
+                };
                 let notice = Effect::Notify(Event::CallbackRejected { reason });
                 Next::Queue(alloc::vec![notice], Then::AwaitCallback(pending))
             }
@@ -298,7 +303,7 @@ impl Session {
         match token::parse_token_response(&resp, now, &client.client_id, requested.as_deref(), None) {
             Ok(ts) => {
                 self.refreshed_after_401 = false;
-                self.store_tokens(f, ts)
+                self.store_tokens(f, now, ts)
             }
             Err(Error::TokenRequestFailed { error: Some(e), .. })
                 if e == "invalid_client" && client.source == ClientSource::Dynamic && !f.reregistered =>

@@ -38,7 +38,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::config::Config;
-use crate::effect::{Effect, Event, FlowId, Input, Mode, Outcome, ServerResponse, Status, Step};
+use crate::effect::{Effect, Event, FlowId, Input, Mode, Outcome, ServerResponse, Step};
 use crate::error::Error;
 use crate::policy::decline_latch::Latch;
 use crate::policy::rejection::{self, Decision, Facts, Trigger};
@@ -68,6 +68,10 @@ pub struct Session {
     latch: Latch,
     step_ups: u8,
     refreshed_after_401: bool,
+    /// The access token the AS last issued to this session, and when
+    /// (unix ms): the MCP server refusing it within one operation is not
+    /// something another refresh or sign-in can fix.
+    just_issued: Option<(String, u64)>,
     /// The MCP server asked for DPoP (a `DPoP` challenge): bind new grants.
     dpop_wanted: bool,
     /// The latest `DPoP-Nonce` per origin (RFC 9449 §8, §9).
@@ -109,6 +113,7 @@ impl Session {
             latch: Latch::default(),
             step_ups: 0,
             refreshed_after_401: false,
+            just_issued: None,
             dpop_wanted: false,
             dpop_nonces: Vec::new(),
             rs_nonce_retried: false,
@@ -155,6 +160,9 @@ impl Session {
                     // A success re-arms the once-per-rejection refresh.
                     self.refreshed_after_401 = false;
                     self.rs_nonce_retried = false;
+                    if response.sent_token.is_some() {
+                        self.just_issued = None;
+                    }
                 }
                 return Step::Done(Ok(Outcome::Unchanged));
             }
@@ -193,7 +201,7 @@ impl Session {
         match bound {
             Some(t) if !self.rs_nonce_retried => {
                 self.rs_nonce_retried = true;
-                Some(Step::Done(Ok(Outcome::Token(t.access()))))
+                Some(Step::Done(Ok(Outcome::Token(t.access(self.config.expiry_skew_ms)))))
             }
             // Asked again right after: not a nonce problem this engine can fix.
             _ => Some(Step::Done(Ok(Outcome::Unchanged))),
@@ -227,28 +235,6 @@ impl Session {
     /// `authorize` again then).
     pub fn outcome(&self, id: FlowId) -> Option<Result<Outcome, Error>> {
         self.last.as_ref().filter(|(i, _)| *i == id).map(|(_, r)| r.clone())
-    }
-
-    /// What is known in memory now (see [`Session::inspect`] to load first).
-    pub fn status(&self) -> Status {
-        let client_id = self.tokens.as_ref().map(|t| t.client_id.clone()).or_else(|| {
-            self.config
-                .client_id
-                .clone()
-                .or_else(|| self.registration.as_ref().map(|r| r.client_id.clone()))
-        });
-        Status {
-            server_url: self.server_url.clone(),
-            resource: self.binding.as_ref().map(|b| b.prm.resource.clone()),
-            issuer: self.binding.as_ref().map(|b| b.issuer.clone()),
-            client_id,
-            scopes: self.tokens.as_ref().map(TokenSet::scopes).unwrap_or_default(),
-            expires_at: self.tokens.as_ref().and_then(|t| t.expires_at),
-            has_token: self.tokens.is_some(),
-            can_refresh: self.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()),
-            declined: self.latch.is_declined(),
-            legacy: self.binding.as_ref().is_some_and(|b| b.legacy),
-        }
     }
 
     /// Feed the result of the last effect.
@@ -443,9 +429,13 @@ impl Session {
             }
             Op::Authorize { trigger, .. } => trigger.clone(),
         };
+        // A Bearer token refused with a DPoP challenge is fixed by binding.
+        let unbound = self.dpop_wanted && self.tokens.as_ref().is_some_and(|t| t.dpop_key.is_none());
         let facts = Facts {
             now,
             skew_ms: self.config.expiry_skew_ms,
+            rejected_just_issued: !unbound && rejection::just_issued(self.just_issued.as_ref(), &trigger, now),
+            resource: self.binding.as_ref().map(|b| b.prm.resource.as_str()),
             tokens: self.tokens.as_ref(),
             metadata_known: self.metadata.is_some(),
             machine_grant: self.config.grant.is_machine(),
@@ -490,7 +480,7 @@ impl Session {
 
     fn finish_with_token(&self) -> Next {
         match &self.tokens {
-            Some(t) => Next::Done(Ok(Outcome::Token(t.access()))),
+            Some(t) => Next::Done(Ok(Outcome::Token(t.access(self.config.expiry_skew_ms)))),
             None => Next::fail(Error::UnexpectedInput { expected: "a token" }),
         }
     }

@@ -156,7 +156,7 @@ pub(super) struct Pending {
     /// When the wait for the redirect ends (unix ms).
     pub deadline: u64,
     /// Requests to the callback that were not this login's redirect.
-    pub rejected: u8,
+    pub rejected: u32,
 }
 
 /// A machine grant's progress: (ID-JAG from the IdP,) (signed assertion,)

@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 
 use super::Session;
 use super::state::{Flow, Next, Phase, Then};
-use crate::effect::{Effect, Outcome};
+use crate::effect::{Effect, Outcome, Status};
 use crate::records::{self, Binding, TokenRecord};
 use crate::wire::metadata::AsMetadata;
 use crate::wire::token::TokenSet;
@@ -65,7 +65,7 @@ impl Session {
     }
 
     /// Keep the new grant, save it, release the lock, hand out the token.
-    pub(super) fn store_tokens(&mut self, f: &mut Flow, mut ts: TokenSet) -> Next {
+    pub(super) fn store_tokens(&mut self, f: &mut Flow, now: u64, mut ts: TokenSet) -> Next {
         let Some(b) = &self.binding else {
             return Next::fail(crate::Error::UnexpectedInput { expected: "a binding" });
         };
@@ -88,7 +88,8 @@ impl Session {
         };
         let mut effects = alloc::vec![save(self.tokens_key(), records::encode(&record))];
         effects.extend(f.held_lock.take().map(|key| Effect::Unlock { key }));
-        let token = ts.access();
+        let token = ts.access(self.config.expiry_skew_ms);
+        self.just_issued = Some((ts.access_token.clone(), now));
         self.tokens = Some(ts);
         Next::Queue(effects, Then::Finish(Ok(Outcome::Token(token))))
     }
@@ -147,5 +148,29 @@ impl Session {
         alloc::vec![Effect::Delete {
             key: records::registration_key(&r.issuer),
         }]
+    }
+}
+
+impl Session {
+    /// What is known in memory now (see [`Session::inspect`] to load first).
+    pub fn status(&self) -> Status {
+        let client_id = self.tokens.as_ref().map(|t| t.client_id.clone()).or_else(|| {
+            self.config
+                .client_id
+                .clone()
+                .or_else(|| self.registration.as_ref().map(|r| r.client_id.clone()))
+        });
+        Status {
+            server_url: self.server_url.clone(),
+            resource: self.binding.as_ref().map(|b| b.prm.resource.clone()),
+            issuer: self.binding.as_ref().map(|b| b.issuer.clone()),
+            client_id,
+            scopes: self.tokens.as_ref().map(TokenSet::scopes).unwrap_or_default(),
+            expires_at: self.tokens.as_ref().and_then(|t| t.expires_at),
+            has_token: self.tokens.is_some(),
+            can_refresh: self.tokens.as_ref().is_some_and(|t| t.refresh_token.is_some()),
+            declined: self.latch.is_declined(),
+            legacy: self.binding.as_ref().is_some_and(|b| b.legacy),
+        }
     }
 }

@@ -28,6 +28,9 @@ pub struct TokenSet {
     /// of the access and refresh token needs a proof made with it. Right
     /// after parsing, [`DPOP_BOUND`] says "bound, key not yet recorded".
     pub dpop_key: Option<String>,
+    /// The lifetime the AS gave (`expires_in`), ms: the refresh margin is at
+    /// most half of it, so a short-lived token is not stale on arrival.
+    pub lifetime_ms: Option<u64>,
 }
 
 /// Marks a freshly parsed `token_type: DPoP` grant until the session
@@ -43,14 +46,28 @@ impl core::fmt::Debug for TokenSet {
             .field("scope", &self.scope)
             .field("client_id", &self.client_id)
             .field("dpop_key", &self.dpop_key)
+            .field("lifetime_ms", &self.lifetime_ms)
             .finish()
     }
 }
 
 impl TokenSet {
-    /// Usable now: unexpired beyond `skew_ms` (or of unknown lifetime).
+    /// How long before expiry the token counts as stale: the configured
+    /// skew, but at most half the token's lifetime (a 20 s token is not
+    /// stale on arrival under a 60 s skew).
+    pub fn margin_ms(&self, skew_ms: u64) -> u64 {
+        self.lifetime_ms.map_or(skew_ms, |l| skew_ms.min(l / 2))
+    }
+
+    /// From when (unix ms) the token counts as stale and is refreshed;
+    /// `None` for a token of unknown lifetime.
+    pub fn refresh_at(&self, skew_ms: u64) -> Option<u64> {
+        self.expires_at.map(|e| e.saturating_sub(self.margin_ms(skew_ms)))
+    }
+
+    /// Usable now: before [`Self::refresh_at`] (or of unknown lifetime).
     pub fn is_fresh(&self, now: u64, skew_ms: u64) -> bool {
-        self.expires_at.is_none_or(|e| e > now.saturating_add(skew_ms))
+        self.refresh_at(skew_ms).is_none_or(|r| r > now)
     }
 
     /// The scopes as a list.
@@ -58,11 +75,12 @@ impl TokenSet {
         self.scope.as_deref().map(scope::split).unwrap_or_default()
     }
 
-    /// The token for the caller.
-    pub fn access(&self) -> AccessToken {
+    /// The token for the caller; `skew_ms` sets when it is refreshed.
+    pub fn access(&self, skew_ms: u64) -> AccessToken {
         AccessToken::new(
             self.access_token.clone(),
             self.expires_at,
+            self.refresh_at(skew_ms),
             self.scopes(),
             self.dpop_key.is_some(),
         )
@@ -203,6 +221,7 @@ pub fn parse_token_response(
             .or_else(|| requested_scope.map(String::from)),
         client_id: String::from(client_id),
         dpop_key: dpop.then(|| String::from(DPOP_BOUND)),
+        lifetime_ms: expires_in.map(|s| s.saturating_mul(1000)),
     })
 }
 
@@ -278,7 +297,7 @@ mod tests {
         assert_eq!(t.expires_at, Some(1_000 + 3_600_000));
         assert_eq!(t.refresh_token.as_deref(), Some("R"));
         assert_eq!(t.scopes(), ["a", "b"]);
-        assert!(!format!("{t:?}").contains("\"A\"") && !format!("{:?}", t.access()).contains('R'));
+        assert!(!format!("{t:?}").contains("\"A\"") && !format!("{:?}", t.access(0)).contains('R'));
     }
 
     #[test]
@@ -339,10 +358,27 @@ mod tests {
             scope: None,
             client_id: "c".into(),
             dpop_key: None,
+            lifetime_ms: None,
         };
         assert!(t.is_fresh(0, 60_000));
         assert!(!t.is_fresh(40_001, 60_000));
-        assert!(TokenSet { expires_at: None, ..t }.is_fresh(u64::MAX, 60_000));
+        assert!(
+            TokenSet {
+                expires_at: None,
+                ..t.clone()
+            }
+            .is_fresh(u64::MAX, 60_000)
+        );
+        // A 20 s token: the margin is 10 s, not the 60 s skew.
+        let short = TokenSet {
+            expires_at: Some(20_000),
+            lifetime_ms: Some(20_000),
+            ..t
+        };
+        assert_eq!(short.refresh_at(60_000), Some(10_000));
+        assert!(short.is_fresh(0, 60_000) && short.is_fresh(9_999, 60_000));
+        assert!(!short.is_fresh(10_000, 60_000));
+        assert_eq!(short.access(60_000).refresh_at, Some(10_000));
     }
 
     #[test]

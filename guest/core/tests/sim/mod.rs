@@ -300,7 +300,7 @@ impl Sim {
     /// Runs an operation to its end.
     pub fn run(&mut self, s: &mut Session, first: Step) -> Result<Outcome, Error> {
         let mut step = first;
-        for _ in 0..200 {
+        for _ in 0..2_000 {
             step = match step {
                 Step::Effect(e) => {
                     let input = self.perform(e);
@@ -313,7 +313,7 @@ impl Sim {
                 }
             };
         }
-        panic!("flow did not end in 200 steps");
+        panic!("flow did not end in 2,000 steps");
     }
 
     pub fn authorize(&mut self, s: &mut Session, mode: Mode) -> Result<Outcome, Error> {
