@@ -89,11 +89,15 @@ impl AuthorizedClient {
             if resp.status != 401 && resp.status != 403 {
                 break;
             }
+            let dpop_nonce = match nonce_signal(resp.status, &resp.header_values("dpop-nonce")) {
+                NonceSignal::Challenge(n) => n,
+                _ => None,
+            };
             let challenge = ServerResponse {
                 status: resp.status,
                 www_authenticate: resp.header_values("www-authenticate"),
                 sent_token: token.as_ref().map(|t| t.token.clone()),
-                dpop_nonce: resp.header_values("dpop-nonce").into_iter().next(),
+                dpop_nonce,
             };
             match self.session.on_response(&challenge, self.mode)? {
                 ChallengeOutcome::Token(t) => {
@@ -103,12 +107,33 @@ impl AuthorizedClient {
                 ChallengeOutcome::Unchanged => break,
             }
         }
-        if let Some(n) = resp.header_values("dpop-nonce").into_iter().next()
-            && (200..300).contains(&resp.status)
-        {
+        if let NonceSignal::Note(n) = nonce_signal(resp.status, &resp.header_values("dpop-nonce")) {
             self.session.note_dpop_nonce(resp.status, n);
         }
         Ok(resp)
+    }
+}
+
+/// What a `DPoP-Nonce` from the MCP server is for (RFC 9449 §8, §9), the
+/// rule every host follows (`tests/vectors/dpop_nonce_signals.json`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NonceSignal {
+    /// A 401 or 403: goes with the challenge (the nonce, if any).
+    Challenge(Option<String>),
+    /// A 2xx that carries one: noted by the engine for the next proof.
+    Note(String),
+    /// Anything else: ignored.
+    Ignore,
+}
+
+/// The signal of a response with `status` and these `DPoP-Nonce` values
+/// (in order): the first counts; an empty one is none.
+pub fn nonce_signal(status: u16, nonces: &[String]) -> NonceSignal {
+    let nonce = nonces.first().filter(|n| !n.is_empty()).cloned();
+    match (status, nonce) {
+        (401 | 403, n) => NonceSignal::Challenge(n),
+        (200..=299, Some(n)) => NonceSignal::Note(n),
+        _ => NonceSignal::Ignore,
     }
 }
 

@@ -71,9 +71,18 @@ pub fn dpop_proof(store: &FileStore, key_id: &str, claims: &str) -> Result<Strin
 /// same file the Node and Python packages use), or made from fresh OS
 /// randomness and written once (a bound token is useless without it).
 fn dpop_key(store: &FileStore, key_id: &str) -> Result<SigningKey, String> {
+    // A key file that cannot be used is refused, never replaced: a token
+    // bound to it is useless without it (docs/store.md); the user decides.
+    let file = store.dir().join(format!("{key_id}.pem"));
+    let refuse = |what: &str| {
+        format!(
+            "the DPoP key file {} is {what}; it is left as it is: restore it, or remove it and sign in again",
+            file.display()
+        )
+    };
     let parse = |pem: Vec<u8>| {
-        let pem = String::from_utf8(pem).map_err(|_| "the stored DPoP key is not PEM".to_string())?;
-        SigningKey::from_pkcs8_pem(&pem).map_err(|_| "the stored DPoP key is not a P-256 key".to_string())
+        let pem = String::from_utf8(pem).map_err(|_| refuse("not PEM"))?;
+        SigningKey::from_pkcs8_pem(&pem).map_err(|_| refuse("not a P-256 PKCS#8 private key"))
     };
     if let Some(pem) = store
         .get_key_file(key_id)

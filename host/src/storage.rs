@@ -13,7 +13,7 @@
 //!   `flock`): two processes refreshing the same server take turns, a lock
 //!   left by a dead process is broken, and waiting has a deadline.
 
-mod lock;
+pub mod lock;
 pub mod private;
 
 pub use lock::LOCK_WAIT;

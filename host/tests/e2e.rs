@@ -98,13 +98,16 @@ fn cold_login_then_token_from_a_new_process() {
 #[test]
 fn expired_token_is_refreshed_once_and_rotation_is_kept() {
     let server = DemoServer::start(Faults {
-        access_ttl_secs: Some(30), // inside the engine's 60 s margin: always "expired"
+        // 2 s tokens: stale once half their lifetime is left (the margin is
+        // the 60 s skew capped at half the lifetime).
+        access_ttl_secs: Some(2),
         ..Faults::default()
     })
     .unwrap();
     let home = temp_home("refresh");
     assert!(cli(&home, BROWSER, &["login", &server.mcp_url()]).status.success());
     let rt1 = tokens_record(&home).unwrap()["refresh_token"].clone();
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
     let before = server.count("/token");
     let out = cli(&home, BROWSER, &["token", &server.mcp_url()]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -461,13 +464,14 @@ fn storage_permissions_corruption_and_crashes() {
 #[test]
 fn two_processes_refreshing_at_once_keep_a_working_refresh_token() {
     let server = DemoServer::start(Faults {
-        access_ttl_secs: Some(30),
+        access_ttl_secs: Some(2), // stale after 1 s
         ..Faults::default()
     })
     .unwrap();
     let home = temp_home("race");
     assert!(cli(&home, BROWSER, &["login", &server.mcp_url()]).status.success());
     for _ in 0..3 {
+        std::thread::sleep(std::time::Duration::from_millis(1_100));
         let spawn = || {
             Command::new(CLI)
                 .args(["token", &server.mcp_url()])

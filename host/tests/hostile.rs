@@ -235,3 +235,81 @@ fn planted_symlinks_for_the_cache_and_the_locks_are_not_followed() {
     let mode = std::fs::metadata(&elsewhere).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o755, "the link's target was not chmod'ed");
 }
+
+// Issue 18.1: 150 junk requests at once (favicons, forged and empty
+// callbacks, POSTs, TLS bytes, silent sockets) reach the callback before the
+// real redirect: the sign-in still succeeds, and the log grows by a line per
+// doubling of the forged redirects, not per request.
+#[test]
+fn junk_on_the_callback_never_ends_a_sign_in() {
+    let server = DemoServer::start(Faults::default()).unwrap();
+    let home = temp_home("junk");
+    let out = Command::new(CLI)
+        .args(["login", &server.mcp_url(), "--timeout", "60"])
+        .env("MCP_OAUTH_HOME", &home)
+        .env("BROWSER", format!("{BROWSER} --junk 150"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let notices = stderr
+        .lines()
+        .filter(|l| l.contains("ignored a request to the callback"))
+        .count();
+    assert!(notices <= 8, "at most one line per doubling, got {notices}:\n{stderr}");
+    assert_eq!(server.count("/token"), 1);
+    // The grant is stored: the next command needs nothing from the AS.
+    let before = server.as_requests();
+    assert!(cli(&home, &["token", &server.mcp_url()]).status.success());
+    assert_eq!(server.as_requests(), before);
+}
+
+// Issue 18.2: an MCP server that refuses every token. `login` signs in at
+// the AS, sends the probe once more with the new token, and stops with an
+// error that names the resource (exit 1), keeping the tokens; no refresh,
+// no second sign-in. A second `login` refreshes the stored token once.
+#[test]
+fn a_server_that_refuses_every_token_ends_login_at_once() {
+    let server = DemoServer::start(Faults {
+        reject_tokens: true,
+        ..Faults::default()
+    })
+    .unwrap();
+    let home = temp_home("refuses");
+    let url = server.mcp_url();
+    let out = cli(&home, &["login", &url]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("just issued") && stderr.contains(&url), "{stderr}");
+    assert!(!stderr.contains("Logged in"), "{stderr}");
+    assert_eq!(
+        (server.count("/mcp"), server.count("/token"), server.count("/authorize")),
+        (2, 1, 1)
+    );
+    record_path(&home, "tokens-");
+    let out = cli(&home, &["login", &url]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        (server.count("/mcp"), server.count("/token"), server.count("/authorize")),
+        (4, 2, 1),
+        "one refresh of the stored token, then stop: {:?}",
+        server.log()
+    );
+}
+
+// Issue 18.3: a token shorter than the 60 s margin is not stale on arrival:
+// login keeps it and `token` serves it without a refresh.
+#[test]
+fn a_short_token_is_not_stale_on_arrival() {
+    let server = DemoServer::start(Faults {
+        access_ttl_secs: Some(20),
+        ..Faults::default()
+    })
+    .unwrap();
+    let home = temp_home("short");
+    let out = cli(&home, &["login", &server.mcp_url()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(cli(&home, &["token", &server.mcp_url()]).status.success());
+    assert_eq!(server.count("/token"), 1, "no refresh: {:?}", server.log());
+}

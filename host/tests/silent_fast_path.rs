@@ -144,6 +144,11 @@ fn an_expired_token_is_not_served() {
     session.authorize(Mode::Interactive).unwrap();
     let t1 = session.authorize(Mode::Silent).unwrap();
     let serve_until = t1.expires_at.unwrap() - 5_000;
+    assert_eq!(
+        t1.refresh_at,
+        Some(serve_until),
+        "the engine's margin: the skew, under half of 11 s"
+    );
     assert_eq!(silent_without_engine(&session).unwrap().token, t1.token);
 
     let now = std::time::SystemTime::now()

@@ -4,6 +4,7 @@
 //! once more with the new token. Every wait has a deadline: connect, the
 //! response head, and each read of the body.
 
+use crate::client::{NonceSignal, nonce_signal};
 use std::io::{BufReader, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -243,7 +244,10 @@ impl Upstream {
                 break;
             }
             let www = reply.header_values("www-authenticate");
-            let nonce = reply.header_values("dpop-nonce").into_iter().next();
+            let nonce = match nonce_signal(reply.status, &reply.header_values("dpop-nonce")) {
+                NonceSignal::Challenge(n) => n,
+                _ => None,
+            };
             let sent = token.as_ref().map(|t| t.token.clone());
             match auth
                 .rejected(reply.status, www, sent, nonce)
@@ -256,9 +260,7 @@ impl Upstream {
                 None => break,
             }
         }
-        if (200..300).contains(&reply.status)
-            && let Some(n) = reply.header_values("dpop-nonce").into_iter().next()
-        {
+        if let NonceSignal::Note(n) = nonce_signal(reply.status, &reply.header_values("dpop-nonce")) {
             auth.nonce(reply.status, n);
         }
         Ok(reply)

@@ -28,44 +28,92 @@ fn unix_ms() -> u128 {
         .unwrap_or(0)
 }
 
-/// What a lock file says about its holder.
+/// Whether a lock file's holder may still be working (`docs/store.md`,
+/// protocol 2, step 2; pinned for every host by `tests/vectors/lock_verdicts.json`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Wait for it.
+    Busy,
+    /// Break it.
+    Stale,
+}
+
+/// The holder's pid in a lock file's content: a JSON integer in
+/// 1..=2147483647 (a `pid_t`), else none.
+fn holder_pid(content: &[u8]) -> Option<u32> {
+    serde_json::from_slice::<serde_json::Value>(content)
+        .ok()
+        .and_then(|v| v["pid"].as_u64())
+        .filter(|p| (1..=i32::MAX as u64).contains(p))
+        .and_then(|p| u32::try_from(p).ok())
+}
+
+/// The verdict on a lock file with `content`, `age` old (`None`: its mtime
+/// is in the future or unknown, counted as 0), asking `alive` about its pid.
+pub fn verdict(content: &[u8], age: Option<Duration>, alive: impl Fn(u32) -> bool) -> Verdict {
+    let age = age.unwrap_or_default();
+    let stale = match holder_pid(content) {
+        Some(pid) => age > LOCK_MAX_AGE || !alive(pid),
+        None => age > LOCK_UNREADABLE_AGE,
+    };
+    if stale { Verdict::Stale } else { Verdict::Busy }
+}
+
+/// Which lock file was judged: its device and inode, and its content (an
+/// inode number can be reused at once by the lock that replaced it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    identity: Option<(u64, u64)>,
+    content: Vec<u8>,
+}
+
+/// What a lock file says about its holder, as read from disk.
 struct Holder {
     pid: Option<u32>,
-    age: Option<Duration>,
+    verdict: Verdict,
+    /// The file judged: breaking it must not break another.
+    judged: Judged,
 }
 
 impl Holder {
     fn is_stale(&self) -> bool {
-        let age = self.age.unwrap_or_default();
-        match self.pid {
-            Some(pid) => age > LOCK_MAX_AGE || !process_alive(pid),
-            None => age > LOCK_UNREADABLE_AGE,
-        }
+        self.verdict == Verdict::Stale
     }
 }
 
+#[cfg(unix)]
+fn identity(m: &fs::Metadata) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    Some((m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn identity(_: &fs::Metadata) -> Option<(u64, u64)> {
+    None
+}
+
 fn lock_holder(path: &Path) -> Holder {
-    let age = fs::metadata(path)
-        .and_then(|m| m.modified())
-        .ok()
+    let meta = fs::symlink_metadata(path).ok();
+    let age = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
         .and_then(|t| t.elapsed().ok());
     // The file is tiny; read at most a little of it whatever it holds.
     // A FIFO or symlink planted here must not block or mislead us.
-    let text = private::read_small(path, 256)
-        .ok()
-        .flatten()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let pid = serde_json::from_str::<serde_json::Value>(&text)
-        .ok()
-        .and_then(|v| v["pid"].as_u64())
-        .and_then(|p| u32::try_from(p).ok())
-        .filter(|p| *p > 0);
-    Holder { pid, age }
+    let text = private::read_small(path, 256).ok().flatten().unwrap_or_default();
+    Holder {
+        pid: holder_pid(&text),
+        verdict: verdict(&text, age, process_alive),
+        judged: Judged {
+            identity: meta.as_ref().and_then(identity),
+            content: text,
+        },
+    }
 }
 
+/// True unless `kill(pid, 0)` says no such process (ESRCH).
 #[cfg(unix)]
-fn process_alive(pid: u32) -> bool {
+pub fn process_alive(pid: u32) -> bool {
     let Ok(pid) = libc::pid_t::try_from(pid) else {
         return false;
     };
@@ -74,14 +122,19 @@ fn process_alive(pid: u32) -> bool {
     r == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
 }
 
+/// No way to tell here: every holder counts as alive.
 #[cfg(not(unix))]
-fn process_alive(_pid: u32) -> bool {
+pub fn process_alive(_pid: u32) -> bool {
     true
 }
 
 /// Moves a stale lock aside, then removes it; if another process broke it
-/// first, the rename fails and nothing happens.
-fn break_stale(path: &Path) {
+/// first, the rename fails and nothing happens. If the file moved is not the
+/// one judged (another device and inode, or other content), another process
+/// broke the judged lock and took a fresh one in between: that lock is put
+/// back (a hard link, which fails if a lock exists again by then) before the
+/// moved name goes.
+pub fn break_stale(path: &Path, judged: &Judged) {
     let mut n = [0u8; 8];
     let _ = getrandom::fill(&mut n);
     let aside = path.with_extension(format!(
@@ -89,9 +142,24 @@ fn break_stale(path: &Path) {
         std::process::id(),
         u64::from_le_bytes(n)
     ));
-    if fs::rename(path, &aside).is_ok() {
-        let _ = fs::remove_file(aside);
+    if fs::rename(path, &aside).is_err() {
+        return;
     }
+    let moved = Judged {
+        identity: fs::symlink_metadata(&aside).ok().as_ref().and_then(identity),
+        content: private::read_small(&aside, 256).ok().flatten().unwrap_or_default(),
+    };
+    if moved != *judged {
+        let _ = fs::hard_link(&aside, path);
+    }
+    let _ = fs::remove_file(aside);
+}
+
+/// The verdict on the lock file at `path`, and the identity of the file
+/// judged (what [`break_stale`] compares against).
+pub fn judge(path: &Path) -> (Verdict, Judged) {
+    let h = lock_holder(path);
+    (h.verdict, h.judged)
 }
 
 impl FileStore {
@@ -118,7 +186,7 @@ impl FileStore {
             }
             let holder = lock_holder(&path);
             if holder.is_stale() {
-                break_stale(&path);
+                break_stale(&path, &holder.judged);
                 continue;
             }
             if started.elapsed() >= LOCK_WAIT {
@@ -207,6 +275,7 @@ mod tests {
         )
         .unwrap();
         assert!(lock_holder(&dir.join("locks/tokens-y.lock")).pid.is_some());
+        assert_eq!(judge(&dir.join("locks/tokens-y.lock")).0, Verdict::Busy);
         assert!(!lock_holder(&dir.join("locks/tokens-y.lock")).is_stale());
         // A protocol 1 file: empty, from long ago.
         let old = dir.join("locks/tokens-z.lock");

@@ -4,7 +4,7 @@
 //! | trigger | rule | decision |
 //! |---|---|---|
 //! | any 401/403 | the rejected token was already replaced by a fresh one (another caller renewed it), or none was sent | use the current token |
-//! | 401 | the rejected token is the one the AS issued to this session within [`JUST_ISSUED_MS`] (one operation) | fail with `TokenRefused`: no refresh, no new grant |
+//! | 401 | the rejected token was issued by the AS in this operation (or was refused so before) | fail with `TokenRefused`: no refresh, no new grant |
 //! | ask | stored token fresh | use it |
 //! | ask | expired, refresh token and metadata at hand | refresh |
 //! | 401 | a token was rejected and no refresh was spent since the last success | refresh (once per rejection) |
@@ -58,15 +58,14 @@ impl Trigger {
     }
 }
 
-/// How recent an issued token must be for a 401 on it to count as "refused
-/// in the same operation": one engine call's longest HTTP deadline.
-pub const JUST_ISSUED_MS: u64 = 60_000;
-
-/// Whether `trigger` rejects `issued` (the token the AS last issued to the
-/// session, and when) within [`JUST_ISSUED_MS`] of its issue.
-pub fn just_issued(issued: Option<&(String, u64)>, trigger: &Trigger, now: u64) -> bool {
-    matches!((issued, trigger.rejected()),
-        (Some((token, at)), Some(rejected)) if token == rejected && now.saturating_sub(*at) <= JUST_ISSUED_MS)
+/// Whether `trigger` rejects a token the server already refused after its
+/// issue (`refused`) or one the AS issued in this operation (`issued`: since
+/// the host's last `authorize`; an operation is an authorize and the
+/// `on_response` calls that follow it).
+pub fn refuses_fresh(issued: Option<&str>, refused: Option<&str>, trigger: &Trigger) -> bool {
+    trigger
+        .rejected()
+        .is_some_and(|r| issued == Some(r) || refused == Some(r))
 }
 
 /// What the session knows when it decides.
@@ -75,8 +74,8 @@ pub struct Facts<'a> {
     pub now: u64,
     /// Tokens this close to expiry count as expired.
     pub skew_ms: u64,
-    /// The rejected token is the one the AS issued to this session within
-    /// [`JUST_ISSUED_MS`].
+    /// The rejected token was issued by the AS in this operation, or the
+    /// server refused it so before ([`refuses_fresh`]).
     pub rejected_just_issued: bool,
     /// The resource the grant is for (for the error), when bound.
     pub resource: Option<&'a str>,

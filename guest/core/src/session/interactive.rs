@@ -303,7 +303,7 @@ impl Session {
         match token::parse_token_response(&resp, now, &client.client_id, requested.as_deref(), None) {
             Ok(ts) => {
                 self.refreshed_after_401 = false;
-                self.store_tokens(f, now, ts)
+                self.store_tokens(f, ts)
             }
             Err(Error::TokenRequestFailed { error: Some(e), .. })
                 if e == "invalid_client" && client.source == ClientSource::Dynamic && !f.reregistered =>

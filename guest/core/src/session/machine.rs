@@ -163,7 +163,7 @@ impl Session {
         };
         let requested = Some(scope::join(scopes)).filter(|s| !s.is_empty());
         match token::parse_token_response(&resp, now, client_id, requested.as_deref(), None) {
-            Ok(ts) => self.store_tokens(f, now, ts),
+            Ok(ts) => self.store_tokens(f, ts),
             Err(e) => Next::fail(e),
         }
     }

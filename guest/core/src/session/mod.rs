@@ -68,10 +68,12 @@ pub struct Session {
     latch: Latch,
     step_ups: u8,
     refreshed_after_401: bool,
-    /// The access token the AS last issued to this session, and when
-    /// (unix ms): the MCP server refusing it within one operation is not
-    /// something another refresh or sign-in can fix.
-    just_issued: Option<(String, u64)>,
+    /// The access token the AS issued in the current operation (cleared by
+    /// `authorize`): the MCP server refusing it is not something another
+    /// refresh or sign-in can fix.
+    just_issued: Option<String>,
+    /// A token the server refused that way: refused again, at once.
+    refused: Option<String>,
     /// The MCP server asked for DPoP (a `DPoP` challenge): bind new grants.
     dpop_wanted: bool,
     /// The latest `DPoP-Nonce` per origin (RFC 9449 §8, §9).
@@ -114,6 +116,7 @@ impl Session {
             step_ups: 0,
             refreshed_after_401: false,
             just_issued: None,
+            refused: None,
             dpop_wanted: false,
             dpop_nonces: Vec::new(),
             rs_nonce_retried: false,
@@ -128,6 +131,8 @@ impl Session {
     /// Get a token: a stored fresh one at once, else refresh, else (in
     /// interactive mode) a full authorization.
     pub fn authorize(&mut self, now: u64, mode: Mode, entropy: Entropy) -> Step {
+        // A new operation: what an earlier one was issued is no longer "just".
+        self.just_issued = None;
         let trigger = Trigger::Ask;
         self.begin(now, Op::Authorize { mode, trigger }, entropy)
     }
@@ -434,7 +439,8 @@ impl Session {
         let facts = Facts {
             now,
             skew_ms: self.config.expiry_skew_ms,
-            rejected_just_issued: !unbound && rejection::just_issued(self.just_issued.as_ref(), &trigger, now),
+            rejected_just_issued: !unbound
+                && rejection::refuses_fresh(self.just_issued.as_deref(), self.refused.as_deref(), &trigger),
             resource: self.binding.as_ref().map(|b| b.prm.resource.as_str()),
             tokens: self.tokens.as_ref(),
             metadata_known: self.metadata.is_some(),
@@ -462,7 +468,12 @@ impl Session {
                 }
                 refresh::start(self.tokens_key())
             }
-            Decision::Fail(e) => Next::fail(e),
+            Decision::Fail(e) => {
+                if matches!(e, Error::TokenRefused { .. }) {
+                    self.refused = trigger.rejected().map(String::from);
+                }
+                Next::fail(e)
+            }
             Decision::Authorize(grant) => {
                 if grant.rediscover {
                     self.forget_binding();

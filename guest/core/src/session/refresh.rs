@@ -77,7 +77,7 @@ impl Session {
         };
         let (client_id, scope) = (t.client_id.clone(), t.scope.clone());
         match token::parse_token_response(&resp, now, &client_id, scope.as_deref(), Some(&used)) {
-            Ok(ts) => self.store_tokens(f, now, ts),
+            Ok(ts) => self.store_tokens(f, ts),
             Err(Error::TokenRequestFailed { error: Some(e), .. }) if e == "invalid_grant" => {
                 let key = self.tokens_key();
                 Next::Effect(Phase::ReloadAfterInvalidGrant { used }, load(key))

@@ -65,7 +65,7 @@ impl Session {
     }
 
     /// Keep the new grant, save it, release the lock, hand out the token.
-    pub(super) fn store_tokens(&mut self, f: &mut Flow, now: u64, mut ts: TokenSet) -> Next {
+    pub(super) fn store_tokens(&mut self, f: &mut Flow, mut ts: TokenSet) -> Next {
         let Some(b) = &self.binding else {
             return Next::fail(crate::Error::UnexpectedInput { expected: "a binding" });
         };
@@ -89,7 +89,7 @@ impl Session {
         let mut effects = alloc::vec![save(self.tokens_key(), records::encode(&record))];
         effects.extend(f.held_lock.take().map(|key| Effect::Unlock { key }));
         let token = ts.access(self.config.expiry_skew_ms);
-        self.just_issued = Some((ts.access_token.clone(), now));
+        self.just_issued = Some(ts.access_token.clone());
         self.tokens = Some(ts);
         Next::Queue(effects, Then::Finish(Ok(Outcome::Token(token))))
     }

@@ -1,11 +1,14 @@
 //! The `callback` import: the loopback redirect listener (RFC 8252 §7.3).
 //!
 //! Bound to 127.0.0.1 before the flow goes on (port 0 unless pinned). One
-//! listener per flow; it serves many requests (a favicon or a stray hit does
-//! not end it), answers only `/callback`, shows a short page, times out and
-//! can be cancelled. When pasting is on, a redirect URL typed on stdin races
+//! listener per flow; it serves many requests (a favicon, a stray hit or a
+//! flood of forged redirects does not end it: `intake.rs` bounds the work
+//! per request, not the number of requests), answers only `/callback`,
+//! shows a short page, times out and can be cancelled. When pasting is on, a redirect URL typed on stdin races
 //! the browser; a bad paste is refused with its reason and the user may paste
 //! again while the listener keeps listening.
+
+mod intake;
 
 use std::io;
 use std::net::TcpListener;
@@ -72,17 +75,11 @@ pub fn stdin_lines() -> &'static Mutex<Receiver<String>> {
 const PAGE_DONE: &str = "<!doctype html><title>mcp-oauth</title><p>mcp-oauth received the authorization response. You can close this tab and return to your terminal.</p>";
 const PAGE_REJECTED: &str = "<!doctype html><title>mcp-oauth</title><p>This response does not belong to the login in progress and was ignored. You can close this tab.</p>";
 
-fn html(body: &str, status: u16) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
-    tiny_http::Response::from_string(body)
-        .with_status_code(status)
-        .with_header(tiny_http::Header::from_bytes("content-type", "text/html; charset=utf-8").expect("static header"))
-}
-
 /// One flow's listener.
 pub struct Listener {
-    server: tiny_http::Server,
+    shared: Arc<intake::Shared>,
     port: u16,
-    pending: Option<tiny_http::Request>,
+    pending: Option<intake::Arrived>,
     options: CallbackOptions,
 }
 
@@ -100,9 +97,14 @@ impl Listener {
             _ => BindError::Other(e.to_string()),
         })?;
         let port = tcp.local_addr().map_err(|e| BindError::Other(e.to_string()))?.port();
-        let server = tiny_http::Server::from_listener(tcp, None).map_err(|e| BindError::Other(e.to_string()))?;
+        let shared = Arc::new(intake::Shared::default());
+        let accept = shared.clone();
+        std::thread::Builder::new()
+            .name("mcp-oauth-callback-accept".into())
+            .spawn(move || intake::serve(tcp, accept))
+            .map_err(|e| BindError::Other(e.to_string()))?;
         Ok(Self {
-            server,
+            shared,
             port,
             pending: None,
             options,
@@ -112,6 +114,11 @@ impl Listener {
     /// The port bound.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Requests answered without reaching the engine so far (404, 400, 503).
+    pub fn junk(&self) -> u64 {
+        self.shared.junk.load(Ordering::Relaxed)
     }
 
     /// `http://127.0.0.1:<port>/callback`.
@@ -129,10 +136,11 @@ impl Listener {
     /// Waits up to `timeout` for the next request to `/callback` or a paste.
     pub fn next(&mut self, timeout: Duration) -> Arrival {
         // A previous response is being waited past: it was not accepted.
-        if let Some(req) = self.pending.take() {
-            let _ = req.respond(html(PAGE_REJECTED, 400));
+        if let Some(a) = self.pending.take() {
+            a.answer(400, PAGE_REJECTED);
         }
         let deadline = Instant::now() + timeout;
+        // Bounded by the deadline; each round waits at most 100 ms.
         loop {
             if self.options.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
                 return Arrival::Cancelled;
@@ -151,21 +159,10 @@ impl Listener {
             if now >= deadline {
                 return Arrival::TimedOut;
             }
-            let slice = (deadline - now).min(Duration::from_millis(100));
-            match self.server.recv_timeout(slice) {
-                Ok(Some(req)) => {
-                    let raw = req.url().to_string();
-                    let (path, query) = raw.split_once('?').unwrap_or((raw.as_str(), ""));
-                    if path != "/callback" || *req.method() != tiny_http::Method::Get {
-                        let _ = req.respond(html("<p>Not found.</p>", 404));
-                        continue;
-                    }
-                    let query = query.to_string();
-                    self.pending = Some(req);
-                    return Arrival::Redirect(query);
-                }
-                Ok(None) => {}
-                Err(_) => std::thread::sleep(slice),
+            if let Some(a) = self.shared.next((deadline - now).min(Duration::from_millis(100))) {
+                let query = a.query.clone();
+                self.pending = Some(a);
+                return Arrival::Redirect(query);
             }
         }
     }
@@ -173,9 +170,10 @@ impl Listener {
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Some(req) = self.pending.take() {
-            let _ = req.respond(html(PAGE_DONE, 200));
+        if let Some(a) = self.pending.take() {
+            a.answer(200, PAGE_DONE);
         }
+        self.shared.stop(self.port);
     }
 }
 
@@ -208,6 +206,59 @@ mod tests {
         let (fav, cb) = t.join().unwrap();
         assert!(fav.starts_with("HTTP/1.1 404"), "{fav}");
         assert!(cb.contains("return to your terminal"), "{cb}");
+    }
+
+    fn send_raw(port: u16, bytes: &[u8]) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let _ = s.write_all(bytes);
+        let mut out = Vec::new();
+        let _ = s.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    // Issue 18: 150 junk requests in parallel (and silent sockets held open)
+    // before the real redirect never end the wait; each junk request gets an
+    // answer or a closed socket; the real one is handed out.
+    #[test]
+    fn a_flood_of_junk_never_ends_the_wait() {
+        let mut l = Listener::bind(None, CallbackOptions::default()).unwrap();
+        let port = l.port();
+        let silent: Vec<TcpStream> = (0..40)
+            .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+            .collect();
+        let junk: Vec<&'static [u8]> = vec![
+            b"GET /favicon.ico HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /callback?junk HTTP/1.1\r\n\r\n",
+            b"POST /callback?code=x&state=y HTTP/1.1\r\nContent-Length: 0\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+            b"GET /callback?code=forged&state=wrong HTTP/1.1\r\n\r\n",
+        ];
+        let floods: Vec<_> = (0..150)
+            .map(|i| {
+                let bytes = junk[i % junk.len()];
+                std::thread::spawn(move || send_raw(port, bytes))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300));
+        let real = std::thread::spawn(move || get(port, "/callback?code=real&state=s"));
+        let started = Instant::now();
+        let mut seen = 0;
+        loop {
+            match l.next(Duration::from_secs(10)) {
+                Arrival::Redirect(q) if q == "code=real&state=s" => break,
+                Arrival::Redirect(_) => seen += 1,
+                other => panic!("the wait ended: {other:?}"),
+            }
+            assert!(seen <= 200 && started.elapsed() < Duration::from_secs(10));
+        }
+        drop(l);
+        assert!(real.join().unwrap().contains("return to your terminal"));
+        for f in floods {
+            let answer = f.join().unwrap();
+            assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 "), "{answer}");
+        }
+        drop(silent);
     }
 
     #[test]
