@@ -40,6 +40,9 @@ pub struct Faults {
     pub dpop: bool,
     /// Both demand this DPoP nonce (RFC 9449 §8, §9).
     pub dpop_nonce: Option<String>,
+    /// The MCP server answers every request 403 `insufficient_scope`,
+    /// naming this scope (a server never satisfied).
+    pub always_insufficient: Option<String>,
 }
 
 impl Faults {
@@ -56,6 +59,7 @@ impl Faults {
         s.asc.dpop_algs = self.dpop.then(|| vec!["ES256".into()]);
         s.asc.dpop_nonce = self.dpop_nonce.clone();
         s.mcp.dpop_nonce = self.dpop_nonce.clone();
+        s.mcp.always_insufficient = self.always_insufficient.clone();
     }
 }
 

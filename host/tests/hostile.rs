@@ -313,3 +313,56 @@ fn a_short_token_is_not_stale_on_arrival() {
     assert!(cli(&home, &["token", &server.mcp_url()]).status.success());
     assert_eq!(server.count("/token"), 1, "no refresh: {:?}", server.log());
 }
+
+const CONFORMANCE: &str = env!("CARGO_BIN_EXE_conformance-client");
+
+/// Runs the conformance client (the library's AuthorizedClient and MCP
+/// client) once against `url` with a fresh store.
+fn conformance_client(url: &str, tag: &str) -> Output {
+    Command::new(CONFORMANCE)
+        .arg(url)
+        .env("MCP_OAUTH_HOME", temp_home(tag))
+        .env("MCP_CONFORMANCE_SCENARIO", "auth/basic")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run conformance-client")
+}
+
+// Issue 18.2 through the library's own MCP client: a server that refuses
+// every token costs the request without a token, the one with the token
+// just issued, and nothing more (it used to be 6 POSTs and a refresh).
+#[test]
+fn the_mcp_client_stops_at_once_when_every_token_is_refused() {
+    let server = DemoServer::start(Faults {
+        reject_tokens: true,
+        ..Faults::default()
+    })
+    .unwrap();
+    let out = conformance_client(&server.mcp_url(), "conformance-refused");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(format!("{stdout}{stderr}").contains("just issued"), "{stdout}{stderr}");
+    assert_eq!(server.count("/mcp"), 2, "{:?}", server.log());
+    assert_eq!((server.count("/token"), server.count("/authorize")), (1, 1));
+}
+
+// A server that answers 403 insufficient_scope forever: the first request,
+// then one per step-up up to the cap of 3: 4 POSTs, then a typed error.
+#[test]
+fn a_server_never_satisfied_with_scope_costs_at_most_the_step_up_cap() {
+    let server = DemoServer::start(Faults {
+        always_insufficient: Some("admin".into()),
+        ..Faults::default()
+    })
+    .unwrap();
+    let out = conformance_client(&server.mcp_url(), "conformance-insufficient");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(server.count("/mcp") <= 4, "{:?}", server.log());
+    assert!(server.count("/authorize") <= 4, "{:?}", server.log());
+}
