@@ -69,6 +69,7 @@ async function run(url) {
   try {
     const auth = await McpOAuth.open(url, {
       home,
+      secrets: 'file', // a throwaway store: a keychain item would outlive it
       clientId: context.client_id,
       clientSecret: context.client_secret,
       privateKey: context.private_key_pem,

@@ -29,7 +29,9 @@ export type Progress =
   | { kind: 'listening'; redirectUri: string }
   | { kind: 'browser-opened'; url: string }
   | { kind: 'waiting' }
-  | { kind: 'callback-arrived' };
+  | { kind: 'callback-arrived' }
+  /** When a flow's listener closes: requests it answered without the engine (other paths, malformed, over a limit). */
+  | { kind: 'callback-ignored'; count: number };
 
 /** SEP-990 enterprise-managed authorization: ID token → ID-JAG → access token. */
 /** Workload identity federation (SEP-1933): the workload's JWT from its platform, in the jwt-bearer grant. */
@@ -47,9 +49,140 @@ export interface IdentityAssertionGrant {
   idpClientId?: string;
 }
 
+/**
+ * Where secrets (tokens, client secrets, DPoP keys) live, chosen on a
+ * store's first use and pinned in its `store.json`:
+ * - `auto`: sealed with a store key from `MCP_OAUTH_STORE_KEY_FILE` or the OS
+ *   keychain when one answers within 2 s; else plain files, with one line on
+ *   stderr per process saying why (silence it with `MCP_OAUTH_SECRETS=file`);
+ * - `keychain`: sealed, or an McpOAuthError `keychain-unavailable` (nothing written);
+ * - `file`: plain files (0600), no notice.
+ * A store already pinned is opened in its mode; asking for the other one is
+ * an McpOAuthError `store-mode` naming `mcp-oauth store seal` or `mcp-oauth store unseal`.
+ */
+export type SecretsChoice = 'auto' | 'keychain' | 'file';
+
+/** A held lock; `release()` removes it (once: later calls do nothing). */
+export interface StoreLock {
+  readonly key: string;
+  release(): Promise<void>;
+}
+
+/** Where a store keeps its secrets. */
+export interface StoreDescription {
+  mode: 'plain' | 'sealed';
+  /** e.g. "plain files in /home/me/.local/share/mcp-oauth", "the keychain (Secret Service)", "the key file /run/secrets/k". */
+  where: string;
+  /** Where a sealed store's key comes from. */
+  source?: 'keychain' | 'key-file' | 'program';
+  /** The store key's id (first 16 hex digits of its SHA-256), for a sealed store. */
+  keyId?: string;
+}
+
+/**
+ * The store seam: what the host needs from a store. Keys are flat names
+ * chosen by the engine (`[A-Za-z0-9_-]{1,128}`); record bytes are opaque.
+ * FileStore and SealedStore implement it; so can a store of your own.
+ */
+export interface McpOAuthStore {
+  /** A stable name for this store (per-process caches are kept by it). */
+  readonly id: string;
+  /** The store directory, when there is one. */
+  readonly dir?: string;
+  describe(): StoreDescription;
+  /** Records and key files that cannot be read (a lost or changed store key). */
+  unreadable?(): Promise<number>;
+  /** A record, or null when absent or unreadable (never an error for bad content). */
+  get(key: string): Promise<Uint8Array | null>;
+  /** Writes a record atomically. */
+  set(key: string, value: Uint8Array): Promise<void>;
+  /** Removes a record; absent is fine. */
+  delete(key: string): Promise<void>;
+  /** The record keys starting with `prefix`, sorted. */
+  list(prefix?: string): Promise<string[]>;
+  /** The key file names, sorted. */
+  listKeys?(): Promise<string[]>;
+  /** The cross-process lock on `key`, waiting a bounded time for another holder. */
+  lock(key: string): Promise<StoreLock>;
+  /** Runs `fn` holding the lock on `key`; released however `fn` ends. */
+  withLock?<T>(key: string, fn: () => Promise<T>): Promise<T>;
+  /** A DPoP key file's text, or null when absent. */
+  getKey(key: string): Promise<string | null>;
+  /** Writes a key file unless one exists; resolves the text stored (the first writer's). */
+  putKeyOnce(key: string, text: string): Promise<string>;
+  /** Removes a key file; absent is fine. */
+  deleteKey(key: string): Promise<void>;
+  /** Where a key file is, for messages. */
+  keyPath?(key: string): string;
+}
+
+/** The store as plain files in one directory (the layout every mcp-oauth host shares). */
+export class FileStore implements McpOAuthStore {
+  /** `warn` gets storage warnings (a record that is not read, and why). */
+  constructor(dir: string, warn?: (message: string) => void);
+  readonly id: string;
+  readonly dir: string;
+  describe(): StoreDescription;
+  unreadable(): Promise<number>;
+  get(key: string): Promise<Uint8Array | null>;
+  set(key: string, value: Uint8Array): Promise<void>;
+  delete(key: string): Promise<void>;
+  list(prefix?: string): Promise<string[]>;
+  listKeys(): Promise<string[]>;
+  lock(key: string, deadlineMs?: number): Promise<StoreLock>;
+  withLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
+  getKey(key: string): Promise<string | null>;
+  putKeyOnce(key: string, text: string): Promise<string>;
+  deleteKey(key: string): Promise<void>;
+  keyPath(key: string): string;
+}
+
+/**
+ * Another store with every record and key file sealed by a 32-byte store
+ * key (AES-256-GCM, the record's name bound as associated data: the format
+ * every mcp-oauth host reads). What does not open reads as absent.
+ */
+export class SealedStore implements McpOAuthStore {
+  constructor(inner: McpOAuthStore, key: Uint8Array, options?: { keyFrom?: string; source?: 'keychain' | 'key-file' | 'program' });
+  readonly inner: McpOAuthStore;
+  readonly id: string;
+  readonly dir?: string;
+  readonly keyId: string;
+  describe(): StoreDescription;
+  unreadable(): Promise<number>;
+  get(key: string): Promise<Uint8Array | null>;
+  set(key: string, value: Uint8Array): Promise<void>;
+  delete(key: string): Promise<void>;
+  list(prefix?: string): Promise<string[]>;
+  listKeys(): Promise<string[]>;
+  lock(key: string): Promise<StoreLock>;
+  withLock<T>(key: string, fn: () => Promise<T>): Promise<T>;
+  getKey(key: string): Promise<string | null>;
+  putKeyOnce(key: string, text: string): Promise<string>;
+  deleteKey(key: string): Promise<void>;
+  keyPath(key: string): string;
+}
+
+/**
+ * The store McpOAuth.open uses for `home`: plain or sealed as its
+ * `store.json` says, chosen on first use (see SecretsChoice). `env`
+ * (default process.env) supplies MCP_OAUTH_SECRETS, MCP_OAUTH_STORE_KEY_FILE
+ * and the session bus.
+ */
+export function openStore(options: {
+  home: string;
+  secrets?: SecretsChoice;
+  env?: Record<string, string | undefined>;
+  warn?: (message: string) => void;
+}): Promise<FileStore | SealedStore>;
+
 export interface McpOAuthOptions {
   /** The store directory. Default: `$MCP_OAUTH_HOME`, else `<platform data dir>/mcp-oauth` (as the CLI). */
   home?: string;
+  /** Where secrets live in a new store (default `$MCP_OAUTH_SECRETS`, else 'auto'); see SecretsChoice. */
+  secrets?: SecretsChoice;
+  /** A store of your own (instead of `home` and `secrets`). */
+  store?: McpOAuthStore;
   /** Opens the authorization URL. Default: `$BROWSER` (run directly, URL last, no shell), else xdg-open / open. */
   openBrowser?: (url: string) => void | Promise<void>;
   /** A pre-registered client id. */
@@ -110,6 +243,18 @@ export interface McpOAuthStatus {
   canRefresh: boolean;
   declined: boolean;
   legacy: boolean;
+  /** Where secrets live. */
+  secrets: SecretsStatus;
+}
+
+export interface SecretsStatus {
+  mode: 'plain' | 'sealed';
+  /** "plain files in <dir>", "the keychain (Secret Service)", "the key file <path>"... */
+  where: string;
+  /** Records and key files the store key cannot open (a lost or changed key). */
+  unreadable: number;
+  /** When some cannot be read: what happened and what to do ("... sign in again"). */
+  message?: string;
 }
 
 export type McpOAuthErrorKind =
@@ -134,6 +279,12 @@ export type McpOAuthErrorKind =
   | 'forbidden'
   | 'callback-listener'
   | 'storage'
+  /** `secrets: 'keychain'` (or a sealed store) and no keychain answers; nothing was written. */
+  | 'keychain-unavailable'
+  /** The store is pinned to the other mode; the message names `mcp-oauth store seal` or `unseal`. */
+  | 'store-mode'
+  /** MCP_OAUTH_STORE_KEY_FILE cannot be used (missing, not a regular file, readable by others, not a key). */
+  | 'store-key'
   | 'other';
 
 /** Every failure: `kind` to branch on, a message that says what to do (never a secret). */
@@ -149,8 +300,8 @@ export class McpOAuth {
   static open(serverUrl: string | URL, options?: McpOAuthOptions): Promise<McpOAuth>;
   /** The server URL. */
   readonly serverUrl: string;
-  /** The store directory in use. */
-  readonly home: string;
+  /** The store directory in use (undefined for a store of your own without one). */
+  readonly home: string | undefined;
   /**
    * fetch that attaches the token to requests to the server's origin and hands
    * 401/403 to the engine, retrying once (twice with a DPoP-bound token: a
@@ -163,9 +314,9 @@ export class McpOAuth {
   token(): Promise<string>;
   /** Clears the decline latch: the next call may ask again. */
   retry(): Promise<void>;
-  /** Removes the stored tokens for this server. */
+  /** Removes the stored tokens for this server, and its DPoP key file. */
   logout(): Promise<void>;
-  /** What is stored for this server. */
+  /** What is stored for this server, and where secrets live. */
   status(): Promise<McpOAuthStatus>;
 }
 
@@ -173,5 +324,9 @@ export class McpOAuth {
 export function defaultHome(env?: Record<string, string | undefined>): string;
 /** Opens a URL as the CLI does: `$BROWSER` (no shell) or the platform opener. */
 export function systemOpenBrowser(url: string, env?: Record<string, string | undefined>): Promise<void>;
-/** Escapes control characters and bidi overrides for printing on a terminal. */
+/**
+ * Text for a terminal: every control character (Unicode Cc: C0, DEL, C1) shown
+ * as a visible `\u{..}` escape, everything else kept (the rule every mcp-oauth
+ * host applies to server text). `keepLines` keeps newlines and tabs (default false).
+ */
 export function escapeTerminal(text: string, keepLines?: boolean): string;

@@ -26,6 +26,7 @@ import anyio
 
 from mcp_oauth import IdentityAssertion, McpOAuth, McpOAuthError
 from mcp_oauth import _http
+from mcp_oauth._terminal import printable, printable_lines
 
 CLIENT_METADATA_URL = "https://conformance-test.local/client-metadata.json"
 
@@ -49,7 +50,7 @@ def headless_browser(url: str) -> None:
         try:
             follow(url)
         except Exception as e:
-            print(f"conformance-client: headless browser: {e}", file=sys.stderr)
+            print(f"conformance-client: headless browser: {printable(str(e))}", file=sys.stderr)
 
     threading.Thread(target=run, daemon=True).start()
 
@@ -94,7 +95,7 @@ def make_auth(url: str, home: str) -> McpOAuth:
         # The store is empty per run; the compiled engine need not be.
         cache_dir=os.path.join(tempfile.gettempdir(), f"mcp-oauth-cache-{os.getuid()}"),
         paste=False,
-        progress=lambda p: print(f"conformance-client: {p.message}", file=sys.stderr),
+        progress=lambda p: print(f"conformance-client: {printable_lines(p.message)}", file=sys.stderr),
     )
 
 
@@ -116,7 +117,7 @@ async def session(url: str, auth: McpOAuth) -> None:
             tools = await s.list_tools()
             for tool in tools.tools:
                 out = await s.call_tool(tool.name, sample_arguments(getattr(tool, "input_schema", None) or tool.inputSchema))
-                print(f"called {tool.name}: {out.content}", file=sys.stderr)
+                print(printable(f"called {tool.name}: {out.content}"), file=sys.stderr)
 
 
 def main() -> int:
@@ -130,9 +131,9 @@ def main() -> int:
         anyio.run(session, url, auth)
         return 0
     except McpOAuthError as e:
-        print(f"conformance-client: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"conformance-client: {type(e).__name__}: {printable(str(e))}", file=sys.stderr)
     except BaseException as e:  # the SDK wraps failures in exception groups
-        print(f"conformance-client: {type(e).__name__}: {e}", file=sys.stderr)
+        print(f"conformance-client: {type(e).__name__}: {printable(str(e))}", file=sys.stderr)
     finally:
         shutil.rmtree(home, ignore_errors=True)
     return 1

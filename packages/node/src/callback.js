@@ -1,18 +1,39 @@
 // The loopback redirect listener (RFC 8252 §7.3), as host/src/callback.rs:
 // bound to 127.0.0.1 before the flow goes on (any free port unless pinned),
-// one per flow, serving many requests (a favicon or a stray hit does not end
-// it), answering only GET /callback, with a timeout. A pasted redirect URL
-// (the `paste` option) races the browser; a bad paste is refused with its
-// reason and the listener keeps listening.
+// one per flow, serving many requests, answering only GET /callback, with a
+// timeout. A pasted redirect URL (the `paste` option) races the browser; a
+// bad paste is refused with its reason and the listener keeps listening.
+//
+// Junk never ends or blocks the wait: anything but GET /callback is answered
+// 404 at once (and counted), a malformed request 400; what one request may
+// cost is bounded (header size, URL length, time to send the request, open
+// connections), never how many requests come. Every /callback arrival goes
+// to the engine in order, which rejects the junk ones; the queue keeps the
+// newest, so a flood cannot push out the real one that comes after it.
 
 // node:http and node:readline are loaded on first use: importing node:http
 // costs about 30 ms, and most calls find a token in the store.
 
 const PAGE_DONE = '<!doctype html><title>mcp-oauth</title><p>mcp-oauth received the authorization response. You can close this tab and return to your application.</p>';
 const PAGE_REJECTED = '<!doctype html><title>mcp-oauth</title><p>This response does not belong to the login in progress and was ignored. You can close this tab.</p>';
+const PAGE_NOT_FOUND = '<p>Not found.</p>';
 
+/** A request line longer than this is not a redirect (an authorization response is a few hundred bytes). */
+export const MAX_URL_BYTES = 8192;
+/** Request line and headers (Node's default; a browser may send cookies for 127.0.0.1). */
+const MAX_HEADER_BYTES = 16_384;
+/** Time for a client to send its request. */
+const REQUEST_TIMEOUT_MS = 5000;
+/** Open connections at once; more are closed at once (a browser uses a few). */
+export const MAX_CONNECTIONS = 64;
+/** /callback arrivals waiting for the engine; past it the oldest is answered first. */
+export const MAX_QUEUE = 4096;
+
+// Every answer closes its connection: an idle keep-alive connection would
+// hold one of the MAX_CONNECTIONS slots.
 function page(res, status, body) {
-  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+  if (res.headersSent || res.destroyed) return;
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
   res.end(body);
 }
 
@@ -41,8 +62,25 @@ export class Listener {
     this.waiter = null; // resolves the pending next()
     this.pending = null; // the response held for the last arrival handed out
     this.warn = warn;
-    this.server = http.createServer((req, res) => this.onRequest(req, res));
-    this.server.requestTimeout = 10_000;
+    /** Requests that never reached the engine: other paths and methods, malformed, over a limit. */
+    this.ignored = 0;
+    /** /callback arrivals the engine waited past (or pushed out of a full queue). */
+    this.rejected = 0;
+    this.refusedSockets = new WeakSet();
+    this.server = http.createServer(
+      {
+        maxHeaderSize: MAX_HEADER_BYTES,
+        requestTimeout: REQUEST_TIMEOUT_MS,
+        headersTimeout: REQUEST_TIMEOUT_MS,
+        // The timeouts above are checked this often (Node's default is 30 s).
+        connectionsCheckingInterval: 1000,
+      },
+      (req, res) => this.onRequest(req, res),
+    );
+    this.server.keepAliveTimeout = 1000;
+    this.server.maxConnections = MAX_CONNECTIONS;
+    this.server.on('drop', () => this.ignored++);
+    this.server.on('clientError', (e, socket) => this.onClientError(e, socket));
   }
 
   get redirectUri() {
@@ -51,10 +89,40 @@ export class Listener {
 
   onRequest(req, res) {
     const raw = req.url || '/';
+    if (raw.length > MAX_URL_BYTES) {
+      this.ignored++;
+      return page(res, 414, '<p>URI too long.</p>');
+    }
     const q = raw.indexOf('?');
     const pathPart = q < 0 ? raw : raw.slice(0, q);
-    if (req.method !== 'GET' || pathPart !== '/callback') return page(res, 404, '<p>Not found.</p>');
+    if (req.method !== 'GET' || pathPart !== '/callback') {
+      this.ignored++;
+      return page(res, 404, PAGE_NOT_FOUND);
+    }
     this.arrive({ query: q < 0 ? '' : raw.slice(q + 1), res });
+  }
+
+  /** Not HTTP, too large, too slow: answered and closed, never an arrival. */
+  onClientError(e, socket) {
+    // One count per connection (a timed-out one also reports its EOF).
+    if (!this.refusedSockets.has(socket)) {
+      this.refusedSockets.add(socket);
+      this.ignored++;
+    }
+    if (e.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const status =
+      e.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : e.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    // A peer that does not read the answer does not keep the socket.
+    setTimeout(() => socket.destroy(), 1000).unref();
+  }
+
+  reject(a) {
+    this.rejected++;
+    if (a.res) page(a.res, 400, PAGE_REJECTED);
   }
 
   arrive(a) {
@@ -62,11 +130,12 @@ export class Listener {
       const w = this.waiter;
       this.waiter = null;
       w(a);
-    } else if (this.queue.length < 32) {
-      this.queue.push(a);
-    } else if (a.res) {
-      page(a.res, 503, '<p>Busy.</p>');
+      return;
     }
+    // Full (a flood while the engine was not waiting): the oldest goes, so
+    // the newest arrival, the likeliest to be the browser's, is kept.
+    if (this.queue.length >= MAX_QUEUE) this.reject(this.queue.shift());
+    this.queue.push(a);
   }
 
   /** Checks a pasted line: it must be this listener's redirect URL with a query. */
@@ -104,7 +173,7 @@ export class Listener {
   async next(timeoutMs) {
     // A previous arrival is being waited past: it was not accepted.
     if (this.pending) {
-      page(this.pending, 400, PAGE_REJECTED);
+      this.reject(this.pending);
       this.pending = null;
     }
     let a = this.queue.shift();
@@ -119,15 +188,15 @@ export class Listener {
       this.waiter = null;
     }
     if (!a) return { tag: 'timed-out' };
-    this.pending = a.res ?? null;
+    this.pending = a;
     return { tag: 'redirect', val: a.query };
   }
 
   /** Closes the listener; the held arrival (the accepted one) gets the done page. */
   async close() {
-    if (this.pending) page(this.pending, 200, PAGE_DONE);
+    if (this.pending?.res) page(this.pending.res, 200, PAGE_DONE);
     this.pending = null;
-    for (const a of this.queue) if (a.res) page(a.res, 400, PAGE_REJECTED);
+    for (const a of this.queue) this.reject(a);
     this.queue = [];
     this.rl?.close();
     await new Promise((resolve) => {

@@ -2,11 +2,13 @@
 // id, made on first use and kept in the store beside the tokens as
 // `<key-id>.pem` (PKCS#8, 0600): a token bound to it is useless without it.
 // The private key never leaves this module: not to the engine, not into an
-// error message, not into a log.
+// error message, not into a log. A key file that cannot be used is refused,
+// never replaced: a token bound to it is useless without it, and the user
+// decides what to do with the file.
 
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
 
-/** Loaded keys, per process: `<store dir>\n<key id>` -> Promise<{ key, header }>. */
+/** Loaded keys, per process: `<store id>\n<key id>` -> Promise<{ key, header }>. */
 const shared = new Map();
 
 const b64url = (bytes) => Buffer.from(bytes).toString('base64url');
@@ -17,7 +19,7 @@ function parseKey(pem) {
     const key = createPrivateKey({ key: pem, format: 'pem' });
     if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return key;
   } catch {
-    // corrupt: the caller makes a new one
+    // not a key: the caller refuses the file
   }
   return null;
 }
@@ -28,9 +30,19 @@ function headerFor(key) {
   return b64url(JSON.stringify({ typ: 'dpop+jwt', alg: 'ES256', jwk: { kty: 'EC', crv: 'P-256', x, y } }));
 }
 
+/**
+ * The id the engine keeps a server's DPoP key pair under: one per (issuer,
+ * resource), `dpop-` and the first 40 hex digits of SHA-256(issuer "\n"
+ * resource). The engine's rule, repeated here so that logout can remove the
+ * key file: keep it in step with `key_id` in guest/core/src/wire/dpop.rs.
+ */
+export function dpopKeyId(issuer, resource) {
+  return `dpop-${createHash('sha256').update(`${issuer}\n${resource}`, 'utf8').digest('hex').slice(0, 40)}`;
+}
+
 export class DpopKeys {
   /**
-   * @param {import('./store.js').FileStore} store  where the key files live
+   * @param {object} store  where the key files live (the store seam: getKey, putKeyOnce, id)
    * @param {Map} [cache]  loaded keys (default: shared by the process)
    */
   constructor(store, cache = shared) {
@@ -47,8 +59,13 @@ export class DpopKeys {
     return `${input}.${b64url(sig)}`;
   }
 
+  /** Drops a loaded key (its file is being removed: logout). */
+  forget(keyId) {
+    this.cache.delete(`${this.store.id}\n${keyId}`);
+  }
+
   #load(keyId) {
-    const id = `${this.store.dir}\n${keyId}`;
+    const id = `${this.store.id}\n${keyId}`;
     let p = this.cache.get(id);
     if (!p) {
       p = this.#loadOrCreate(keyId);
@@ -59,17 +76,18 @@ export class DpopKeys {
   }
 
   async #loadOrCreate(keyId) {
-    const stored = await this.store.getKey(keyId);
-    let key = stored === null ? null : parseKey(stored);
-    if (!key) {
+    const unusable = () =>
+      new Error(`the DPoP key file ${this.store.keyPath?.(keyId) ?? keyId} is not a P-256 private key (PKCS#8 PEM); it is left as it is: move it away to make a new key (tokens bound to it then need a new sign-in)`);
+    let stored = await this.store.getKey(keyId); // an unsafe file is an error, never absent
+    if (stored === null) {
       const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
       const pem = privateKey.export({ format: 'pem', type: 'pkcs8' });
-      // A corrupt file is replaced; an absent one is created only if no other
-      // process made it meanwhile (then its key is the one to use).
-      const kept = await this.store.putKey(keyId, pem, stored !== null);
-      key = kept === pem ? privateKey : parseKey(kept);
-      if (!key) throw new Error(`the DPoP key file ${this.store.keyPath(keyId)} is not a P-256 private key`);
+      // Created only if no other process made it meanwhile (then its key is the one to use).
+      stored = await this.store.putKeyOnce(keyId, pem);
+      if (stored === pem) return { key: privateKey, header: headerFor(privateKey) };
     }
+    const key = parseKey(stored);
+    if (!key) throw unusable();
     return { key, header: headerFor(key) };
   }
 }

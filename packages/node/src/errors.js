@@ -2,7 +2,7 @@
 // never carries a token, secret, code or verifier: engine messages are built
 // without them, and host messages here only name URLs and files.
 
-import { escapeTerminal } from './terminal.js';
+import { printable } from './terminal.js';
 
 /** The one error class of the package; branch on `kind`. */
 export class McpOAuthError extends Error {
@@ -12,14 +12,14 @@ export class McpOAuthError extends Error {
    * @param {object} [oauth]  { status, error, description } when a server sent an OAuth error
    */
   constructor(kind, message, oauth) {
-    super(escapeTerminal(message));
+    super(printable(message));
     this.name = 'McpOAuthError';
     this.kind = kind;
     if (oauth) {
       this.oauth = {
         status: oauth.status,
-        error: oauth.error === undefined ? undefined : escapeTerminal(oauth.error),
-        description: oauth.description === undefined ? undefined : escapeTerminal(oauth.description),
+        error: oauth.error === undefined ? undefined : printable(oauth.error),
+        description: oauth.description === undefined ? undefined : printable(oauth.description),
       };
     }
   }

@@ -8,14 +8,14 @@ import { sign as cryptoSign } from 'node:crypto';
 import { sendEngineRequest } from './http.js';
 import { Listener } from './callback.js';
 import { refuseToOpen } from './browser.js';
-import { escapeTerminal } from './terminal.js';
+import { printable } from './terminal.js';
 import { DpopKeys } from './dpop.js';
 
 const OK = { tag: 'ok', val: undefined };
 const err = (message) => ({ tag: 'err', val: String(message) });
 const BROWSER_DEADLINE_MS = 30_000;
 const CONSENT_DEADLINE_MS = 10 * 60_000;
-const safe = (s) => escapeTerminal(s, false);
+const safe = printable;
 
 /** Settles as `promise`, or as `onTimeout()` (a value or a promise) after `ms`. */
 function withDeadline(promise, ms, onTimeout) {
@@ -46,7 +46,7 @@ export function eventProgress(ev) {
 
 export class Host {
   /**
-   * @param {object} io  { store, http, openBrowser, consent, progress, signingKey, paste }
+   * @param {object} io  { store (the store seam, ./store.js), http, openBrowser, consent, progress, signingKey, paste }
    */
   constructor(io) {
     this.io = io;
@@ -61,7 +61,7 @@ export class Host {
     }
   }
 
-  /** Performs `effect` for the flow whose state is `ctx` ({ locks, listener }). */
+  /** Performs `effect` for the flow whose state is `ctx` ({ locks: Map of held lock handles, listener }). */
   async perform(effect, ctx) {
     const { store } = this.io;
     const v = effect.val;
@@ -94,15 +94,16 @@ export class Host {
         }
       case 'lock':
         try {
-          await store.lock(v);
-          ctx.locks.add(v);
+          // The handle is kept in the flow's state: the driver releases
+          // whatever is still held when the flow ends, however it ends.
+          ctx.locks.set(v, await store.lock(v));
           return { tag: 'locked', val: OK };
         } catch (e) {
           this.progress({ kind: 'storage-warning', record: 'lock', reason: safe(e.message) });
           return { tag: 'locked', val: err(e.message) };
         }
       case 'unlock':
-        await store.unlock(v);
+        await ctx.locks.get(v)?.release();
         ctx.locks.delete(v);
         return { tag: 'ack' };
       case 'sign':
@@ -116,7 +117,7 @@ export class Host {
         }
       case 'listen':
         try {
-          await ctx.listener?.close();
+          await this.closeListener(ctx);
           ctx.listener = await Listener.bind(v, {
             paste: this.io.paste,
             warn: (m) => this.progress({ kind: 'callback-rejected', reason: safe(m) }),
@@ -143,6 +144,19 @@ export class Host {
       default:
         throw new Error(`the engine asked for an unknown effect ${String(effect.tag)}`);
     }
+  }
+
+  /**
+   * Closes the flow's listener (the accepted arrival gets the done page) and
+   * reports how many requests it ignored: the junk that never reached the
+   * engine (the engine reports the /callback arrivals it rejected itself).
+   */
+  async closeListener(ctx) {
+    const l = ctx.listener;
+    if (!l) return;
+    ctx.listener = null;
+    await l.close();
+    if (l.ignored > 0) this.progress({ kind: 'callback-ignored', count: l.ignored });
   }
 
   sign(input) {

@@ -103,3 +103,24 @@ export async function sendEngineRequest(req, options = DEFAULT_HTTP, fetchImpl =
   // parser reads several challenges from one value (RFC 9110 §11.6.1).
   return { tag: 'ok', val: { status: resp.status, headers: outHeaders, body } };
 }
+
+/**
+ * What a response from the MCP server means for DPoP (RFC 9449 §8, §9), pure:
+ * `headers` is an iterable of [name, value] (a Headers object or pairs).
+ * 401 and 403 are a 'challenge' (the nonce goes with it to the engine); a
+ * 2xx with a nonce is a 'note' (the engine keeps it for the next proof);
+ * anything else is 'none'. The first DPoP-Nonce counts; an empty one is none.
+ */
+export function dpopNonceSignal(status, headers) {
+  let nonce = null;
+  for (const [name, value] of headers) {
+    if (String(name).toLowerCase() !== 'dpop-nonce') continue;
+    // fetch joins repeated fields with ", "; a nonce has no space (NQCHAR),
+    // so the part before the first ", " is the first header's value.
+    nonce = String(value).split(', ')[0] || null;
+    break;
+  }
+  if (status === 401 || status === 403) return { signal: 'challenge', nonce };
+  if (status >= 200 && status < 300 && nonce !== null) return { signal: 'note', nonce };
+  return { signal: 'none', nonce: null };
+}

@@ -10,14 +10,15 @@
 import { createPrivateKey, getRandomValues } from 'node:crypto';
 import { loadMachine } from './engine.js';
 import { Host } from './host.js';
-import { FileStore, defaultHome } from './store.js';
-import { DEFAULT_HTTP } from './http.js';
+import { openStore, defaultHome, missingMethods } from './store.js';
+import { dpopKeyId } from './dpop.js';
+import { DEFAULT_HTTP, dpopNonceSignal } from './http.js';
 import { systemOpenBrowser } from './browser.js';
 import { McpOAuthError, fromAuthError } from './errors.js';
-import { defaultProgress, escapeTerminal } from './terminal.js';
+import { defaultProgress, printable } from './terminal.js';
 
 export { McpOAuthError } from './errors.js';
-export { defaultHome } from './store.js';
+export { defaultHome, FileStore, SealedStore, openStore } from './store.js';
 export { escapeTerminal } from './terminal.js';
 export { systemOpenBrowser } from './browser.js';
 
@@ -126,7 +127,10 @@ export class McpOAuth {
   #config;
   #machine = null; // a SessionMachine, or null after a trap
   #running = Promise.resolve(); // the driver of the flow in progress
-  #host;
+  #host = null; // made by open(), once the store is settled
+  #store = null;
+  #progress;
+  #hostOptions;
   #mode;
   #fetchImpl;
 
@@ -137,8 +141,30 @@ export class McpOAuth {
    */
   static async open(serverUrl, options = {}) {
     const auth = new McpOAuth(String(serverUrl), options);
-    await auth.#instance();
+    // Side by side: a keychain read (a child process on Linux) overlaps the engine's compilation.
+    const engine = auth.#instance();
+    engine.catch(() => {}); // reported below, after the store's error if any
+    await auth.#openStore(options);
+    await engine;
     return auth;
+  }
+
+  /**
+   * The store: the one given, or the one at `home` in the mode its
+   * store.json pins (chosen on first use from `secrets`, else
+   * MCP_OAUTH_SECRETS, else auto).
+   */
+  async #openStore(options) {
+    let store = options.store;
+    if (store !== undefined) {
+      const missing = missingMethods(store);
+      if (missing.length) throw new McpOAuthError('invalid-config', `the store option lacks ${missing.join(', ')}; give a FileStore, a SealedStore, or an object with the same methods`);
+    } else {
+      const warn = (m) => this.#progress({ kind: 'storage-warning', record: 'record', reason: printable(m) });
+      store = await openStore({ home: this.home, secrets: options.secrets, warn });
+    }
+    this.#store = store;
+    this.#host = new Host({ store, ...this.#hostOptions });
   }
 
   constructor(serverUrl, options) {
@@ -153,18 +179,20 @@ export class McpOAuth {
     this.#mode = options.interactive === false ? 'silent' : 'interactive';
     this.#fetchImpl = options.fetch ?? ((...a) => globalThis.fetch(...a));
     const progress = options.onProgress ?? defaultProgress;
-    const home = options.home ?? defaultHome();
-    this.#host = new Host({
-      store: new FileStore(home, (m) => progress({ kind: 'storage-warning', record: 'record', reason: escapeTerminal(m, false) })),
+    this.#progress = progress;
+    this.#hostOptions = {
       http: { ...DEFAULT_HTTP, ...(options.httpTimeoutMs ? { timeoutMs: options.httpTimeoutMs } : {}) },
       openBrowser: options.openBrowser ?? ((url) => systemOpenBrowser(url)),
       consent: options.consent ?? (() => true),
       progress,
       signingKey,
       paste: options.paste ?? false,
-    });
-    /** The store directory in use. */
-    this.home = home;
+    };
+    if (options.secrets !== undefined && options.store !== undefined) {
+      throw new McpOAuthError('invalid-config', 'give either store or secrets: a store given by the program keeps its secrets its own way');
+    }
+    /** The store directory in use (undefined for a store given without one). */
+    this.home = options.store !== undefined ? options.store?.dir : (options.home ?? defaultHome());
     /**
      * fetch with authorization, for `new StreamableHTTPClientTransport(url, { fetch: auth.fetch })`.
      * Works unbound. Requests to other origins pass through untouched.
@@ -188,14 +216,39 @@ export class McpOAuth {
     this.#call(m, () => m.retry());
   }
 
-  /** Removes the stored tokens for this server. */
+  /** Removes the stored tokens for this server, and its DPoP key file. */
   async logout() {
+    // Which key: the engine's status before the logout forgets the binding.
+    const { issuer, resource } = await this.#engineStatus();
     await this.#run((m) => m.logout(now()), ['logged-out'], false);
+    if (issuer !== undefined && resource !== undefined) {
+      const keyId = dpopKeyId(issuer, resource);
+      this.#host.dpop.forget(keyId);
+      try {
+        await this.#store.deleteKey(keyId);
+      } catch (e) {
+        throw new McpOAuthError('storage', `logged out, but the DPoP key file could not be removed: ${e.message}`);
+      }
+    }
   }
 
-  /** What is stored for this server (never a secret). */
+  /** What is stored for this server, and where secrets live (never a secret). */
   async status() {
-    return publicStatus((await this.#run((m) => m.inspect(now()), ['status'], false)).val);
+    const status = publicStatus(await this.#engineStatus());
+    const { mode, where, source } = this.#store.describe();
+    const unreadable = (await this.#store.unreadable?.()) ?? 0;
+    status.secrets = { mode, where, unreadable };
+    if (unreadable > 0) {
+      status.secrets.message =
+        source === 'keychain'
+          ? `the store's key is not in the keychain: ${unreadable} records cannot be read; sign in again`
+          : `${unreadable} records cannot be read with the store key from ${where}; sign in again`;
+    }
+    return status;
+  }
+
+  async #engineStatus() {
+    return (await this.#run((m) => m.inspect(now()), ['status'], false)).val;
   }
 
   async #authorize(mode) {
@@ -210,7 +263,7 @@ export class McpOAuth {
       this.#machine = api.SessionMachine.open(this.#serverUrl, this.#config);
     } catch (e) {
       // jco throws a result's error case as a ComponentError with `payload`.
-      if (e && e.payload) throw fromAuthError(e.payload, escapeTerminal(this.#serverUrl, false));
+      if (e && e.payload) throw fromAuthError(e.payload, printable(this.#serverUrl));
       throw new McpOAuthError('other', `the engine could not start (${String(e?.message ?? e).split('\n')[0]})`);
     }
     return this.#machine;
@@ -254,7 +307,7 @@ export class McpOAuth {
         );
         r = await run;
       }
-      if (r.tag === 'err') throw fromAuthError(r.val, escapeTerminal(this.#serverUrl, false));
+      if (r.tag === 'err') throw fromAuthError(r.val, printable(this.#serverUrl));
       return r.val;
     }
     throw new McpOAuthError('other', 'other calls kept this one waiting for the engine; try again');
@@ -262,7 +315,7 @@ export class McpOAuth {
 
   /** Performs effects until the flow is done; releases its locks and listener whatever happens. */
   async #drive(m, first) {
-    const ctx = { locks: new Set(), listener: null };
+    const ctx = { locks: new Map(), listener: null };
     let step = first;
     try {
       for (let n = 0; step.tag === 'effect' && n < MAX_EFFECTS_PER_FLOW; n++) {
@@ -275,8 +328,14 @@ export class McpOAuth {
       }
       return step.val;
     } finally {
-      for (const key of ctx.locks) await this.#host.io.store.unlock(key);
-      await ctx.listener?.close();
+      for (const held of ctx.locks.values()) {
+        try {
+          await held.release();
+        } catch {
+          // a store's release that fails must not hide the flow's outcome
+        }
+      }
+      await this.#host.closeListener(ctx);
     }
   }
 
@@ -336,7 +395,7 @@ export class McpOAuth {
         status: resp.status,
         wwwAuthenticate: www ? [www] : [],
         sentToken: auth?.token,
-        dpopNonce: resp.headers.get('dpop-nonce') ?? undefined,
+        dpopNonce: dpopNonceSignal(resp.status, resp.headers).nonce ?? undefined,
       };
       const outcome = await this.#run((m) => m.onResponse(now(), challenge, this.#mode, entropy()), ['token', 'unchanged'], this.#mode === 'interactive');
       if (outcome.tag !== 'token') return resp;
@@ -344,6 +403,34 @@ export class McpOAuth {
       auth = outcome.val;
       resp = await send(auth);
     }
+    const { signal, nonce } = dpopNonceSignal(resp.status, resp.headers);
+    if (signal === 'note') await this.#noteDpopNonce(resp.status, nonce);
     return resp;
+  }
+
+  /**
+   * Hands a nonce from a 2xx of the MCP server to the engine (RFC 9449 §9):
+   * an on-response with that status and no challenge, which the engine
+   * answers Unchanged after keeping the nonce for the next proof. Best
+   * effort: the caller's response is ready, so this never waits for another
+   * flow (the engine says `wait` then, and the nonce is dropped: a later
+   * use_dpop_nonce challenge brings it again) and never fails the request.
+   */
+  async #noteDpopNonce(status, nonce) {
+    try {
+      const m = await this.#instance();
+      const ok = { status, wwwAuthenticate: [], sentToken: undefined, dpopNonce: nonce };
+      const step = this.#call(m, () => m.onResponse(now(), ok, 'silent', entropy()));
+      if (step.tag === 'effect') {
+        const run = this.#drive(m, step);
+        this.#running = run.then(
+          () => {},
+          () => {},
+        );
+        await run;
+      }
+    } catch {
+      // the response stands; only the nonce is lost
+    }
   }
 }

@@ -1,14 +1,22 @@
-// Nothing a server sends reaches a terminal unescaped: control characters
-// (C0, DEL, C1: the ANSI escape sequences) and bidirectional overrides are
-// shown as \u{..} escapes. Newlines and tabs are kept only when `keepLines`.
+// Nothing a server sends reaches a terminal raw: every control character
+// (Unicode Cc: C0, DEL, C1, the stuff of ANSI escape sequences) is shown as a
+// visible \u{..} escape, as in every mcp-oauth host (tests/vectors/terminal_text.json).
 
-const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
-const UNSAFE_ALL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/gu;
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/g;
+const CONTROL_BUT_LINES = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+const escape = (c) => `\\u{${c.codePointAt(0).toString(16)}}`;
 
-/** A string safe to print on a terminal. */
-export function escapeTerminal(s, keepLines = true) {
-  const text = String(s);
-  return text.replace(keepLines ? UNSAFE : UNSAFE_ALL, (c) => `\\u{${c.codePointAt(0).toString(16)}}`);
+/** Server text for a terminal: every control character escaped, the rest kept (the shared rule). */
+export function printable(s) {
+  return String(s).replace(CONTROL, escape);
+}
+
+/**
+ * A string safe to print on a terminal: `printable`, except that newlines
+ * and tabs are kept when `keepLines` (for text of your own, never a server's).
+ */
+export function escapeTerminal(s, keepLines = false) {
+  return keepLines ? String(s).replace(CONTROL_BUT_LINES, escape) : printable(s);
 }
 
 /** Words for an engine event or a host progress step (already escaped). */
@@ -34,6 +42,8 @@ export function describeProgress(p) {
       return `browser opened at ${p.url.slice(0, 90)}...`;
     case 'waiting':
       return 'waiting for the browser to finish signing in';
+    case 'callback-ignored':
+      return `ignored ${p.count} other request${p.count === 1 ? '' : 's'} to the loopback listener (not GET /callback, malformed, or over a limit)`;
     case 'callback-arrived':
       return 'the browser came back to the loopback listener';
     default:
@@ -47,7 +57,9 @@ export function describeProgress(p) {
  */
 export function defaultProgress(p) {
   const notice = ['callback-rejected', 'storage-warning', 'pkce-check-overridden', 'legacy-issuer-differs'];
-  if (p.kind === 'browser-open-failed' || (notice.includes(p.kind) && process.stderr.isTTY)) {
+  // A favicon or two is any browser's habit; a flood is worth a line.
+  const flood = p.kind === 'callback-ignored' && p.count >= 10;
+  if (p.kind === 'browser-open-failed' || ((notice.includes(p.kind) || flood) && process.stderr.isTTY)) {
     process.stderr.write(`mcp-oauth: ${describeProgress(p)}\n`);
   }
 }

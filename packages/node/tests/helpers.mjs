@@ -1,14 +1,20 @@
 // Test helpers: the demo servers (`mcp-oauth demo --serve`, stopped by PID),
-// a headless browser (redirect-following with fetch), temp stores, the CLI.
+// a headless browser (redirect-following with fetch), temp stores, the CLI,
+// raw requests to a loopback listener.
 
 import { spawn, execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, readdir, readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
 export const CLI = process.env.MCP_OAUTH_BIN;
 export const HEADLESS = process.env.MCP_OAUTH_HEADLESS;
 if (!CLI || !HEADLESS) throw new Error('set MCP_OAUTH_BIN and MCP_OAUTH_HEADLESS (packages/node/test does)');
+// Tests keep secrets in plain files unless one asks otherwise (secrets.test.mjs
+// does, for every mode): a run never leaves items in the developer's keychain.
+process.env.MCP_OAUTH_SECRETS ??= 'file';
 
 const AS_PATHS = ['/.well-known/', '/register', '/authorize', '/token'];
 
@@ -121,6 +127,38 @@ export function cli(args, env) {
   });
 }
 
+/**
+ * Runs `code` (an ES module) in a new Node process from the test directory
+ * (so `import('mcp-oauth')` works), with no keychain in reach unless `env`
+ * brings one: no session bus, an empty XDG_RUNTIME_DIR, no secrets choice
+ * and no key file from this process. Resolves { code, stdout, stderr } (60 s deadline).
+ */
+export async function runNode(code, env = {}, args = []) {
+  const runtime = await mkdtemp(path.join(os.tmpdir(), 'mcp-oauth-node-runtime-'));
+  const base = { ...process.env, XDG_RUNTIME_DIR: runtime };
+  for (const k of ['DBUS_SESSION_BUS_ADDRESS', 'MCP_OAUTH_SECRETS', 'MCP_OAUTH_STORE_KEY_FILE']) delete base[k];
+  try {
+    return await new Promise((resolve) => {
+      execFile(process.execPath, ['--input-type=module', '-e', code, ...args], { env: { ...base, ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
+        resolve({ code: err ? (err.code ?? 1) : 0, stdout, stderr });
+      });
+    });
+  } finally {
+    await rm(runtime, { recursive: true, force: true });
+  }
+}
+
+/** Every file under `dir` (recursively) whose bytes contain `needle` (a string). */
+export async function filesContaining(dir, needle) {
+  const hits = [];
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    if (!e.isFile()) continue;
+    const file = path.join(e.parentPath ?? e.path, e.name);
+    if ((await readFile(file)).includes(needle)) hits.push(file);
+  }
+  return hits;
+}
+
 /** POSTs a JSON-RPC ping to the MCP server with `token`; the HTTP status. */
 export async function pingStatus(url, token) {
   const r = await fetch(url, {
@@ -130,4 +168,43 @@ export async function pingStatus(url, token) {
   });
   await r.arrayBuffer();
   return r.status;
+}
+
+/**
+ * Sends raw bytes to 127.0.0.1:`port` and resolves the answer's status line,
+ * or 'closed' when the connection ends without one (`ms` deadline: 'no answer').
+ */
+export function rawRequest(port, bytes, ms = 10_000) {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    const done = (v) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(v);
+    };
+    const timer = setTimeout(() => done('no answer'), ms);
+    s.on('connect', () => bytes && s.write(bytes));
+    s.on('data', (d) => (got += d.toString('latin1')));
+    s.on('error', () => {});
+    s.on('close', () => done(got ? got.split('\r\n')[0] : 'closed'));
+  });
+}
+
+/** A raw HTTP/1.1 GET of `target`. */
+export const GET = (target) => `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`;
+
+/** The start of a TLS ClientHello: a browser that tried https on an http port. */
+export const CLIENT_HELLO = Buffer.concat([Buffer.from('16030100a5010000a10303', 'hex'), randomBytes(32), Buffer.from('00000413011302', 'hex')]);
+
+/** 150 junk requests to a loopback listener, of five kinds (what a busy machine may send). */
+export function callbackJunk(port, n = 150) {
+  const kinds = [
+    GET('/favicon.ico'),
+    GET('/callback?junk'),
+    'POST /callback HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello',
+    CLIENT_HELLO,
+    GET('/callback?code=x&state=wrong'),
+  ];
+  return Array.from({ length: n }, (_, i) => rawRequest(port, kinds[i % kinds.length]));
 }

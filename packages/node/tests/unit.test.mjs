@@ -6,16 +6,16 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createPrivateKey, createPublicKey, verify } from 'node:crypto';
-import { readFile, writeFile, stat, utimes, readdir } from 'node:fs/promises';
+import { readFile, writeFile, stat, utimes, readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { escapeTerminal, defaultHome, systemOpenBrowser } from 'mcp-oauth';
-import { tempHome, removeHome } from './helpers.mjs';
+import { tempHome, removeHome, rawRequest, GET, callbackJunk } from './helpers.mjs';
 
 // Internals, by file (the package's exports map covers only the public API).
 const pkg = path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src');
 const { checkPolicy } = await import(path.join(pkg, 'http.js'));
 const { FileStore } = await import(path.join(pkg, 'store.js'));
-const { Listener } = await import(path.join(pkg, 'callback.js'));
+const { Listener, MAX_QUEUE } = await import(path.join(pkg, 'callback.js'));
 const { browserCommand } = await import(path.join(pkg, 'browser.js'));
 const { DpopKeys } = await import(path.join(pkg, 'dpop.js'));
 const { Host } = await import(path.join(pkg, 'host.js'));
@@ -33,11 +33,13 @@ test('URL policy: https anywhere, http only to loopback', () => {
   for (const bad of ['http://example.com/', 'http://10.0.0.1/', 'file:///etc/passwd', 'javascript:alert(1)', 'nonsense', 'http://127.0.0.1.evil.com/']) assert.ok(checkPolicy(bad).refused, bad);
 });
 
-test('terminal escaping removes escape sequences and bidi overrides', () => {
-  const s = escapeTerminal('evil\u001b[2J\u001b]0;title\u0007 \u202eabc\u009b\nnext');
-  assert.ok(!/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/.test(s), s);
-  assert.ok(s.includes('\n'));
-  assert.ok(!escapeTerminal('a\nb', false).includes('\n'));
+test('terminal escaping: every control character (C0, DEL, C1) escaped; keepLines keeps newlines and tabs only', () => {
+  const s = escapeTerminal('evil\u001b[2J\u001b]0;title\u0007 \u202eabc\u009b\r\nnext\tx');
+  assert.ok(!/[\u0000-\u001f\u007f-\u009f]/.test(s), s);
+  assert.ok(s.includes('\\u{1b}[2J') && s.includes('\\u{d}\\u{a}next\\u{9}x'), s);
+  assert.ok(s.includes('\u202e'), 'not a control character: kept, as in every host');
+  const lines = escapeTerminal('a\r\nb\tc\u001b', true);
+  assert.equal(lines, 'a\\u{d}\nb\tc\\u{1b}');
 });
 
 test('default home: MCP_OAUTH_HOME, else the platform data dir', () => {
@@ -69,7 +71,7 @@ test('lock protocol 2: exclusive across holders, stale locks broken, deadline na
   const dir = await home();
   const a = new FileStore(dir);
   const b = new FileStore(dir);
-  await a.lock('tokens-x');
+  const held = await a.lock('tokens-x');
   const file = path.join(dir, 'locks', 'tokens-x.lock');
   const content = JSON.parse(await readFile(file, 'utf8'));
   assert.equal(content.pid, process.pid);
@@ -77,34 +79,37 @@ test('lock protocol 2: exclusive across holders, stale locks broken, deadline na
   assert.equal((await stat(file)).mode & 0o777, 0o600);
   await assert.rejects(b.lock('tokens-x', 300), (e) => e.message.includes(file));
   let got = false;
-  const waiting = b.lock('tokens-x', 5000).then(() => (got = true));
+  const waiting = b.lock('tokens-x', 5000).then((h) => ((got = true), h));
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(got, false, 'the second holder waits');
-  await a.unlock('tokens-x');
-  await waiting;
-  await b.unlock('tokens-x');
+  await held.release();
+  await held.release(); // idempotent: the second holder's lock stays
+  const second = await waiting;
+  assert.equal(JSON.parse(await readFile(file, 'utf8')).pid, process.pid);
+  await second.release();
   await assert.rejects(stat(file), { code: 'ENOENT' });
+  // The same store object is no shortcut: a second lock in this process waits too.
+  const first = await a.lock('tokens-x');
+  await assert.rejects(a.lock('tokens-x', 200), (e) => e.message.includes(file));
+  await first.release();
 
   // A dead holder's lock is broken at once.
   const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
   await writeFile(file, JSON.stringify({ pid: Number(dead), created_ms: Date.now() }));
   const t0 = Date.now();
-  await a.lock('tokens-x', 2000);
+  await (await a.lock('tokens-x', 2000)).release();
   assert.ok(Date.now() - t0 < 1000);
-  await a.unlock('tokens-x');
   // An empty lock file (a crash, or protocol 1) older than 5 s is broken; a fresh one is not.
   await writeFile(file, '');
   await assert.rejects(a.lock('tokens-x', 200));
   const old = new Date(Date.now() - 10_000);
   await utimes(file, old, old);
-  await a.lock('tokens-x', 2000);
-  await a.unlock('tokens-x');
+  await (await a.lock('tokens-x', 2000)).release();
   // A live holder's lock older than 60 s is broken too.
   await writeFile(file, JSON.stringify({ pid: process.pid, created_ms: 0 }));
   const older = new Date(Date.now() - 61_000);
   await utimes(file, older, older);
-  await a.lock('tokens-x', 2000);
-  await a.unlock('tokens-x');
+  await (await a.lock('tokens-x', 2000)).release();
   assert.deepEqual((await readdir(path.join(dir, 'locks'))).filter((n) => n.includes('stale')), []);
 });
 
@@ -155,11 +160,14 @@ test('DPoP keys: one per key id, 0600 in the store, the same key on later openin
   const [a, b] = await Promise.all([jwk(new DpopKeys(new FileStore(dir), new Map()), 'dpop-cc'), jwk(new DpopKeys(new FileStore(dir), new Map()), 'dpop-cc')]);
   assert.deepEqual(a, b);
   assert.deepEqual((await readdir(dir)).sort(), ['dpop-aa.pem', 'dpop-bb.pem', 'dpop-cc.pem', 'locks']);
-  // A corrupt key file is replaced (a token bound to it was lost anyway).
+  // A corrupt key file is refused and left as it is: a token bound to it is
+  // useless without it, and the user decides (tests/vectors/key_files.json).
   await writeFile(path.join(dir, 'dpop-dd.pem'), 'not a key', { mode: 0o600 });
-  const fresh = await jwk(new DpopKeys(new FileStore(dir), new Map()), 'dpop-dd');
-  assert.equal(fresh.crv, 'P-256');
-  assert.match(await readFile(path.join(dir, 'dpop-dd.pem'), 'utf8'), /^-----BEGIN PRIVATE KEY-----/);
+  await assert.rejects(jwk(new DpopKeys(new FileStore(dir), new Map()), 'dpop-dd'), (e) => e.message.includes(path.join(dir, 'dpop-dd.pem')) && !e.message.includes('not a key'));
+  assert.equal(await readFile(path.join(dir, 'dpop-dd.pem'), 'utf8'), 'not a key');
+  // Moved away, a new key is made.
+  await rename(path.join(dir, 'dpop-dd.pem'), path.join(dir, 'dpop-dd.pem.bad'));
+  assert.equal((await jwk(new DpopKeys(new FileStore(dir), new Map()), 'dpop-dd')).crv, 'P-256');
   assert.equal((await stat(path.join(dir, 'dpop-dd.pem'))).mode & 0o777, 0o600);
 });
 
@@ -193,6 +201,58 @@ test('listener: 127.0.0.1, many requests, only GET /callback, a timeout, the don
   assert.equal(done.status, 200);
   assert.match(await done.text(), /return to your application/);
   await assert.rejects(fetch(l.redirectUri));
+});
+
+test('listener: a flood of junk neither ends nor blocks the wait; the real callback still gets through', async () => {
+  const l = await Listener.bind(undefined, {});
+  const junk = callbackJunk(l.port);
+  const REAL = 'code=the-code&state=the-state';
+  // As the engine does: take each arrival, pass over the junk, until the real one.
+  const taken = (async () => {
+    for (let n = 0; n < 1000; n++) {
+      const ev = await l.next(20_000);
+      if (ev.tag !== 'redirect' || ev.val === REAL) return ev;
+      assert.ok(['junk', 'code=x&state=wrong'].includes(ev.val), ev.val);
+    }
+    return { tag: 'too many arrivals' };
+  })();
+  const answers = await Promise.all(junk);
+  for (const a of answers) assert.match(a, /^(HTTP\/1\.1 (400|404) |closed$)/, 'every junk request answered, or its connection closed');
+  assert.ok(answers.filter((a) => a.startsWith('HTTP/1.1 404')).length >= 1);
+  const real = rawRequest(l.port, GET(`/callback?${REAL}`));
+  assert.deepEqual(await taken, { tag: 'redirect', val: REAL });
+  await l.close();
+  assert.equal(await real, 'HTTP/1.1 200 OK', 'the real one gets the done page');
+  // Each junk request counted once: ignored (never reached the engine) or rejected (passed over).
+  assert.equal(l.ignored + l.rejected, 150, `ignored ${l.ignored}, rejected ${l.rejected}`);
+  assert.ok(l.ignored >= 90, `favicon, POST and TLS are ignored: ${l.ignored}`);
+});
+
+test('listener: a full queue answers its oldest arrival first, never the newest', async () => {
+  const l = await Listener.bind(undefined, {});
+  for (let i = 0; i < MAX_QUEUE + 10; i++) l.arrive({ query: `junk-${i}` });
+  l.arrive({ query: 'code=real' });
+  assert.equal(l.queue.length, MAX_QUEUE);
+  assert.equal(l.rejected, 11);
+  let ev;
+  for (let n = 0; n <= MAX_QUEUE && ev?.val !== 'code=real'; n++) ev = await l.next(1000);
+  assert.deepEqual(ev, { tag: 'redirect', val: 'code=real' });
+  await l.close();
+});
+
+test('listener: what one request may cost is bounded (URL, headers, time to send it)', async () => {
+  const l = await Listener.bind(undefined, {});
+  assert.equal(await rawRequest(l.port, GET(`/callback?${'a'.repeat(9000)}`)), 'HTTP/1.1 414 URI Too Long');
+  assert.equal(await rawRequest(l.port, `GET /callback?code=a HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`), 'HTTP/1.1 431 Request Header Fields Too Large');
+  // A connection that sends nothing, or half a request, is closed within seconds.
+  const t0 = Date.now();
+  const [silent, partial] = await Promise.all([rawRequest(l.port, '', 15_000), rawRequest(l.port, 'GET /callback?code=a HTTP/1.1\r\nHost: 127.0.0.1\r\n', 15_000)]);
+  assert.match(silent, /^(HTTP\/1\.1 408 |closed$)/);
+  assert.match(partial, /^(HTTP\/1\.1 408 |closed$)/);
+  assert.ok(Date.now() - t0 < 9000, `closed after ${Date.now() - t0} ms`);
+  assert.deepEqual(await l.next(50), { tag: 'timed-out' }, 'none of it is an arrival');
+  assert.equal(l.ignored, 4);
+  await l.close();
 });
 
 test('pasted redirect URLs are checked', async () => {

@@ -19,6 +19,26 @@ HEADLESS = ROOT / "target" / "release" / "mcp-oauth-headless-browser"
 AS_PATHS = ("/.well-known/oauth-authorization-server", "/register", "/authorize", "/token")
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "keychain: needs a real Secret Service (MCP_OAUTH_TEST_KEYCHAIN=1)")
+
+
+@pytest.fixture(autouse=True)
+def hermetic_secrets(request, monkeypatch):
+    """Tests choose where secrets live themselves: no choice or key file from
+    the environment, and no session bus (so no test writes to the user's
+    keychain) except in the tests marked `keychain`."""
+    from mcp_oauth import _keychain
+
+    for name in ("MCP_OAUTH_SECRETS", "MCP_OAUTH_STORE_KEY_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    if request.node.get_closest_marker("keychain") is None:
+        monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    _keychain._reset()
+    yield
+    _keychain._reset()
+
+
 class Demo:
     def __init__(self, access_ttl: int | None) -> None:
         argv = [str(CLI), "demo", "--serve"] + (["--access-ttl", str(access_ttl)] if access_ttl else [])

@@ -15,10 +15,11 @@ from mcp_oauth import AuthorizationRequired, Declined, McpOAuth
 from conftest import mcp_post, no_browser
 
 LIST = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
-# The engine refreshes a token 60 s before it expires: with a 62 s lifetime a
-# token is fresh for 2 s, then every call refreshes; the server accepts it 62 s.
-TTL = 62
-STALE_AFTER = 2.3
+# The engine refreshes a token 60 s before it expires, but at most half its
+# lifetime before: a 6 s token is fresh for 3 s, then every call refreshes;
+# the server accepts it 6 s.
+TTL = 6
+STALE_AFTER = 3.3
 
 
 def test_refresh_keeps_the_rotated_refresh_token(demo_factory, browser, home):

@@ -55,8 +55,10 @@ _HOLDER = """
 import sys, time
 sys.path[:0] = sys.argv[3:]
 from mcp_oauth._store import FileStore
-s = FileStore(sys.argv[1]); s.lock("tokens-x"); print("held", flush=True)
-time.sleep(float(sys.argv[2])); s.unlock("tokens-x")
+s = FileStore(sys.argv[1])
+with s.lock("tokens-x"):
+    print("held", flush=True)
+    time.sleep(float(sys.argv[2]))
 """
 
 
@@ -71,11 +73,12 @@ def test_lock_protocol_2_excludes_other_processes(tmp_path):
     assert body["pid"] == holder.pid and mode(lock) == 0o600
     s = _store.FileStore(home)
     t0 = time.monotonic()
-    s.lock("tokens-x")  # waits for the holder
+    held = s.lock("tokens-x")  # waits for the holder
     assert time.monotonic() - t0 > 0.5
     assert json.loads(lock.read_text())["pid"] == os.getpid()
-    s.unlock("tokens-x")
+    held.release()
     assert not lock.exists()
+    held.release()  # twice is harmless
     holder.wait(timeout=10)
 
 
@@ -85,12 +88,13 @@ def test_stale_locks_are_broken(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     lock.write_text(json.dumps({"pid": dead.pid, "created_ms": 0}))
-    s.lock("k", deadline_s=2)  # the owner is gone
-    s.unlock("k")
+    with s.lock("k", deadline_s=2):  # the owner is gone
+        pass
     lock.write_text("")  # protocol 1 leftover: no pid, old
     os.utime(lock, (time.time() - 10, time.time() - 10))
-    s.lock("k", deadline_s=2)
-    s.unlock("k")
+    with s.lock("k", deadline_s=2):
+        assert lock.exists()
+    assert not lock.exists()
     lock.write_text(json.dumps({"pid": os.getppid(), "created_ms": 0}))  # alive, fresh: busy
     with pytest.raises(_store.StoreError, match="k.lock"):
         s.lock("k", deadline_s=0.3)
@@ -168,15 +172,52 @@ def test_dpop_keys_one_per_key_id_0600_and_kept(tmp_path):
         t.join(timeout=30)
     assert len(got) == 4 and all(g == got[0] for g in got)
     assert sorted(p.name for p in home.iterdir()) == ["dpop-aa.pem", "dpop-bb.pem", "dpop-cc.pem", "locks"]
-    # A corrupt key file is replaced (a token bound to it was lost anyway).
+    # A corrupt key file is refused, never replaced (tests/vectors/key_files.json).
     (home / "dpop-dd.pem").write_bytes(b"not a key")
-    assert jwk("dpop-dd")["crv"] == "P-256"
-    assert (home / "dpop-dd.pem").read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
-    assert mode(home / "dpop-dd.pem") == 0o600
+    with pytest.raises(_signer.DpopError, match="dpop-dd.pem"):
+        jwk("dpop-dd")
+    assert (home / "dpop-dd.pem").read_bytes() == b"not a key"
+
+
+def test_dpop_key_files_are_opened_safely(tmp_path):
+    # The record rules, with a 64 KiB cap: no symlink followed, no FIFO
+    # blocking, only a regular file of ours.
+    home = tmp_path / "h"
+    good = _signer.DpopKeys(_store.FileStore(tmp_path / "other"), cache={})
+    good.proof("dpop-src", _CLAIMS)
+    valid = tmp_path / "other" / "dpop-src.pem"
+    os.symlink(valid, tmp_path / "link.pem")
+    _store.FileStore(home)
+    os.symlink(valid, home / "dpop-ln.pem")
+    os.mkfifo(home / "dpop-ff.pem")
+    (home / "dpop-dir.pem").mkdir()
+    (home / "dpop-big.pem").write_bytes(valid.read_bytes() + b"\n" * (_store.MAX_KEY_FILE_BYTES))
+    for key_id, why in [
+        ("dpop-ln", "symbolic link"),
+        ("dpop-ff", "not a regular file"),
+        ("dpop-dir", "not a regular file"),
+        ("dpop-big", "larger than"),
+    ]:
+        keys = _signer.DpopKeys(_store.FileStore(home), cache={})
+        t0 = time.monotonic()
+        with pytest.raises(_signer.DpopError, match=why) as e:
+            keys.proof(key_id, _CLAIMS)
+        assert time.monotonic() - t0 < 5 and f"{key_id}.pem" in str(e.value)
+    assert (home / "dpop-ln.pem").is_symlink() and stat.S_ISFIFO(os.lstat(home / "dpop-ff.pem").st_mode)
+    # SEC1 ("EC PRIVATE KEY") is not what any host writes: refused too.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    sec1 = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    )
+    (home / "dpop-sec1.pem").write_bytes(sec1)
+    with pytest.raises(_signer.DpopError, match="PKCS#8"):
+        _signer.DpopKeys(_store.FileStore(home), cache={}).proof("dpop-sec1", _CLAIMS)
 
 
 def test_dpop_import_answers_and_fails_clearly(tmp_path, monkeypatch):
-    host = _host.HostImpl(tmp_path / "h", None, None, lambda p: None, None, False)
+    host = _host.HostImpl(_store.FileStore(tmp_path / "h"), None, None, lambda p: None, None, False)
     ok = host.signer_dpop_proof(None, "dpop-ee", _CLAIMS)
     assert ok.tag == "ok" and json.loads(_b64d(ok.payload.split(".")[0]))["typ"] == "dpop+jwt"
     bad = host.signer_dpop_proof(None, "../escape", _CLAIMS)
@@ -310,6 +351,125 @@ def test_listener_serves_many_requests_and_only_its_path():
     for bad, why in [("hello", "not a URL"), ("https://evil.example/callback?code=x", "not the redirect"), (l.redirect_uri(), "no query")]:
         with pytest.raises(ValueError, match=why):
             l.parse_paste(bad)
+    l.close()
+
+
+_JUNK = [
+    b"GET /favicon.ico HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"GET /callback?junk HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    b"POST /callback HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello",
+    # The start of a TLS ClientHello (someone tried https://127.0.0.1:port).
+    b"\x16\x03\x01\x00\xc8\x01\x00\x00\xc4\x03\x03" + bytes(range(32)) + b"\x00\x00\x02\x13\x01\x01\x00",
+    b"GET /callback?code=x&state=wrong HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    None,  # connects and sends nothing
+]
+
+
+def _raw_request(port: int, data: bytes | None, out: list, deadline: float, connected=None) -> None:
+    """One client: what came back, the HTTP answer or "closed"."""
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=15)
+    except OSError as e:
+        out.append(f"connect failed: {e}")
+        return
+    finally:
+        if connected is not None:
+            connected.release()
+    got = b""
+    try:
+        if data:
+            s.sendall(data)
+        while time.monotonic() < deadline:  # bounded by the deadline and the socket timeout
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        else:
+            out.append("no answer before the deadline")
+            return
+    except socket.timeout:
+        out.append("hung")
+        return
+    except OSError:
+        pass  # a reset: a closed socket
+    finally:
+        s.close()
+    out.append(got.decode("latin-1") if got.startswith(b"HTTP/1.1 ") else "closed")
+
+
+def test_listener_outlasts_junk():
+    l = _callback.Listener(None)
+    deadline = time.monotonic() + 30
+    junk_out: list = []
+    connected = threading.Semaphore(0)
+    junk = [
+        threading.Thread(
+            target=_raw_request, args=(l.port, _JUNK[i % len(_JUNK)], junk_out, deadline, connected), daemon=True
+        )
+        for i in range(150)
+    ]
+    real_out: list = []
+
+    def real_request() -> None:
+        # The real redirect comes once every junk connection is open.
+        for _ in junk:
+            if not connected.acquire(timeout=max(0.0, deadline - time.monotonic())):
+                break
+        _raw_request(l.port, b"GET /callback?code=real&state=good HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", real_out, deadline)
+
+    real = threading.Thread(target=real_request, daemon=True)
+    for t in junk:
+        t.start()
+    real.start()
+    t0 = time.monotonic()
+    seen = []
+    for _ in range(1000):  # bounded; the engine would ignore every other query the same way
+        tag, query = l.next(max(0.1, 10 - (time.monotonic() - t0)))
+        assert tag == "redirect", f"the wait ended as {tag} after {len(seen)} arrivals"
+        if query == "code=real&state=good":
+            break
+        seen.append(query)
+    else:
+        raise AssertionError("the real callback never came")
+    took = time.monotonic() - t0
+    assert took < 8, f"the real callback took {took:.1f} s"
+    assert set(seen) <= {"junk", "code=x&state=wrong"}
+    l.close()
+    for t in junk + [real]:
+        t.join(timeout=20)
+    assert len(junk_out) == 150 and len(real_out) == 1
+    assert real_out[0].startswith("HTTP/1.1 200") and "received the authorization response" in real_out[0]
+    for answer in junk_out:
+        assert answer == "closed" or answer.startswith(("HTTP/1.1 404", "HTTP/1.1 400")), answer
+    # What the listener turned away itself (404s, 400s for non-HTTP) was counted.
+    turned_away = sum(1 for a in junk_out if "Not found." in a or "Bad request." in a)
+    assert l.junk >= turned_away >= 50
+
+
+def test_listener_bounds_each_request():
+    l = _callback.Listener(None)
+    out: list = []
+    deadline = time.monotonic() + 20
+    huge = b"GET /callback?" + b"a" * (_callback.MAX_REQUEST_HEAD + 10) + b" HTTP/1.1\r\n\r\n"
+    many_headers = b"GET /callback?code=h HTTP/1.1\r\n" + b"X-Pad: " + b"b" * 9000 + b"\r\n\r\n"
+    threads = [
+        threading.Thread(target=_raw_request, args=(l.port, data, out, deadline), daemon=True)
+        for data in (huge, many_headers, None)
+    ]
+    for t in threads:
+        t.start()
+    t0 = time.monotonic()
+    assert l.next(_callback.READ_TIMEOUT_S + 1.5) == ("timed-out", None)  # nothing there was a callback
+    for t in threads:
+        t.join(timeout=10)
+    assert time.monotonic() - t0 < _callback.READ_TIMEOUT_S + 5
+    # Too big: answered at once; silent: closed after the read timeout.
+    assert sorted(a.split("\r\n")[0] if a != "closed" else a for a in out) == [
+        "HTTP/1.1 431 Request Header Fields Too Large",
+        "HTTP/1.1 431 Request Header Fields Too Large",
+        "closed",
+    ]
+    assert l.junk == 3
     l.close()
 
 

@@ -8,9 +8,21 @@
 
 from ._version import __version__
 from ._auth import AccessToken, IdentityAssertion, McpOAuth, Status, WorkloadIdentity
-from ._errors import AuthFailed, AuthorizationRequired, Declined, EngineError, McpOAuthError, TimedOut
+from ._errors import (
+    AuthFailed,
+    AuthorizationRequired,
+    Declined,
+    EngineError,
+    KeychainUnavailable,
+    McpOAuthError,
+    SecretsError,
+    TimedOut,
+)
 from ._host import ConsentRequest, Progress
-from ._store import default_home
+from ._sealed import SealedStore
+from ._seam import Lock, Secrets, Store, StoreError
+from ._secrets import open_store
+from ._store import FileStore, default_home
 
 __all__ = [
     "AccessToken",
@@ -19,13 +31,22 @@ __all__ = [
     "ConsentRequest",
     "Declined",
     "EngineError",
+    "FileStore",
     "IdentityAssertion",
+    "KeychainUnavailable",
+    "Lock",
     "McpOAuth",
     "McpOAuthError",
     "Progress",
+    "SealedStore",
+    "Secrets",
+    "SecretsError",
     "Status",
+    "Store",
+    "StoreError",
     "TimedOut",
     "WorkloadIdentity",
     "__version__",
     "default_home",
+    "open_store",
 ]

@@ -3,7 +3,8 @@
 The auth flow attaches the session's token (a DPoP-bound one as `DPoP` with
 a fresh proof on every request), hands a 401/403 to the engine and retries
 with the token it returns: once, or twice when the token is DPoP-bound (a
-nonce challenge can follow a fresh authorization). Engine calls block (the browser
+nonce challenge can follow a fresh authorization); a DPoP-Nonce on a 2xx is
+handed to the engine for the next proof. Engine calls block (the browser
 flow can wait minutes), so the async flow runs them in a worker thread and
 never on the event loop. Concurrent callers share one flow: the session's
 lock makes them take turns, and the engine hands the later ones the token
@@ -12,6 +13,7 @@ the first one obtained.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 import threading
 from dataclasses import dataclass
@@ -21,7 +23,10 @@ from typing import Any, Callable, Optional, Union
 from ._engine import EngineSession, EngineTrap, OpenRefused, Runtime, field, record
 from ._errors import AuthorizationRequired, EngineError, McpOAuthError
 from ._host import ConsentRequest, HostImpl, Progress, error_from
-from ._signer import es256_signer
+from ._http import dpop_nonce_signal
+from ._seam import Secrets, Store, StoreError
+from ._secrets import open_store
+from ._signer import es256_signer, forget
 from ._store import default_home
 
 _bases: list = []
@@ -100,6 +105,9 @@ class Status:
     can_refresh: bool
     declined: bool
     legacy: bool
+    # Where the store keeps its secrets, and how many records its key
+    # cannot open (`secrets.problem` says what to do then).
+    secrets: Optional[Secrets] = None
 
 
 async def _in_thread(fn: Callable[[], Any]) -> Any:
@@ -118,6 +126,9 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
     """OAuth for one MCP server, usable as `auth=` of an httpx2 or httpx client.
 
     home: the store (default `$MCP_OAUTH_HOME`, else the platform data dir, as the CLI).
+    secrets: where the store keeps its secrets: "auto" (default, or
+      `$MCP_OAUTH_SECRETS`), "keychain" or "file" (docs/store.md).
+    store: a `Store` object instead (e.g. `SealedStore(FileStore(path), key)`).
     open_browser: `callable(url)`; default `$BROWSER`, else the platform opener (as the CLI).
     consent: `callable(ConsentRequest) -> bool`, asked before registration or the
       browser; default None: go on (the application chose to connect).
@@ -154,9 +165,19 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         paste: Optional[bool] = None,
         interactive: bool = True,
         cache_dir: Union[str, Path, None, bool] = None,
+        secrets: Optional[str] = None,
+        store: Optional[Store] = None,
     ) -> None:
         self.server_url = server_url
+        if store is not None and secrets is not None:
+            raise ValueError("pass secrets= or store=, not both: a store object keeps its secrets its own way")
+        inner = getattr(store, "inner", store)
+        if home is None and getattr(inner, "dir", None) is not None:
+            home = inner.dir  # the compiled engine is cached beside the records
         self.home = Path(home) if home is not None else default_home()
+        # Settled before anything else: a refusal (KeychainUnavailable, a
+        # sealed store asked for as plain files) writes nothing.
+        self.store: Store = store if store is not None else open_store(self.home, secrets)
         if signing_key is not None and signer is None:
             signer = es256_signer(signing_key)
         if isinstance(grant, IdentityAssertion):
@@ -197,7 +218,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             paste = bool(sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty())
         self._mode = "interactive" if interactive else "silent"
         cache = None if cache_dir is False else Path(cache_dir) if cache_dir not in (None, True) else self.home / "cache"
-        self._host = HostImpl(self.home, open_browser, consent, progress, signer, paste)
+        self._host = HostImpl(self.store, open_browser, consent, progress, signer, paste)
         try:
             self._session = EngineSession(_runtime(cache), self._host, server_url, config)
         except EngineTrap as e:
@@ -240,6 +261,17 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             raise error_from(out)
         return _token(out)
 
+    def _note_nonce(self, status: int, nonce: str) -> None:
+        """Hands the engine the DPoP-Nonce a 2xx carried, for the next proof
+        (RFC 9449 §8): an on-response with that status and no challenge, as
+        the Rust host's `note_dpop_nonce`. The response stands whatever the
+        engine answers, so nothing here fails the request."""
+        ok = record(status=status, www_authenticate=[], sent_token=None, dpop_nonce=nonce)
+        try:
+            self._call("on-response", ok, "silent")
+        except McpOAuthError:
+            pass
+
     def access_token(self) -> AccessToken:
         """A usable token, with expiry and scopes (see `token()`)."""
         try:
@@ -260,9 +292,9 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             )
         except _http.HttpError:
             r = None
-        if r is not None and r.status in (401, 403):
-            nonce = r.header_values("dpop-nonce")
-            t = self._challenge(r.status, r.header_values("www-authenticate"), None, nonce[0] if nonce else None)
+        signal, nonce = dpop_nonce_signal(r.status, r.headers) if r is not None else ("none", None)
+        if r is not None and signal == "challenge":
+            t = self._challenge(r.status, r.header_values("www-authenticate"), None, nonce)
             if t is not None:
                 return t
         return self._authorize(self._mode)
@@ -305,21 +337,39 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         self._host.cancel.set()
 
     def logout(self) -> None:
-        """Removes the stored tokens for this server."""
+        """Removes the stored tokens for this server, and its DPoP key file."""
+        before = self._call("status")
         out = self._call("logout")
         if out is not None:
             raise error_from(out)
+        if getattr(before, "tag", None) is not None:
+            return
+        issuer, resource = field(before, "issuer"), field(before, "resource")
+        if issuer and resource:
+            key_id = dpop_key_id(issuer, resource)
+            try:
+                self.store.delete_key(key_id)
+            except StoreError as e:
+                raise McpOAuthError(f"signed out, but the DPoP key was not removed: {e}") from None
+            forget(self.store, key_id)
 
     def status(self) -> Status:
+        """What is stored for this server, and where the store keeps its secrets."""
         out = self._call("status")
         if getattr(out, "tag", None) is not None:
             raise error_from(out)
-        return Status(**{k: field(out, k) for k in Status.__dataclass_fields__})
+        try:
+            secrets: Optional[Secrets] = self.store.secrets()
+        except StoreError:
+            secrets = None
+        engine = {k: field(out, k) for k in Status.__dataclass_fields__ if k != "secrets"}
+        return Status(**engine, secrets=secrets)
 
     # -- the httpx / httpx2 auth flow ---------------------------------------
     # After a 401/403: one retry with the engine's token; a second only when
     # a DPoP-bound token was sent (a nonce challenge, RFC 9449 §9, can follow
-    # a fresh authorization). Bearer requests are retried once, as ever.
+    # a fresh authorization). Bearer requests are retried once, as ever. The
+    # response that stands, when a 2xx with a DPoP-Nonce, is noted (§8).
     MAX_RETRIES = 2
 
     def sync_auth_flow(self, request: Any):  # type: ignore[override]
@@ -329,20 +379,24 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         proof = _attach(request, self._headers(request.method, str(request.url), token), False)
         response = yield request
         for retry in range(self.MAX_RETRIES):
-            if response.status_code not in (401, 403) or (retry > 0 and not (token and token.dpop)):
-                return
+            signal, nonce = dpop_nonce_signal(response.status_code, response.headers.multi_items())
+            if signal != "challenge" or (retry > 0 and not (token and token.dpop)):
+                break
             response.read()
             new = self._challenge(
                 response.status_code,
                 response.headers.get_list("www-authenticate"),
                 token.token if token else None,
-                response.headers.get("dpop-nonce"),
+                nonce,
             )
             if new is None:
                 return
             token = new
             proof = _attach(request, self._headers(request.method, str(request.url), token), proof)
             response = yield request
+        signal, nonce = dpop_nonce_signal(response.status_code, response.headers.multi_items())
+        if signal == "note":
+            self._note_nonce(response.status_code, nonce)
 
     async def async_auth_flow(self, request: Any):  # type: ignore[override]
         if self.requires_request_body:
@@ -352,20 +406,31 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         proof = _attach(request, await _in_thread(lambda: self._headers(method, url, token)), False)
         response = yield request
         for retry in range(self.MAX_RETRIES):
-            if response.status_code not in (401, 403) or (retry > 0 and not (token and token.dpop)):
-                return
+            signal, nonce = dpop_nonce_signal(response.status_code, response.headers.multi_items())
+            if signal != "challenge" or (retry > 0 and not (token and token.dpop)):
+                break
             await response.aread()
             status, challenge = response.status_code, response.headers.get_list("www-authenticate")
-            nonce, sent = response.headers.get("dpop-nonce"), token.token if token else None
+            sent = token.token if token else None
             new = await _in_thread(lambda: self._challenge(status, challenge, sent, nonce))
             if new is None:
                 return
             token = new
             proof = _attach(request, await _in_thread(lambda: self._headers(method, url, new)), proof)
             response = yield request
+        signal, nonce = dpop_nonce_signal(response.status_code, response.headers.multi_items())
+        if signal == "note":
+            status = response.status_code
+            await _in_thread(lambda: self._note_nonce(status, nonce))
 
     def auth_flow(self, request: Any):  # type: ignore[override]
         return self.sync_auth_flow(request)
+
+
+def dpop_key_id(issuer: str, resource: str) -> str:
+    """The DPoP key file's name for a server, as the engine names it
+    (guest/core/src/wire/dpop.rs, key_id)."""
+    return "dpop-" + hashlib.sha256(f"{issuer}\n{resource}".encode("utf-8")).hexdigest()[:40]
 
 
 def _variant(tag: str, payload: Any = None) -> Any:

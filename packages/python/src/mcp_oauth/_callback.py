@@ -1,21 +1,35 @@
 """The `callback` import: the loopback redirect listener (RFC 8252 §7.3).
 
 Bound to 127.0.0.1 before the flow goes on (any free port unless pinned). It
-serves many requests (a favicon or a stray hit does not end it), answers only
-GET /callback, times out, can be cancelled, and, when pasting is on, races a
-redirect URL pasted on stdin against the browser.
+serves many requests, answers only GET /callback, times out, can be
+cancelled, and, when pasting is on, races a redirect URL pasted on stdin
+against the browser.
+
+Any page or local process can reach the listener before the real redirect,
+so junk never ends or blocks the wait: one selector loop reads every
+connection without blocking; anything but GET /callback is answered 404 (or
+400 when it is not HTTP) as soon as its request line is read; the work per
+connection is bounded (head size, read time), and so is the number of open
+connections, never the number of requests. Complete /callback arrivals wait
+in arrival order and none is ever dropped to make room, so a flood of them
+cannot push out a later real one; at the cap the oldest idle connection is
+closed instead. `junk` counts what was turned away.
 """
 
 from __future__ import annotations
 
+import collections
 import errno
 import os
 import select
+import selectors
 import socket
 import sys
 import threading
 import time
 from urllib.parse import urlsplit
+
+from ._terminal import printable
 
 PAGE_DONE = (
     "<!doctype html><title>mcp-oauth</title><p>mcp-oauth received the authorization response. "
@@ -25,8 +39,14 @@ PAGE_REJECTED = (
     "<!doctype html><title>mcp-oauth</title><p>This response does not belong to the login in progress "
     "and was ignored. You can close this tab.</p>"
 )
-MAX_REQUEST_HEAD = 16 * 1024
-READ_TIMEOUT_S = 5.0
+PAGE_NOT_FOUND = "<p>Not found.</p>"
+MAX_REQUEST_HEAD = 8 * 1024  # request line and headers; a browser's are ~1 KB
+READ_TIMEOUT_S = 3.0  # a connection's head must arrive within this
+MAX_CONNECTIONS = 64  # open at once: reading, or waiting for the engine
+IDLE_EVICT_S = 0.5  # at the cap, a head still incomplete after this may be closed (a browser's comes at once)
+ACCEPTS_PER_TURN = 16  # bounds one turn; the rest wait in the backlog
+BACKLOG = 128
+DRAIN_BYTES = 64 * 1024  # read before closing, so the answer is not lost to a reset
 
 
 class BindError(Exception):
@@ -36,47 +56,75 @@ class BindError(Exception):
 
 
 def _respond(conn: socket.socket, status: int, body: str) -> None:
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "OK")
+    """Answers and closes, never blocking: the answer is small and the socket's
+    send buffer empty, so one non-blocking send takes it; if not, the client
+    gets a closed socket."""
+    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large"}.get(status, "OK")
     data = body.encode()
     head = (
         f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/html; charset=utf-8\r\n"
         f"content-length: {len(data)}\r\nconnection: close\r\n\r\n"
     )
     try:
-        conn.settimeout(READ_TIMEOUT_S)
-        conn.sendall(head.encode() + data)
-    except OSError:
+        conn.setblocking(False)
+        conn.send(head.encode() + data)
+        conn.shutdown(socket.SHUT_WR)
+        # What the client sent and we did not read would turn the close into
+        # a reset, which can discard the answer before the client reads it.
+        left = DRAIN_BYTES
+        while left > 0:  # bounded: at most DRAIN_BYTES, and only what has arrived
+            chunk = conn.recv(min(left, 16384))
+            if not chunk:
+                break
+            left -= len(chunk)
+    except OSError:  # includes BlockingIOError: nothing more has arrived
         pass
     finally:
         conn.close()
 
 
-def _read_head(conn: socket.socket, deadline: float) -> bytes | None:
-    """The request line and headers, or None (too slow, too big, closed)."""
-    buf = b""
-    while b"\r\n\r\n" not in buf and b"\n\n" not in buf:
-        left = deadline - time.monotonic()
-        if left <= 0 or len(buf) > MAX_REQUEST_HEAD:
-            return None
-        conn.settimeout(left)
-        try:
-            chunk = conn.recv(4096)
-        except OSError:
-            return None
-        if not chunk:
-            break
-        buf += chunk
-    return buf
+class _Reading:
+    """A connection whose request head is still arriving."""
+
+    __slots__ = ("buf", "opened", "deadline")
+
+    def __init__(self, now: float) -> None:
+        self.buf = b""
+        self.opened = now
+        self.deadline = now + READ_TIMEOUT_S
+
+
+def _judge(buf: bytes) -> tuple[str, str | int | None]:
+    """What a request head read so far calls for: ("wait", None), ("answer",
+    status) or ("callback", query). Decided on the request line alone unless
+    it is GET /callback, whose whole head is read before it is answered."""
+    if not buf[:1].isupper():  # methods are upper-case letters: a TLS hello, binary
+        return ("answer", 400)
+    end = buf.find(b"\n")
+    if end < 0:
+        return ("answer", 431) if len(buf) > MAX_REQUEST_HEAD else ("wait", None)
+    parts = buf[:end].rstrip(b"\r").split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/"):
+        return ("answer", 400)
+    method, target = parts[0], parts[1]
+    path, _, query = target.partition(b"?")
+    if method != b"GET" or path != b"/callback":
+        return ("answer", 404)
+    if b"\r\n\r\n" in buf or b"\n\n" in buf:
+        return ("callback", query.decode("latin-1"))
+    return ("answer", 431) if len(buf) > MAX_REQUEST_HEAD else ("wait", None)
 
 
 class Listener:
-    """One flow's listener."""
+    """One flow's listener. Used from one thread (the engine's); `cancel` may
+    be set from any."""
 
     def __init__(self, port: int | None, paste: bool = False, cancel: threading.Event | None = None) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.bind(("127.0.0.1", port or 0))
-            sock.listen(16)
+            sock.listen(BACKLOG)
+            sock.setblocking(False)
         except OSError as e:
             sock.close()
             if port and e.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", -1)):
@@ -84,9 +132,17 @@ class Listener:
             raise BindError(f"could not listen on 127.0.0.1: {e.strerror or e}") from None
         self._sock = sock
         self.port = sock.getsockname()[1]
-        self._pending: socket.socket | None = None
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(sock, selectors.EVENT_READ)
+        self._accepting = True
+        self._reading: dict[socket.socket, _Reading] = {}
+        # Complete GET /callback arrivals the engine has not seen, oldest first.
+        self._ready: collections.deque[tuple[socket.socket, str]] = collections.deque()
+        self._pending: socket.socket | None = None  # the arrival the engine is judging
         self._paste = paste
         self._cancel = cancel
+        self._closed = False
+        self.junk = 0  # requests turned away (answered 404/400/431, timed out, closed)
 
     def redirect_uri(self) -> str:
         return f"http://127.0.0.1:{self.port}/callback"
@@ -129,7 +185,7 @@ class Listener:
             _respond(self._pending, 400, PAGE_REJECTED)
             self._pending = None
         deadline = time.monotonic() + timeout_s
-        while True:
+        while True:  # bounded by the deadline: every turn waits at most 0.1 s
             if self._cancel is not None and self._cancel.is_set():
                 return ("cancelled", None)
             line = self._pasted()
@@ -137,35 +193,122 @@ class Listener:
                 try:
                     return ("redirect", self.parse_paste(line))
                 except ValueError as why:
-                    print(f"mcp-oauth: {why}. Paste again, or finish in the browser.", file=sys.stderr)
+                    print(f"mcp-oauth: {printable(str(why))}. Paste again, or finish in the browser.", file=sys.stderr)
+            if self._ready:
+                self._pending, query = self._ready.popleft()
+                return ("redirect", query)
             left = deadline - time.monotonic()
-            if left <= 0:
+            if left <= 0 or self._closed:
                 return ("timed-out", None)
-            self._sock.settimeout(min(left, 0.1))
+            self._turn(min(left, 0.1))
+
+    def _open(self) -> int:
+        return len(self._reading) + len(self._ready) + (self._pending is not None)
+
+    def _idle_victim(self, now: float) -> socket.socket | None:
+        """At the cap: the oldest connection whose head is still incomplete after IDLE_EVICT_S, if any."""
+        conn, r = min(self._reading.items(), key=lambda kv: kv[1].opened, default=(None, None))
+        return conn if r is not None and now - r.opened >= IDLE_EVICT_S else None
+
+    def _turn(self, wait: float) -> None:
+        """One bounded round: accept some, read what has arrived, expire the slow."""
+        now = time.monotonic()
+        # At the cap with nothing to evict, stop watching the listening socket
+        # (new connections wait in the backlog) rather than spin on it.
+        room = self._open() < MAX_CONNECTIONS or self._idle_victim(now) is not None
+        if room != self._accepting:
+            if room:
+                self._sel.register(self._sock, selectors.EVENT_READ)
+            else:
+                self._sel.unregister(self._sock)
+            self._accepting = room
+        if not self._sel.get_map():
+            time.sleep(wait)
+            return
+        if self._reading:  # wake for the first read deadline too
+            wait = max(0.0, min(wait, min(r.deadline for r in self._reading.values()) - now))
+        try:
+            events = self._sel.select(wait)
+        except OSError:
+            time.sleep(wait)
+            return
+        for key, _ in events:
+            if key.fileobj is self._sock:
+                self._accept()
+            elif key.fileobj in self._reading:
+                self._read(key.fileobj)  # type: ignore[arg-type]
+        now = time.monotonic()
+        for conn in [c for c, r in self._reading.items() if now >= r.deadline]:
+            self._turn_away(conn, None)  # too slow: closed
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPTS_PER_TURN):
+            if self._open() >= MAX_CONNECTIONS:
+                victim = self._idle_victim(time.monotonic())
+                if victim is None:
+                    return  # the rest wait in the backlog
+                self._turn_away(victim, None)
             try:
                 conn, _ = self._sock.accept()
-            except (socket.timeout, TimeoutError):
-                continue
-            except OSError:
-                time.sleep(min(left, 0.1))
-                continue
-            head = _read_head(conn, time.monotonic() + min(READ_TIMEOUT_S, max(left, 0.5)))
-            if head is None:
-                conn.close()
-                continue
-            parts = head.split(b"\r\n", 1)[0].split(b" ")
-            target = parts[1].decode("latin-1") if len(parts) >= 2 else ""
-            path, _, query = target.partition("?")
-            if parts[0] != b"GET" or path != "/callback":
-                _respond(conn, 404, "<p>Not found.</p>")
-                continue
-            self._pending = conn
-            return ("redirect", query)
+            except OSError:  # nothing more waiting (or EMFILE): next turn
+                return
+            conn.setblocking(False)
+            self._reading[conn] = _Reading(time.monotonic())
+            self._sel.register(conn, selectors.EVENT_READ)
+            self._read(conn)  # a browser's request is usually there already
+
+    def _read(self, conn: socket.socket) -> None:
+        r = self._reading[conn]
+        try:
+            chunk = conn.recv(MAX_REQUEST_HEAD + 1 - len(r.buf))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._turn_away(conn, None)
+            return
+        if not chunk:
+            self._turn_away(conn, None)
+            return
+        r.buf += chunk
+        verdict, value = _judge(r.buf)
+        if verdict == "answer":
+            self._turn_away(conn, value)  # type: ignore[arg-type]
+        elif verdict == "callback":
+            self._forget(conn)
+            self._ready.append((conn, value))  # type: ignore[arg-type]
+
+    def _forget(self, conn: socket.socket) -> None:
+        self._reading.pop(conn, None)
+        try:
+            self._sel.unregister(conn)
+        except (KeyError, ValueError):
+            pass
+
+    def _turn_away(self, conn: socket.socket, status: int | None) -> None:
+        """Junk: answered with `status` and closed, or just closed."""
+        self._forget(conn)
+        self.junk += 1
+        if status is None:
+            conn.close()
+        else:
+            _respond(conn, status, PAGE_NOT_FOUND if status == 404 else "<p>Bad request.</p>")
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self._pending is not None:
             _respond(self._pending, 200, PAGE_DONE)
             self._pending = None
+        while self._ready:  # never seen by the engine: not this login's
+            _respond(self._ready.popleft()[0], 400, PAGE_REJECTED)
+        for conn in list(self._reading):
+            self._forget(conn)
+            conn.close()
+        try:
+            self._sel.close()
+        except OSError:
+            pass
         try:
             self._sock.close()
         except OSError:

@@ -50,3 +50,15 @@ class AuthFailed(McpOAuthError):
 
 class EngineError(McpOAuthError):
     """The engine could not be loaded, or it trapped (it is restarted on the next call)."""
+
+
+class SecretsError(McpOAuthError):
+    """Where the store keeps its secrets cannot be settled: the store is
+    sealed and plain files were asked for (or the reverse), the key file is
+    refused, or sealing cannot be done here. The message names the fix (e.g.
+    `mcp-oauth store seal` / `mcp-oauth store unseal`). Nothing was written."""
+
+
+class KeychainUnavailable(SecretsError):
+    """The store key must come from the OS keychain (`secrets="keychain"`, or
+    a sealed store) and no keychain answered. Nothing was written."""

@@ -24,7 +24,9 @@ from ._callback import BindError, Listener
 from ._engine import LISTENER_TYPE, field, record
 from ._errors import AuthFailed, AuthorizationRequired, Declined, McpOAuthError, TimedOut
 from ._signer import DpopError, DpopKeys
-from ._store import FileStore, StoreError
+from ._seam import Lock, Store, StoreError
+from ._store import FileStore
+from ._terminal import printable, printable_lines
 
 
 @dataclass(frozen=True)
@@ -43,7 +45,9 @@ class Progress:
 
     kind: callback-rejected, browser-open-failed (see `url`), storage-warning,
     pkce-check-overridden, legacy-issuer-differs (from the engine); http,
-    saved, listening, browser-opened, waiting, callback-arrived (host steps).
+    saved, listening, browser-opened, waiting, callback-arrived, callback-junk
+    (host steps). Server-supplied parts of `message` are escaped for a
+    terminal (control characters shown as \\u{..}); `url` is as given.
     """
 
     kind: str
@@ -57,23 +61,32 @@ NOTICES = {"callback-rejected", "browser-open-failed", "storage-warning", "pkce-
 def default_progress(p: Progress) -> None:
     """Engine notices on stderr (a browser failure always: the user must open the URL)."""
     if p.kind == "browser-open-failed" or (p.kind in NOTICES and sys.stderr is not None and sys.stderr.isatty()):
-        print(f"mcp-oauth: {p.message}", file=sys.stderr)
+        # Line by line: the message's own layout stays, any control in it is shown.
+        print(f"mcp-oauth: {printable_lines(p.message)}", file=sys.stderr)
+
+
+def _shown(x: Any) -> str:
+    """A value a server may have chosen, for a message a terminal may show."""
+    return printable(str(x))
 
 
 def describe_event(ev: wc.Variant) -> Progress:
     tag, v = ev.tag, ev.payload
     if tag == "callback-rejected":
-        return Progress(tag, f"ignored a request to the callback: {v}; still waiting")
+        return Progress(tag, f"ignored a request to the callback: {_shown(v)}; still waiting")
     if tag == "browser-open-failed":
         url = field(v, "url")
-        return Progress(tag, f"could not open a browser ({field(v, 'reason')}). Open this URL yourself:\n\n  {url}\n", url)
+        why = _shown(field(v, "reason"))
+        return Progress(tag, f"could not open a browser ({why}). Open this URL yourself:\n\n  {_shown(url)}\n", url)
     if tag == "storage-warning":
-        return Progress(tag, f"could not save the {field(v, 'record_kind')} record: {field(v, 'message')}")
+        kind, why = _shown(field(v, "record_kind")), _shown(field(v, "message"))
+        return Progress(tag, f"could not save the {kind} record: {why}")
     if tag == "pkce-check-overridden":
-        return Progress(tag, f"warning: {v} does not advertise PKCE S256; going on because the configuration allows it")
+        return Progress(tag, f"warning: {_shown(v)} does not advertise PKCE S256; going on because the configuration allows it")
     if tag == "legacy-issuer-differs":
-        return Progress(tag, f"note: legacy server {field(v, 'origin')} names its issuer {field(v, 'issuer')}")
-    return Progress(tag, tag)
+        origin, issuer = _shown(field(v, "origin")), _shown(field(v, "issuer"))
+        return Progress(tag, f"note: legacy server {origin} names its issuer {issuer}")
+    return Progress(tag, _shown(tag))
 
 
 def error_from(err: Any) -> McpOAuthError:
@@ -92,9 +105,11 @@ def error_from(err: Any) -> McpOAuthError:
     if tag == "failed":
         f = err.payload
         oauth = field(f, "oauth")
+        # The message is for people (tracebacks print it): shown escaped; the
+        # OAuth fields stay as the server sent them.
         return AuthFailed(
             field(f, "kind"),
-            field(f, "message"),
+            printable(field(f, "message")),
             field(oauth, "error") if oauth is not None else None,
             field(oauth, "description") if oauth is not None else None,
             field(oauth, "status") if oauth is not None else None,
@@ -107,15 +122,16 @@ class HostImpl:
 
     def __init__(
         self,
-        home: os.PathLike,
+        store: "Store | os.PathLike | str",
         open_browser: Optional[Callable[[str], Any]],
         consent: Optional[Callable[[ConsentRequest], bool]],
         progress: Optional[Callable[[Progress], Any]],
         signer: Optional[Callable[[bytes], bytes]],
         paste: bool,
     ) -> None:
-        self.store = FileStore(home)
+        self.store: Store = store if isinstance(store, Store) else FileStore(store)
         self.dpop = DpopKeys(self.store)
+        self._held: dict[str, Lock] = {}  # the engine's locks, released after each call
         self.open_browser = open_browser or _browser.open_system_browser
         self.consent = consent
         self.progress = progress or default_progress
@@ -132,7 +148,8 @@ class HostImpl:
             pass  # a progress hook cannot break the flow
 
     def after_call(self) -> None:
-        self.store.unlock_all()
+        for key in list(self._held):
+            self.storage_unlock(None, key)
 
     def reset(self) -> None:
         """The instance trapped: close what it held."""
@@ -147,12 +164,12 @@ class HostImpl:
         try:
             r = _http.send(method, url, headers, field(req, "body"))
         except _http.HttpError as e:
-            self._emit(Progress("http", f"{method} {url} -> failed ({e.kind})"))
+            self._emit(Progress("http", f"{method} {printable(url)} -> failed ({e.kind})"))
             payload = None if e.kind in ("timeout", "too-large") else e.message
             return wc.Variant(e.kind, payload)
         except Exception as e:  # never trap on a transport surprise
             return wc.Variant("other", str(e) or type(e).__name__)
-        self._emit(Progress("http", f"{method} {url} -> {r.status}"))
+        self._emit(Progress("http", f"{method} {printable(url)} -> {r.status}"))
         return record(status=r.status, headers=[record(name=k, value=v) for k, v in r.headers], body=r.body)
 
     # -- storage ---------------------------------------------------------
@@ -181,14 +198,18 @@ class HostImpl:
         return None
 
     def storage_lock(self, _s: Any, key: str) -> Any:
+        if key in self._held:
+            return None  # held already by this session
         try:
-            self.store.lock(key)
+            self._held[key] = self.store.lock(key)
         except (StoreError, OSError) as e:
             return wc.Variant("io", str(e))
         return None
 
     def storage_unlock(self, _s: Any, key: str) -> None:
-        self.store.unlock(key)
+        held = self._held.pop(key, None)
+        if held is not None:
+            held.release()
 
     # -- browser and prompts --------------------------------------------
     def browser_open(self, _s: Any, url: str) -> Any:  # result<_, browser-error>
@@ -196,7 +217,7 @@ class HostImpl:
             _browser.check_openable(url)
         except ValueError as e:
             return wc.Variant("refused", str(e))
-        self._emit(Progress("browser-opened", f"browser opened at {url[:90]}...", url))
+        self._emit(Progress("browser-opened", f"browser opened at {printable(url[:90])}...", url))
         try:
             self.open_browser(url)
         except Exception as e:
@@ -256,6 +277,8 @@ class HostImpl:
         l = self.listeners.pop(rep, None)
         if l is not None:
             l.close()
+            if l.junk:  # a count, not each one: a flood must not flood the log
+                self._emit(Progress("callback-junk", f"the loopback listener turned away {l.junk} stray request(s)"))
 
     # -- clock, random, signer -------------------------------------------
     def clock_now_ms(self, _s: Any) -> int:

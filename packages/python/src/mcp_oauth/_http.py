@@ -13,6 +13,7 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
+from typing import Iterable, Optional
 from urllib.parse import urlsplit
 
 from ._version import __version__
@@ -40,6 +41,20 @@ class Response:
 
     def header_values(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k.lower() == name.lower()]
+
+
+def dpop_nonce_signal(status: int, headers: Iterable[tuple[str, str]]) -> tuple[str, Optional[str]]:
+    """What a response from the MCP server tells the engine about DPoP nonces
+    (RFC 9449 §8, §9; tests/vectors/dpop_nonce_signals.json): ("challenge",
+    nonce or None) on 401 and 403 (the nonce goes with the challenge),
+    ("note", nonce) on a 2xx carrying one, else ("none", None). Header names
+    are case-insensitive; the first DPoP-Nonce counts; an empty one is none."""
+    nonce = next((v for k, v in headers if k.lower() == "dpop-nonce"), None) or None
+    if status in (401, 403):
+        return ("challenge", nonce)
+    if 200 <= status < 300 and nonce is not None:
+        return ("note", nonce)
+    return ("none", None)
 
 
 def is_loopback_host(host: str) -> bool:

@@ -10,7 +10,7 @@ import json
 import threading
 from typing import Any, Callable, Optional
 
-from ._store import FileStore, StoreError
+from ._seam import Store, StoreError
 
 
 def es256_signer(private_key_pem: str | bytes) -> Callable[[bytes], bytes]:
@@ -65,23 +65,30 @@ class _DpopKey:
         return "<DPoP key>"
 
 
-# Loaded keys, per process: (store directory, key id) -> _DpopKey.
+# Loaded keys, per process: (store id, key id) -> _DpopKey.
 _shared: dict = {}
 _shared_lock = threading.Lock()
+
+
+def forget(store: Store, key_id: str) -> None:
+    """Drops a loaded key (its file was removed: logout)."""
+    with _shared_lock:
+        _shared.pop((store.id, key_id), None)
 
 
 class DpopKeys:
     """The `signer.dpop-proof` import: one ES256 (P-256) key pair per key id,
     made on first use and kept in the store as `<key-id>.pem` (PKCS#8, 0600):
-    a token bound to it is useless without it."""
+    a token bound to it is useless without it, so a file that cannot be used
+    is refused (the proof fails naming it), never replaced."""
 
-    def __init__(self, store: FileStore, cache: Optional[dict] = None) -> None:
+    def __init__(self, store: Store, cache: Optional[dict] = None) -> None:
         self.store = store
         self._cache = _shared if cache is None else cache
         self._lock = _shared_lock if cache is None else threading.Lock()
 
     def __repr__(self) -> str:
-        return f"DpopKeys({str(self.store.dir)!r})"
+        return f"DpopKeys({self.store.id!r})"
 
     def proof(self, key_id: str, claims: str) -> str:
         """The compact JWS over `claims` (a JSON string, signed exactly as given)."""
@@ -101,7 +108,7 @@ class DpopKeys:
         return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
     def _load(self, key_id: str) -> _DpopKey:
-        ident = (str(self.store.dir), key_id)
+        ident = (self.store.id, key_id)
         with self._lock:  # one load or creation at a time in this process
             key = self._cache.get(ident)
             if key is None:
@@ -114,20 +121,25 @@ class DpopKeys:
 
         try:
             stored = self.store.get_key(key_id)
-            key = None if stored is None else _parse_key(stored)
-            if key is None:
+            if stored is None:
                 new = ec.generate_private_key(ec.SECP256R1())
                 pem = new.private_bytes(
                     serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
                 )
-                # A corrupt file is replaced; an absent one is created only if
-                # no other process made it meanwhile (then its key is the one).
-                kept = self.store.put_key(key_id, pem, replace=stored is not None)
-                key = new if kept == pem else _parse_key(kept)
-                if key is None:
-                    raise DpopError(f"the DPoP key file {self.store.key_path(key_id)} is not a P-256 private key")
+                # Created only if no other process made it meanwhile (then its key is the one).
+                stored = self.store.put_key_once(key_id, pem)
+                key = new if stored == pem else _parse_key(stored)
+            else:
+                key = _parse_key(stored)
         except StoreError as e:
             raise DpopError(str(e)) from None
+        if key is None:
+            # Refused, never replaced: a token bound to the key is useless
+            # without it, and the user decides what to do with the file.
+            raise DpopError(
+                f"the DPoP key file {self.store.key_location(key_id)} is not a P-256 private key in PKCS#8 PEM; "
+                "it was left as it is (restore it, or remove it and sign in again)"
+            )
         numbers = key.public_key().public_numbers()
         jwk = {"kty": "EC", "crv": "P-256", "x": _b64url(numbers.x.to_bytes(32, "big")), "y": _b64url(numbers.y.to_bytes(32, "big"))}
         header = {"typ": "dpop+jwt", "alg": "ES256", "jwk": jwk}
@@ -135,10 +147,13 @@ class DpopKeys:
 
 
 def _parse_key(pem: bytes) -> Any:
-    """The P-256 private key in `pem`, or None (corrupt, or another kind of key)."""
+    """The P-256 private key in `pem` (PKCS#8, as every host writes and reads
+    it), or None (corrupt, SEC1, encrypted, or another kind of key)."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
+    if not pem.lstrip().startswith(b"-----BEGIN PRIVATE KEY-----"):
+        return None
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except Exception:  # corrupt, encrypted, an unsupported algorithm

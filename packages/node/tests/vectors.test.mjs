@@ -1,0 +1,292 @@
+// The shared host-rule vectors (tests/vectors/*.json, the same files the Rust
+// and Python hosts check): every case against the Node host. Each file's
+// "rule" is the spec; this file only feeds its cases to the host.
+
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+// The repository (packages/node/test sets it; the tests run from a temp install).
+const root =
+  process.env.MCP_OAUTH_ROOT ?? (process.env.MCP_OAUTH_BIN ? path.resolve(path.dirname(process.env.MCP_OAUTH_BIN), '..', '..') : undefined);
+if (!root) throw new Error('set MCP_OAUTH_ROOT to the repository (packages/node/test does)');
+const VECTORS = path.join(root, 'tests', 'vectors');
+const vectors = (name) => JSON.parse(readFileSync(path.join(VECTORS, name), 'utf8'));
+
+// Internals, by file (the package's exports map covers only the public API).
+const pkg = path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src');
+const { FileStore, lockVerdict, breakStale, alive } = await import(path.join(pkg, 'store.js'));
+const { Host } = await import(path.join(pkg, 'host.js'));
+const { printable, escapeTerminal } = await import(path.join(pkg, 'terminal.js'));
+const { McpOAuthError } = await import(path.join(pkg, 'errors.js'));
+const { dpopNonceSignal } = await import(path.join(pkg, 'http.js'));
+const { SealedStore, sealWithNonce, open: openSealed, keyId, keyFromBase64 } = await import(path.join(pkg, 'store.js'));
+
+const COVERED = ['dpop_nonce_signals.json', 'key_files.json', 'lock_verdicts.json', 'record_files.json', 'sealed_records.json', 'terminal_text.json'];
+
+const homes = [];
+after(() => Promise.all(homes.map((h) => fs.rm(h, { recursive: true, force: true }))));
+async function home() {
+  const h = await fs.mkdtemp(path.join(os.tmpdir(), 'mcp-oauth-vectors-'));
+  homes.push(h);
+  await fs.chmod(h, 0o700);
+  return h;
+}
+
+/** `promise`, or a rejection after `ms` (a read that blocks fails the test instead of hanging it). */
+function within(ms, promise, what) {
+  let timer;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+const DEAD = 2147483000; // above any pid_max: never alive
+const holders = (text) => text.replaceAll('$LIVE', String(process.pid)).replaceAll('$DEAD', String(DEAD));
+const setAge = (file, ageS) => {
+  const t = new Date(Date.now() - ageS * 1000);
+  return fs.utimes(file, t, t);
+};
+
+test('vectors: every file in tests/vectors is checked here', () => {
+  assert.deepEqual(readdirSync(VECTORS).filter((n) => n.endsWith('.json')).sort(), COVERED);
+});
+
+test('vectors: lock verdicts (the pure judgement)', () => {
+  const v = vectors('lock_verdicts.json');
+  assert.equal(v.max_age_s, 60);
+  assert.equal(v.unreadable_age_s, 5);
+  assert.equal(alive(DEAD), false);
+  assert.equal(alive(process.pid), true);
+  for (const c of v.cases) {
+    const content = holders(c.content);
+    assert.equal(lockVerdict(content, c.age_s * 1000, alive), c.verdict, c.name);
+    assert.equal(lockVerdict(new TextEncoder().encode(content), c.age_s * 1000, alive), c.verdict, `${c.name} (bytes)`);
+  }
+});
+
+test('vectors: lock verdicts on disk (a stale lock is taken, a busy one waited on)', async () => {
+  const dir = await home();
+  const store = new FileStore(dir);
+  await store.open();
+  for (const c of vectors('lock_verdicts.json').cases) {
+    const file = path.join(dir, 'locks', 'tokens-vector.lock');
+    await fs.writeFile(file, holders(c.content), { mode: 0o600 });
+    await setAge(file, c.age_s);
+    if (c.verdict === 'stale') {
+      await (await store.lock('tokens-vector', 2000)).release();
+    } else {
+      await assert.rejects(store.lock('tokens-vector', 150), (e) => e.message.includes(file), c.name);
+      await fs.rm(file);
+    }
+  }
+  assert.deepEqual(await fs.readdir(path.join(dir, 'locks')), []);
+});
+
+test('vectors: breaking a stale lock puts back a fresh one that replaced it (the race)', async () => {
+  const { race } = vectors('lock_verdicts.json');
+  const dir = await home();
+  const locks = path.join(dir, 'locks');
+  await fs.mkdir(locks, { mode: 0o700 });
+  const file = path.join(locks, 'tokens-race.lock');
+  await fs.writeFile(file, holders(race.judged.content), { mode: 0o600 });
+  await setAge(file, race.judged.age_s);
+  const judged = await fs.lstat(file);
+  assert.equal(lockVerdict(await fs.readFile(file), Date.now() - judged.mtimeMs), 'stale');
+  // Another process breaks it and takes a fresh lock (a new file, a new inode).
+  const fresh = path.join(locks, 'fresh.tmp');
+  await fs.writeFile(fresh, holders(race.replacement.content), { mode: 0o600 });
+  await fs.rename(fresh, file);
+  assert.notEqual((await fs.lstat(file)).ino, judged.ino);
+  await breakStale(file, judged);
+  assert.equal(await fs.readFile(file, 'utf8'), holders(race.replacement.content), race.after);
+  assert.deepEqual(await fs.readdir(locks), ['tokens-race.lock'], race.after);
+  // And the lock judged stale itself is removed.
+  await breakStale(file, await fs.lstat(file));
+  assert.deepEqual(await fs.readdir(locks), []);
+});
+
+/** Creates `<dir>/<name>` as the vector's `kind`; false when the case cannot run here. */
+async function plant(dir, name, c) {
+  const file = path.join(dir, name);
+  const content = c.fill !== undefined ? `"${'a'.repeat(c.fill - 2)}"` : c.content;
+  switch (c.kind) {
+    case 'regular':
+      await fs.writeFile(file, content, { mode: 0o600 });
+      return true;
+    case 'symlink': {
+      const target = path.join(await home(), 'target.json');
+      await fs.writeFile(target, c.target, { mode: 0o600 });
+      await fs.symlink(target, file);
+      return true;
+    }
+    case 'fifo':
+      execFileSync('mkfifo', ['-m', '600', file]); // no shell
+      return true;
+    case 'directory':
+      await fs.mkdir(file, { mode: 0o700 });
+      return true;
+    case 'foreign_owner':
+      if (process.geteuid?.() !== 0) return false;
+      await fs.writeFile(file, content, { mode: 0o600 });
+      await fs.chown(file, 65534, 65534);
+      return true;
+    default:
+      throw new Error(`unknown kind ${c.kind}`);
+  }
+}
+
+test('vectors: record files (only small regular JSON files of ours are read; the rest is absent, with a warning)', async (t) => {
+  const v = vectors('record_files.json');
+  for (const c of v.cases) {
+    const dir = await home();
+    if (!(await plant(dir, `${v.key}.json`, c))) {
+      t.diagnostic(`skipped "${c.name}": needs root`);
+      continue;
+    }
+    const warnings = [];
+    const store = new FileStore(dir, (m) => warnings.push(m));
+    const got = await within(5000, store.get(v.key), c.name);
+    if (c.expect === 'read') {
+      const want = c.fill !== undefined ? `"${'a'.repeat(c.fill - 2)}"` : c.content;
+      assert.ok(got, c.name);
+      assert.equal(got.byteLength, Buffer.byteLength(want), c.name);
+      assert.equal(Buffer.from(got).toString('utf8'), want, c.name);
+      assert.deepEqual(warnings, [], c.name);
+    } else {
+      assert.equal(got, null, c.name);
+      assert.equal(warnings.length, 1, `${c.name}: one warning`);
+      assert.ok(warnings[0].includes(path.join(dir, `${v.key}.json`)), `${c.name}: the warning names the file`);
+    }
+  }
+});
+
+const CLAIMS = '{"jti":"AAECAwQFBgcICQoLDA0ODw","htm":"POST","htu":"https://mcp.example/mcp","iat":1700000000}';
+const b64json = (part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+const thumbprint = ({ x, y }) => createHash('sha256').update(`{"crv":"P-256","kty":"EC","x":"${x}","y":"${y}"}`).digest('base64url');
+const proofFrom = (dir, keyId) => new Host({ store: new FileStore(dir), progress: () => {} }).perform({ tag: 'dpop-proof', val: { keyId, claims: CLAIMS } }, {});
+
+/** True when no recognizable piece of `content` (a line of 8+ characters) is in `text`. */
+const leaksNothing = (text, content) => content.split('\n').every((line) => line.length < 8 || !text.includes(line));
+
+test('vectors: DPoP key files (a usable key signs; anything else is refused, named, and left exactly as it was)', async () => {
+  const v = vectors('key_files.json');
+  for (const c of v.cases) {
+    const dir = await home();
+    const file = path.join(dir, `${v.key_id}.pem`);
+    await fs.writeFile(file, c.content, { mode: 0o600 });
+    const before = await fs.lstat(file);
+    const r = await within(5000, proofFrom(dir, v.key_id), c.name);
+    assert.equal(r.tag, 'dpop-proof');
+    if (c.expect === 'refuse') {
+      assert.equal(r.val.tag, 'err', c.name);
+      assert.ok(r.val.val.includes(file), `${c.name}: the error names the file: ${r.val.val}`);
+      assert.ok(leaksNothing(r.val.val, c.content), `${c.name}: no content in the error`);
+    } else {
+      assert.equal(r.val.tag, 'ok', `${c.name}: ${r.val.val}`);
+      const { jwk } = b64json(r.val.val.split('.')[0]);
+      assert.equal(jwk.x, c.expect.x, c.name);
+      assert.equal(jwk.y, c.expect.y, c.name);
+      assert.equal(thumbprint(jwk), c.expect.jkt, c.name);
+    }
+    // Used or refused, the file is untouched and nothing else was written.
+    assert.equal(await fs.readFile(file, 'utf8'), c.content, c.name);
+    const after = await fs.lstat(file);
+    assert.equal(after.ino, before.ino, `${c.name}: not replaced`);
+    assert.equal(after.mtimeMs, before.mtimeMs, `${c.name}: not rewritten`);
+    assert.deepEqual(await fs.readdir(dir), [`${v.key_id}.pem`], c.name);
+  }
+});
+
+test('vectors: DPoP key files get the record rules too (no symlink, FIFO, directory, foreign owner, or over 64 KiB)', async (t) => {
+  const v = vectors('key_files.json');
+  const good = v.cases.find((c) => c.expect !== 'refuse');
+  const kinds = [
+    { name: 'a symlink to a good key', kind: 'symlink', target: good.content },
+    { name: 'a FIFO', kind: 'fifo' },
+    { name: 'a directory', kind: 'directory' },
+    { name: 'a good key owned by another user', kind: 'foreign_owner', content: good.content },
+    { name: 'a good key padded past 64 KiB', kind: 'regular', content: good.content + '\n'.repeat(64 * 1024) },
+  ];
+  for (const c of kinds) {
+    const dir = await home();
+    const file = path.join(dir, `${v.key_id}.pem`);
+    if (!(await plant(dir, `${v.key_id}.pem`, c))) {
+      t.diagnostic(`skipped "${c.name}": needs root`);
+      continue;
+    }
+    const before = await fs.lstat(file);
+    const r = await within(5000, proofFrom(dir, v.key_id), c.name);
+    assert.equal(r.val.tag, 'err', c.name);
+    assert.ok(r.val.val.includes(file), `${c.name}: ${r.val.val}`);
+    assert.ok(leaksNothing(r.val.val, good.content), `${c.name}: no key in the error`);
+    const after = await fs.lstat(file);
+    assert.equal(after.ino, before.ino, `${c.name}: left in place`);
+    assert.equal(after.mode, before.mode, c.name);
+  }
+  // Exactly at the cap is still read.
+  const dir = await home();
+  const file = path.join(dir, `${v.key_id}.pem`);
+  await fs.writeFile(file, good.content + '\n'.repeat(64 * 1024 - Buffer.byteLength(good.content)), { mode: 0o600 });
+  const r = await proofFrom(dir, v.key_id);
+  assert.equal(r.val.tag, 'ok', r.val.val);
+  assert.equal(thumbprint(b64json(r.val.val.split('.')[0]).jwk), good.expect.jkt);
+});
+
+test('vectors: terminal text (server text is printable: every Cc escaped, the rest kept)', () => {
+  for (const c of vectors('terminal_text.json').cases) {
+    assert.equal(printable(c.input), c.printable, c.name);
+    assert.equal(escapeTerminal(c.input), c.printable, `${c.name} (escapeTerminal)`);
+    // What reaches errors: the message and a server's OAuth error fields.
+    const e = new McpOAuthError('other', c.input, { status: 400, error: c.input, description: c.input });
+    assert.equal(e.message, c.printable, `${c.name} (error message)`);
+    assert.equal(e.oauth.error, c.printable, `${c.name} (oauth.error)`);
+    assert.equal(e.oauth.description, c.printable, `${c.name} (oauth.description)`);
+  }
+});
+
+test('vectors: DPoP-Nonce signals (pairs, and the Headers of a fetch Response)', () => {
+  for (const c of vectors('dpop_nonce_signals.json').cases) {
+    assert.deepEqual(dpopNonceSignal(c.status, c.headers), c.expect, c.name);
+    // fetch joins repeated fields with ", ": the first must still count.
+    const headers = new Headers();
+    for (const [name, value] of c.headers) headers.append(name, value);
+    assert.deepEqual(dpopNonceSignal(c.status, headers), c.expect, `${c.name} (Headers)`);
+  }
+});
+
+test('vectors: sealed records (the same bytes from the same nonce; every case that must not open reads as absent)', async () => {
+  const v = vectors('sealed_records.json');
+  const key = keyFromBase64(v.key_base64);
+  assert.equal(key.length, 32);
+  assert.equal(keyId(key), v.key_id);
+  for (const c of v.seal) {
+    const plaintext = Buffer.from(c.plaintext, 'utf8');
+    assert.equal(sealWithNonce(key, c.kind, c.key, plaintext, Buffer.from(c.nonce_hex, 'hex')), c.sealed, `${c.name}: sealed bytes`);
+    assert.equal(openSealed(key, c.kind, c.key, c.sealed)?.toString('utf8'), c.plaintext, `${c.name}: opened`);
+    assert.equal(openSealed(key, c.kind, c.key, Buffer.from(c.sealed))?.toString('utf8'), c.plaintext, `${c.name}: opened from bytes`);
+  }
+  for (const c of v.absent) assert.equal(openSealed(key, c.kind, c.key, c.sealed), null, c.name);
+  // The same through the sealed store on disk: records and key files.
+  for (const [cases, expect] of [
+    [v.seal, (c) => c.plaintext],
+    [v.absent, () => null],
+  ]) {
+    for (const c of cases) {
+      const dir = await home();
+      const file = path.join(dir, c.kind === 'record' ? `${c.key}.json` : `${c.key}.pem`);
+      await fs.writeFile(file, c.sealed, { mode: 0o600 });
+      const store = new SealedStore(new FileStore(dir, () => {}), key);
+      const got = c.kind === 'record' ? await within(5000, store.get(c.key), c.name) : await within(5000, store.getKey(c.key), c.name);
+      const text = got === null ? null : Buffer.from(got).toString('utf8');
+      assert.equal(text, expect(c), `${c.name} (on disk)`);
+      assert.equal(await fs.readFile(file, 'utf8'), c.sealed, `${c.name}: left as it was`);
+    }
+  }
+});
