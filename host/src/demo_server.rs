@@ -256,6 +256,12 @@ impl DemoServer {
         });
     }
 
+    /// Every secret the servers issued so far (tokens, codes, client
+    /// secrets): for tests that search a store or a log for them.
+    pub fn issued_secrets(&self) -> Vec<String> {
+        self.with(|s| s.servers.issued_secrets())
+    }
+
     /// Every request so far, as `METHOD /path`.
     pub fn log(&self) -> Vec<String> {
         self.with(|s| log_lines(&s.servers))

@@ -13,13 +13,15 @@ use crate::callback::{Arrival, BindError, Listener};
 use crate::http::{HttpClient, HttpError};
 use crate::prompts::Trace;
 use crate::runtime::SessionIo;
-use crate::storage::FileStore;
+use crate::storage::{LockGuard, Store};
 
 /// What the engine asks the host for, with the host's resources.
 pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) http: HttpClient,
-    pub(crate) storage: FileStore,
+    pub(crate) storage: std::sync::Arc<dyn Store>,
+    /// The locks the engine holds in this call (released when dropped).
+    pub(crate) held: std::collections::HashMap<String, LockGuard>,
     pub(crate) io: SessionIo,
     pub(crate) limits: StoreLimits,
 }
@@ -71,6 +73,7 @@ fn storage_error(e: crate::storage::StoreError) -> storage::StorageError {
         io @ crate::storage::StoreError::Io { .. } => storage::StorageError::Io(io.to_string()),
         busy @ crate::storage::StoreError::LockTimeout { .. } => storage::StorageError::Other(busy.to_string()),
         bad @ crate::storage::StoreError::Unsafe { .. } => storage::StorageError::Io(bad.to_string()),
+        secrets @ crate::storage::StoreError::Secrets(_) => storage::StorageError::Other(secrets.to_string()),
     }
 }
 
@@ -93,11 +96,15 @@ impl storage::Host for HostState {
     }
 
     fn lock(&mut self, key: String) -> Result<(), storage::StorageError> {
-        self.storage.lock(&key).map_err(storage_error)
+        if !self.held.contains_key(&key) {
+            let guard = self.storage.lock(&key).map_err(storage_error)?;
+            self.held.insert(key, guard);
+        }
+        Ok(())
     }
 
     fn unlock(&mut self, key: String) {
-        self.storage.unlock(&key);
+        self.held.remove(&key);
     }
 }
 
@@ -184,7 +191,7 @@ impl signer::Host for HostState {
     }
 
     fn dpop_proof(&mut self, key_id: String, claims: String) -> Result<String, signer::SignerError> {
-        crate::signer::dpop_proof(&self.storage, &key_id, &claims).map_err(signer::SignerError::Failed)
+        crate::signer::dpop_proof(&*self.storage, &key_id, &claims).map_err(signer::SignerError::Failed)
     }
 }
 

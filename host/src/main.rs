@@ -12,7 +12,9 @@ use mcp_oauth_host::terminal::printable;
 use cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let command = Cli::parse().command;
+    let cli = Cli::parse();
+    cli::set_secrets(cli.secrets);
+    let command = cli.command;
     #[cfg(unix)]
     if !matches!(command, Command::Proxy(_)) {
         // `mcp-oauth config <url> | head` must end quietly when the reader
@@ -35,6 +37,7 @@ fn main() -> ExitCode {
         Command::Logout { url } => cli::logout::logout(&url),
         Command::Proxy(args) => cli::proxy::proxy(args),
         Command::Config(args) => cli::config::config(args),
+        Command::Store(c) => cli::store::run(c),
         #[cfg(feature = "demo")]
         Command::Demo {
             serve: true,

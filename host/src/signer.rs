@@ -9,7 +9,7 @@ use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 
-use crate::storage::FileStore;
+use crate::storage::Store;
 
 /// Something that signs JWS signing inputs with ES256.
 pub trait Signer: Send + Sync {
@@ -47,7 +47,7 @@ impl Signer for Es256Signer {
 /// A DPoP proof with the key pair stored under `key_id` (made on first use,
 /// saved 0600 through the store before it signs anything): the JOSE header
 /// `{"typ":"dpop+jwt","alg":"ES256","jwk":...}` over the engine's claims.
-pub fn dpop_proof(store: &FileStore, key_id: &str, claims: &str) -> Result<String, String> {
+pub fn dpop_proof(store: &dyn Store, key_id: &str, claims: &str) -> Result<String, String> {
     let key = dpop_key(store, key_id)?;
     let point = VerifyingKey::from(&key).to_encoded_point(false);
     let (Some(x), Some(y)) = (point.x(), point.y()) else {
@@ -70,15 +70,12 @@ pub fn dpop_proof(store: &FileStore, key_id: &str, claims: &str) -> Result<Strin
 /// The key pair for `key_id`: `<store>/<key_id>.pem` (PKCS#8, 0600, the
 /// same file the Node and Python packages use), or made from fresh OS
 /// randomness and written once (a bound token is useless without it).
-fn dpop_key(store: &FileStore, key_id: &str) -> Result<SigningKey, String> {
+fn dpop_key(store: &dyn Store, key_id: &str) -> Result<SigningKey, String> {
     // A key file that cannot be used is refused, never replaced: a token
     // bound to it is useless without it (docs/store.md); the user decides.
-    let file = store.dir().join(format!("{key_id}.pem"));
+    let file = format!("{}/{key_id}.pem", store.id());
     let refuse = |what: &str| {
-        format!(
-            "the DPoP key file {} is {what}; it is left as it is: restore it, or remove it and sign in again",
-            file.display()
-        )
+        format!("the DPoP key file {file} is {what}; it is left as it is: restore it, or remove it and sign in again")
     };
     let parse = |pem: Vec<u8>| {
         let pem = String::from_utf8(pem).map_err(|_| refuse("not PEM"))?;
@@ -110,6 +107,7 @@ fn dpop_key(store: &FileStore, key_id: &str) -> Result<SigningKey, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::FileStore;
     use p256::ecdsa::signature::Verifier;
 
     #[test]

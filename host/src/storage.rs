@@ -13,12 +13,16 @@
 //!   `flock`): two processes refreshing the same server take turns, a lock
 //!   left by a dead process is broken, and waiting has a deadline.
 
+pub mod key;
 pub mod lock;
+pub mod mode;
 pub mod private;
+pub mod sealed;
+pub mod seam;
 
 pub use lock::LOCK_WAIT;
+pub use seam::{LockGuard, Secrets, Store};
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -49,6 +53,10 @@ pub enum StoreError {
         /// Why.
         why: String,
     },
+    /// Where secrets live cannot be settled (a mode mismatch, no keychain,
+    /// an unusable key file): the message says what to do.
+    #[error("{0}")]
+    Secrets(String),
     /// The filesystem failed.
     #[error("{what} {path}: {source}")]
     Io {
@@ -69,18 +77,10 @@ pub(crate) fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) 
     }
 }
 
-/// The store directory and the locks this process holds in it.
-#[derive(Debug)]
+/// The store directory: records and key files as plain files (0600).
+#[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
-    /// Lock files this handle created (removed on unlock and on drop).
-    held: HashMap<String, PathBuf>,
-}
-
-impl Drop for FileStore {
-    fn drop(&mut self) {
-        self.unlock_all();
-    }
 }
 
 /// The default store directory: `$MCP_OAUTH_HOME`, else `<data dir>/mcp-oauth`.
@@ -130,10 +130,7 @@ impl FileStore {
         let dir = dir.into();
         private_dir_checked(&dir)?;
         private_dir_checked(&dir.join("locks"))?;
-        Ok(Self {
-            dir,
-            held: HashMap::new(),
-        })
+        Ok(Self { dir })
     }
 
     /// The directory.
@@ -198,6 +195,9 @@ impl FileStore {
 
     /// Writes a record atomically (temp file, fsync, rename, fsync dir).
     pub fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        if key == "store" {
+            return Err(StoreError::BadKey(key.into()));
+        }
         let path = self.path(key)?;
         let tmp = self.write_temp(key, value)?;
         if let Err(e) = fs::rename(&tmp, &path) {
@@ -249,30 +249,135 @@ impl FileStore {
         }
     }
 
-    /// Server URLs with a stored binding (for `status` with no URL).
-    pub fn known_servers(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let Ok(entries) = fs::read_dir(&self.dir) else {
-            return out;
-        };
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().to_string();
-            if !(name.starts_with("binding-") && name.ends_with(".json")) {
-                continue;
-            }
-            let Ok(Some(bytes)) = private::read_small(&e.path(), private::MAX_RECORD_BYTES) else {
-                continue;
-            };
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-                continue;
-            };
-            if let Some(url) = v["record"]["server_url"].as_str() {
-                out.push(url.to_string());
-            }
+    /// Replaces a key file's content (converting a store between plain and
+    /// sealed only: key files are otherwise written once).
+    pub fn replace_key_file(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        check_key(key)?;
+        let path = self.dir.join(format!("{key}.pem"));
+        let tmp = self.write_temp(key, value)?;
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("replacing", &path)(e));
         }
-        out.sort();
-        out
+        Ok(())
     }
+
+    /// Writes `name` (a file directly in the store, not a record) unless it
+    /// exists, atomically; returns whether this call created it.
+    pub fn create_file_once(&self, name: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let path = self.dir.join(name);
+        let tmp = self.write_temp("file", value)?;
+        let created = match fs::hard_link(&tmp, &path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err("linking", &path)(e)),
+        };
+        let _ = fs::remove_file(&tmp);
+        created
+    }
+
+    /// Replaces `name` (a file directly in the store) atomically.
+    pub fn replace_file(&self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        let path = self.dir.join(name);
+        let tmp = self.write_temp("file", value)?;
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(io_err("replacing", &path)(e));
+        }
+        Ok(())
+    }
+
+    /// Removes a key file; absent is fine.
+    pub fn delete_key_file(&self, key: &str) -> Result<(), StoreError> {
+        check_key(key)?;
+        let path = self.dir.join(format!("{key}.pem"));
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", &path)(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// The record keys starting with `prefix` (files `<key>.json`), sorted.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = fs::read_dir(&self.dir)
+            .map_err(io_err("listing", &self.dir))?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let key = name.strip_suffix(".json")?.to_string();
+                // `store.json` describes the store; it is not a record.
+                (key != "store" && key.starts_with(prefix) && check_key(&key).is_ok()).then_some(key)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// The key files (`<key>.pem`), sorted.
+    pub fn list_key_files(&self) -> Result<Vec<String>, StoreError> {
+        let mut out: Vec<String> = fs::read_dir(&self.dir)
+            .map_err(io_err("listing", &self.dir))?
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let key = name.strip_suffix(".pem")?.to_string();
+                check_key(&key).is_ok().then_some(key)
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+}
+
+impl Store for FileStore {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        FileStore::get(self, key)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        FileStore::set(self, key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), StoreError> {
+        FileStore::delete(self, key)
+    }
+    fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        FileStore::list(self, prefix)
+    }
+    fn lock(&self, key: &str) -> Result<LockGuard, StoreError> {
+        self.lock_file(key)
+    }
+    fn get_key_file(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        FileStore::get_key_file(self, key)
+    }
+    fn create_key_file_once(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
+        FileStore::create_key_file_once(self, key, value)
+    }
+    fn delete_key_file(&self, key: &str) -> Result<(), StoreError> {
+        FileStore::delete_key_file(self, key)
+    }
+    fn id(&self) -> String {
+        fs::canonicalize(&self.dir)
+            .unwrap_or_else(|_| self.dir.clone())
+            .display()
+            .to_string()
+    }
+    fn secrets(&self) -> Secrets {
+        Secrets::Plain
+    }
+}
+
+/// Server URLs with a stored binding (for `status` with no URL): the
+/// `server_url` of each `binding-*` record the store can read.
+pub fn known_servers(store: &dyn Store) -> Vec<String> {
+    let mut out: Vec<String> = store
+        .list("binding-")
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|k| store.get(k).ok().flatten())
+        .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .filter_map(|v| v["record"]["server_url"].as_str().map(String::from))
+        .collect();
+    out.sort();
+    out
 }
 
 #[cfg(test)]

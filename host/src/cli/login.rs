@@ -17,7 +17,7 @@ use clap::Args;
 use mcp_oauth_host::browser::{BrowserOpener, ElsewhereBrowser, SystemBrowser, remote_without_display};
 use mcp_oauth_host::callback::CallbackOptions;
 use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
-use mcp_oauth_host::storage::{FileStore, default_home};
+use mcp_oauth_host::storage::default_home;
 use mcp_oauth_host::terminal::printable;
 use mcp_oauth_host::{AuthorizedClient, Config, Error, Mode, SessionIo};
 
@@ -84,7 +84,7 @@ pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 pub(crate) fn login(a: LoginArgs) -> Result<(), Failure> {
     let home = default_home();
-    let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
+    let store = super::open_store(&home)?;
     let grant = if a.client_credentials {
         Some(MachineGrant::ClientCredentials)
     } else if let Some(id_token_file) = a.id_token_file {
@@ -152,7 +152,7 @@ pub(crate) fn login(a: LoginArgs) -> Result<(), Failure> {
         return Err(Failure::Interrupted);
     }
     result?;
-    save_profile(&store, url, &profile);
+    save_profile(&*store, url, &profile);
     let st = session.status()?;
     eprintln!(
         "Logged in to {} (issuer {}, token expires {}).",

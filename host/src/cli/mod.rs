@@ -10,6 +10,7 @@ pub(crate) mod logout;
 pub(crate) mod profile;
 pub(crate) mod proxy;
 pub(crate) mod status;
+pub(crate) mod store;
 pub(crate) mod token;
 
 use std::path::PathBuf;
@@ -22,11 +23,15 @@ use mcp_oauth_host::callback::CallbackOptions;
 use mcp_oauth_host::http::HttpOptions;
 use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
 use mcp_oauth_host::runtime::Uncached;
+use mcp_oauth_host::storage::Store;
+use mcp_oauth_host::storage::mode::{self, SecretsChoice};
 use mcp_oauth_host::{Config, Error, Runtime, RuntimeOptions, Session, SessionIo};
 
 pub(crate) const AFTER_HELP: &str = "\
 Environment:
   MCP_OAUTH_HOME   where tokens and registrations are stored (default: the platform data dir)
+  MCP_OAUTH_SECRETS  auto (default), keychain or file: where secrets live (see --secrets)
+  MCP_OAUTH_STORE_KEY_FILE  a file holding the store key in base64 (0600), instead of the keychain
   BROWSER          command that opens the authorization URL (run directly, URL as last argument)
   MCP_OAUTH_HTTP_TIMEOUT  seconds each HTTP request may take (default 30)
   SSL_CERT_FILE    PEM bundle of the CA certificates to trust (replaces the built-in roots)
@@ -39,8 +44,31 @@ Exit codes:
 #[derive(Parser)]
 #[command(name = "mcp-oauth", version, about = "OAuth for MCP servers, done by a sandboxed engine", after_help = AFTER_HELP)]
 pub(crate) struct Cli {
+    /// Where secrets live: auto (the OS keychain holds the store key when
+    /// one answers, else plain files, said once), keychain (sealed, or an
+    /// error), file (plain 0600 files). A store keeps the mode it was
+    /// created with (store.json); `mcp-oauth store seal|unseal` converts it.
+    #[arg(long, global = true, env = "MCP_OAUTH_SECRETS", value_name = "MODE", value_parser = parse_secrets)]
+    pub secrets: Option<SecretsChoice>,
     #[command(subcommand)]
     pub command: Command,
+}
+
+fn parse_secrets(s: &str) -> Result<SecretsChoice, String> {
+    s.parse()
+}
+
+static SECRETS: std::sync::OnceLock<SecretsChoice> = std::sync::OnceLock::new();
+
+/// Records `--secrets` (or `MCP_OAUTH_SECRETS`) for every command of this run.
+pub(crate) fn set_secrets(choice: Option<SecretsChoice>) {
+    let _ = SECRETS.set(choice.unwrap_or_default());
+}
+
+/// The store at `home`, in the mode its `store.json` pins.
+pub(crate) fn open_store(home: &std::path::Path) -> Result<Arc<dyn Store>, Failure> {
+    let choice = SECRETS.get().copied().unwrap_or_default();
+    mode::open_store(home, choice).map_err(|e| Failure::Run(Error::Setup(e.to_string())))
 }
 
 #[derive(Args, Clone, Default)]
@@ -98,6 +126,10 @@ pub(crate) enum Command {
     Proxy(proxy::ProxyArgs),
     /// Print the JSON for Claude Desktop / Cursor that runs `mcp-oauth proxy <url>`
     Config(config::ConfigArgs),
+    /// Convert the store between sealed (the store key in the keychain or
+    /// MCP_OAUTH_STORE_KEY_FILE) and plain files
+    #[command(subcommand)]
+    Store(store::StoreCommand),
     /// Run the whole flow against a built-in local server, narrating each step
     #[cfg(feature = "demo")]
     Demo {
@@ -209,9 +241,11 @@ pub(crate) fn http_options(ca_file: Option<&std::path::Path>) -> Result<HttpOpti
     Ok(o)
 }
 
-pub(crate) fn runtime(home: PathBuf, http: HttpOptions) -> Result<Runtime, Error> {
+pub(crate) fn runtime(home: PathBuf, http: HttpOptions) -> Result<Runtime, Failure> {
+    let store = open_store(&home)?;
     let rt = Runtime::new(RuntimeOptions {
         home,
+        store: Some(store),
         http,
         uncached: Uncached::Baseline,
         ..RuntimeOptions::default()

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use mcp_oauth_host::Config;
 use mcp_oauth_host::bindings::mcp::oauth::engine_types::{AuthorizeParam, Grant, IdentityAssertion};
 use mcp_oauth_host::signer::{Es256Signer, Signer};
-use mcp_oauth_host::storage::FileStore;
+use mcp_oauth_host::storage::Store;
 
 use super::Failure;
 
@@ -79,7 +79,7 @@ pub(crate) fn profile_key(url: &str) -> String {
     )
 }
 
-pub(crate) fn load_profile(store: &FileStore, url: &str) -> Profile {
+pub(crate) fn load_profile(store: &dyn Store, url: &str) -> Profile {
     store
         .get(&profile_key(url))
         .ok()
@@ -168,7 +168,7 @@ pub(crate) fn parse_authorize_param(raw: &str) -> Result<(String, String), Strin
 }
 
 /// Saves the profile for `url` (best effort: the login itself succeeded).
-pub(crate) fn save_profile(store: &FileStore, url: &str, p: &Profile) {
+pub(crate) fn save_profile(store: &dyn Store, url: &str, p: &Profile) {
     if let Err(e) = store.set(&profile_key(url), &serde_json::to_vec(p).unwrap_or_default()) {
         eprintln!("mcp-oauth: warning: could not save the login profile: {e}");
     }

@@ -15,7 +15,7 @@ use mcp_oauth_host::proxy::log::{Log, ProxyPrompter};
 use mcp_oauth_host::proxy::stdio::ClientWriter;
 use mcp_oauth_host::proxy::upstream::{Limits, Upstream};
 use mcp_oauth_host::proxy::{TransportMode, run};
-use mcp_oauth_host::storage::{FileStore, default_home};
+use mcp_oauth_host::storage::default_home;
 use mcp_oauth_host::{Config, Error, SessionIo};
 
 use super::profile::{Profile, config_from, load_profile, parse_authorize_param};
@@ -80,7 +80,7 @@ pub(crate) fn proxy(a: ProxyArgs) -> Result<(), Failure> {
     let http = http_options(a.ca_file.as_deref())?;
     let roots = http.root_certs.clone();
     let home = default_home();
-    let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
+    let store = super::open_store(&home)?;
     let log = Arc::new(if a.debug {
         let path = home.join("logs").join(format!("proxy-{}.log", std::process::id()));
         let log = Log::with_file(&path).map_err(|e| Error::Setup(format!("opening {}: {e}", path.display())))?;
@@ -98,7 +98,7 @@ pub(crate) fn proxy(a: ProxyArgs) -> Result<(), Failure> {
         authorize_params: a.authorize_params,
         ..Profile::default()
     }
-    .or(load_profile(&store, &a.url));
+    .or(load_profile(&*store, &a.url));
     let (base, signer) = config_from(&profile)?;
     let config = Config {
         callback_port: a.callback_port,

@@ -1,8 +1,9 @@
 //! `mcp-oauth status [<url>] [--json]`: issuer, client id, scopes, expiry;
 //! never a secret.
 
-use mcp_oauth_host::storage::{FileStore, default_home};
-use mcp_oauth_host::{Error, Status};
+use mcp_oauth_host::Status;
+use mcp_oauth_host::storage::Secrets;
+use mcp_oauth_host::storage::default_home;
 
 use super::profile::{load_profile, records_config};
 use super::{Failure, http_options, human_expiry, open_session, quiet_io, runtime};
@@ -33,6 +34,32 @@ pub(crate) fn print_status(s: &Status) {
     println!("  can refresh: {}", if s.can_refresh { "yes" } else { "no" });
 }
 
+/// Where the store keeps its secrets, in words.
+fn secrets_line(s: &Secrets) -> String {
+    match s {
+        Secrets::Plain => "plain files (0600)".into(),
+        Secrets::Sealed {
+            key_from,
+            unreadable: 0,
+        } => format!("sealed, the store key in {key_from}"),
+        Secrets::Sealed { key_from, unreadable } if key_from.starts_with("the key file") => format!(
+            "sealed, the store key in {key_from}; it is not the key this store was sealed with: {unreadable} records cannot be read; sign in again"
+        ),
+        Secrets::Sealed { key_from, unreadable } => format!(
+            "sealed, the store key in {key_from}; the store's key is not in the keychain: {unreadable} records cannot be read; sign in again"
+        ),
+    }
+}
+
+fn secrets_json(s: &Secrets) -> serde_json::Value {
+    match s {
+        Secrets::Plain => serde_json::json!({ "mode": "plain" }),
+        Secrets::Sealed { key_from, unreadable } => {
+            serde_json::json!({ "mode": "sealed", "key_from": key_from, "unreadable": unreadable })
+        }
+    }
+}
+
 fn status_json(s: &Status) -> serde_json::Value {
     serde_json::json!({
         "server_url": s.server_url,
@@ -49,15 +76,20 @@ fn status_json(s: &Status) -> serde_json::Value {
 
 pub(crate) fn status(url: Option<String>, json: bool) -> Result<(), Failure> {
     let home = default_home();
-    let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
+    let store = super::open_store(&home)?;
     let urls = match url {
         Some(u) => vec![u],
-        None => store.known_servers(),
+        None => mcp_oauth_host::storage::known_servers(&*store),
     };
+    let secrets = store.secrets();
     if urls.is_empty() {
         if json {
             println!("[]");
         } else {
+            println!(
+                "secrets:       {}",
+                mcp_oauth_host::terminal::printable(&secrets_line(&secrets))
+            );
             eprintln!("No servers yet. Log in with: mcp-oauth login <url>");
         }
         return Ok(());
@@ -65,14 +97,25 @@ pub(crate) fn status(url: Option<String>, json: bool) -> Result<(), Failure> {
     let rt = runtime(home, http_options(None)?)?;
     let mut all = Vec::new();
     for u in urls {
-        let session = open_session(&rt, &u, records_config(&load_profile(&store, &u)), quiet_io())?;
+        let session = open_session(&rt, &u, records_config(&load_profile(&*store, &u)), quiet_io())?;
         all.push(session.status()?);
     }
     if json {
-        let v: Vec<_> = all.iter().map(status_json).collect();
+        let v: Vec<_> = all
+            .iter()
+            .map(|s| {
+                let mut v = status_json(s);
+                v["secrets"] = secrets_json(&secrets);
+                v
+            })
+            .collect();
         let json = serde_json::to_string_pretty(&v).unwrap_or_default();
         println!("{}", mcp_oauth_host::terminal::json_safe(&json));
     } else {
+        println!(
+            "secrets:       {}",
+            mcp_oauth_host::terminal::printable(&secrets_line(&secrets))
+        );
         for s in &all {
             print_status(s);
         }

@@ -6,16 +6,16 @@
 //! interactive.
 
 use mcp_oauth_host::client::authorization;
-use mcp_oauth_host::storage::{FileStore, default_home};
-use mcp_oauth_host::{Error, Mode, Session, SessionIo};
+use mcp_oauth_host::storage::default_home;
+use mcp_oauth_host::{Mode, Session, SessionIo};
 
 use super::profile::{config_from, load_profile};
 use super::{Failure, http_options, open_session, quiet_io, runtime};
 
 fn session(url: &str) -> Result<Session, Failure> {
     let home = default_home();
-    let store = FileStore::open(&home).map_err(|e| Error::Setup(e.to_string()))?;
-    let (config, signer) = config_from(&load_profile(&store, url))?;
+    let store = super::open_store(&home)?;
+    let (config, signer) = config_from(&load_profile(&*store, url))?;
     let io = SessionIo { signer, ..quiet_io() };
     open_session(&runtime(home, http_options(None)?)?, url, config, io)
 }

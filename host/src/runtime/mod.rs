@@ -33,7 +33,8 @@ use crate::callback::CallbackOptions;
 use crate::http::{HttpClient, HttpOptions};
 use crate::imports::HostState;
 use crate::prompts::Prompter;
-use crate::storage::{FileStore, private};
+use crate::storage::mode::{SecretsChoice, open_store};
+use crate::storage::{Store as RecordStore, private};
 
 mod cache;
 use cache::{artifact_key, cache_dir_of, compile_and_cache, load_cached, load_component, new_engine, usable_cache_dir};
@@ -80,8 +81,15 @@ pub fn describe_auth_error(e: &AuthError) -> String {
 /// How the runtime is set up.
 #[derive(Debug, Clone)]
 pub struct RuntimeOptions {
-    /// The store directory (`$MCP_OAUTH_HOME`).
+    /// The store directory (`$MCP_OAUTH_HOME`): the store is opened here
+    /// (in the mode its `store.json` pins) unless [`RuntimeOptions::store`]
+    /// is given; the artifact cache defaults to `<home>/cache`.
     pub home: PathBuf,
+    /// The store to use instead of opening `home` (any [`Store`]
+    /// implementation: the file store, the sealed store, your own).
+    pub store: Option<Arc<dyn RecordStore>>,
+    /// Where secrets live when `home` is opened (`MCP_OAUTH_SECRETS`).
+    pub secrets: SecretsChoice,
     /// Where compiled artifacts are cached (default `<home>/cache`).
     pub cache_dir: Option<PathBuf>,
     /// HTTP limits.
@@ -120,6 +128,8 @@ impl Default for RuntimeOptions {
     fn default() -> Self {
         Self {
             home: crate::storage::default_home(),
+            store: None,
+            secrets: SecretsChoice::Auto,
             cache_dir: None,
             http: HttpOptions::default(),
             fuel_per_call: 20_000_000_000,
@@ -147,6 +157,9 @@ struct Shared {
     engine: wasmtime::Engine,
     pre: EnginePre<HostState>,
     options: RuntimeOptions,
+    /// The one store every session of this runtime reads and writes (its
+    /// key, if sealed, read once).
+    store: Arc<dyn RecordStore>,
     /// Running Winch code (no usable cached artifact at start).
     baseline: bool,
 }
@@ -160,6 +173,10 @@ pub struct Runtime {
 impl Runtime {
     /// Sets up wasmtime and loads the component (from the artifact cache when possible).
     pub fn new(options: RuntimeOptions) -> Result<Self, Error> {
+        let store = match &options.store {
+            Some(s) => s.clone(),
+            None => open_store(&options.home, options.secrets).map_err(|e| Error::Setup(e.to_string()))?,
+        };
         let (engine, component, baseline) = load_component(&options)?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         EngineWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
@@ -173,6 +190,7 @@ impl Runtime {
                 engine,
                 pre,
                 options,
+                store,
                 baseline,
             }),
         })
@@ -231,6 +249,11 @@ impl Runtime {
         &self.shared.options
     }
 
+    /// The store the sessions use.
+    pub fn store(&self) -> Arc<dyn RecordStore> {
+        self.shared.store.clone()
+    }
+
     /// Opens a session for one MCP server.
     pub fn session(&self, server_url: &str, config: Config, io: SessionIo) -> Result<Session, Error> {
         let fuel = self.shared.options.fuel_per_call;
@@ -251,11 +274,11 @@ impl Runtime {
 
     fn instantiate(&self, server_url: &str, config: &Config, io: &SessionIo) -> Result<Instance, Error> {
         let opts = &self.shared.options;
-        let storage = FileStore::open(&opts.home).map_err(|e| Error::Setup(e.to_string()))?;
         let state = HostState {
             table: ResourceTable::new(),
             http: HttpClient::new(opts.http.clone()),
-            storage,
+            storage: self.shared.store.clone(),
+            held: std::collections::HashMap::new(),
             io: io.clone(),
             limits: StoreLimitsBuilder::new()
                 .memory_size(opts.memory_limit)
@@ -372,7 +395,8 @@ impl Session {
         inst.store.set_fuel(fuel).map_err(|e| Error::Setup(e.to_string()))?;
         let result = f(&mut inst.store, &inst.bindings, inst.handle);
         // Locks never outlive a call, whatever the guest did.
-        inst.store.data_mut().storage.unlock_all();
+        // Every lock the call took is released here, whatever happened.
+        inst.store.data_mut().held.clear();
         let mut fast = self.fast.lock().unwrap_or_else(|e| e.into_inner());
         match result {
             Ok(r) => {

@@ -8,7 +8,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::{FileStore, StoreError, check_key, create_private, io_err, private};
+use super::{FileStore, LockGuard, StoreError, check_key, create_private, io_err, private};
 
 /// How long `lock` waits for another process before giving up.
 pub const LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -164,12 +164,10 @@ pub fn judge(path: &Path) -> (Verdict, Judged) {
 
 impl FileStore {
     /// Takes the exclusive cross-process lock on `key` (waits while another
-    /// process holds it, at most [`LOCK_WAIT`]).
-    pub fn lock(&mut self, key: &str) -> Result<(), StoreError> {
+    /// process holds it, at most [`LOCK_WAIT`]); released when the guard is
+    /// dropped.
+    pub fn lock_file(&self, key: &str) -> Result<LockGuard, StoreError> {
         check_key(key)?;
-        if self.held.contains_key(key) {
-            return Ok(());
-        }
         let path = self.dir.join("locks").join(format!("{key}.lock"));
         let started = Instant::now();
         // Bounded by the deadline below; each round sleeps 10-30 ms.
@@ -178,8 +176,9 @@ impl FileStore {
                 Ok(mut f) => {
                     let stamp = format!("{{\"pid\":{},\"created_ms\":{}}}", std::process::id(), unix_ms());
                     f.write_all(stamp.as_bytes()).map_err(io_err("writing", &path))?;
-                    self.held.insert(key.to_string(), path);
-                    return Ok(());
+                    return Ok(LockGuard::new(move || {
+                        let _ = fs::remove_file(path);
+                    }));
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err("creating", &path)(e)),
@@ -201,20 +200,6 @@ impl FileStore {
             std::thread::sleep(Duration::from_millis(10 + u64::from(jitter[0]) % 21));
         }
     }
-
-    /// Releases the lock on `key`.
-    pub fn unlock(&mut self, key: &str) {
-        if let Some(path) = self.held.remove(key) {
-            let _ = fs::remove_file(path);
-        }
-    }
-
-    /// Releases every lock (the end of a call).
-    pub fn unlock_all(&mut self) {
-        for (_, path) in self.held.drain() {
-            let _ = fs::remove_file(path);
-        }
-    }
 }
 
 #[cfg(test)]
@@ -231,20 +216,19 @@ mod tests {
     #[test]
     fn lock_is_exclusive_across_handles() {
         let dir = temp();
-        let mut a = FileStore::open(&dir).unwrap();
-        let mut b = FileStore::open(&dir).unwrap();
-        a.lock("tokens-x").unwrap();
+        let a = FileStore::open(&dir).unwrap();
+        let b = FileStore::open(&dir).unwrap();
+        let held = a.lock_file("tokens-x").unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         let t = std::thread::spawn(move || {
-            b.lock("tokens-x").unwrap();
+            let _g = b.lock_file("tokens-x").unwrap();
             tx.send(()).unwrap();
-            b.unlock("tokens-x");
         });
         assert!(
             rx.recv_timeout(std::time::Duration::from_millis(300)).is_err(),
             "second lock must wait"
         );
-        a.unlock("tokens-x");
+        drop(held);
         rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap();
         t.join().unwrap();
     }
@@ -252,22 +236,22 @@ mod tests {
     #[test]
     fn a_lock_left_by_a_dead_process_is_broken() {
         let dir = temp();
-        let mut a = FileStore::open(&dir).unwrap();
+        let a = FileStore::open(&dir).unwrap();
         // A pid that cannot be running (beyond Linux's pid_max).
         fs::write(dir.join("locks/tokens-x.lock"), br#"{"pid":2147483000,"created_ms":1}"#).unwrap();
         let t = Instant::now();
-        a.lock("tokens-x").unwrap();
+        let g = a.lock_file("tokens-x").unwrap();
         assert!(t.elapsed() < Duration::from_secs(2));
         let text = fs::read_to_string(dir.join("locks/tokens-x.lock")).unwrap();
         assert!(text.contains(&format!("\"pid\":{}", std::process::id())), "{text}");
-        a.unlock("tokens-x");
+        drop(g);
         assert!(!dir.join("locks/tokens-x.lock").exists());
     }
 
     #[test]
     fn a_live_holder_is_waited_for_and_an_old_empty_file_is_not() {
         let dir = temp();
-        let mut a = FileStore::open(&dir).unwrap();
+        let a = FileStore::open(&dir).unwrap();
         // Held by this (live) process: a second handle must wait.
         fs::write(
             dir.join("locks/tokens-y.lock"),
@@ -286,18 +270,17 @@ mod tests {
             .unwrap()
             .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
             .unwrap();
-        a.lock("tokens-z").unwrap();
-        a.unlock_all();
+        drop(a.lock_file("tokens-z").unwrap());
         assert!(!old.exists());
     }
 
     #[test]
-    fn dropping_the_store_releases_its_locks() {
+    fn dropping_the_guard_releases_the_lock() {
         let dir = temp();
-        let mut a = FileStore::open(&dir).unwrap();
-        a.lock("tokens-w").unwrap();
+        let a = FileStore::open(&dir).unwrap();
+        let g = a.lock_file("tokens-w").unwrap();
         assert!(dir.join("locks/tokens-w.lock").exists());
-        drop(a);
+        drop(g);
         assert!(!dir.join("locks/tokens-w.lock").exists());
     }
 }

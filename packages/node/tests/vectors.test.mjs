@@ -98,17 +98,27 @@ test('vectors: breaking a stale lock puts back a fresh one that replaced it (the
   await fs.writeFile(file, holders(race.judged.content), { mode: 0o600 });
   await setAge(file, race.judged.age_s);
   const judged = await fs.lstat(file);
-  assert.equal(lockVerdict(await fs.readFile(file), Date.now() - judged.mtimeMs), 'stale');
+  const judgedContent = await fs.readFile(file);
+  assert.equal(lockVerdict(judgedContent, Date.now() - judged.mtimeMs), 'stale');
   // Another process breaks it and takes a fresh lock (a new file, a new inode).
   const fresh = path.join(locks, 'fresh.tmp');
   await fs.writeFile(fresh, holders(race.replacement.content), { mode: 0o600 });
   await fs.rename(fresh, file);
   assert.notEqual((await fs.lstat(file)).ino, judged.ino);
-  await breakStale(file, judged);
+  await breakStale(file, judged, judgedContent);
   assert.equal(await fs.readFile(file, 'utf8'), holders(race.replacement.content), race.after);
   assert.deepEqual(await fs.readdir(locks), ['tokens-race.lock'], race.after);
+  // The replacement may reuse the judged file's inode (removed, then
+  // created): the content still tells them apart.
+  await fs.writeFile(file, holders(race.judged.content), { mode: 0o600 });
+  const judged2 = await fs.lstat(file);
+  const content2 = await fs.readFile(file);
+  await fs.rm(file);
+  await fs.writeFile(file, holders(race.replacement.content), { mode: 0o600 });
+  await breakStale(file, judged2, content2);
+  assert.equal(await fs.readFile(file, 'utf8'), holders(race.replacement.content), race.after);
   // And the lock judged stale itself is removed.
-  await breakStale(file, await fs.lstat(file));
+  await breakStale(file, await fs.lstat(file), await fs.readFile(file));
   assert.deepEqual(await fs.readdir(locks), []);
 });
 

@@ -432,18 +432,19 @@ async function breakIfStale(file) {
   }
   // A lock that cannot be read safely (a FIFO, a symlink, too big) has no readable pid.
   const content = await readSmall(file, MAX_LOCK_BYTES).catch(() => null);
-  if (lockVerdict(content ?? '', Date.now() - st.mtimeMs) === 'stale') await breakStale(file, st);
+  if (lockVerdict(content ?? '', Date.now() - st.mtimeMs) === 'stale') await breakStale(file, st, content);
 }
 
 /**
  * Breaks the lock `file` judged stale when it had the identity in `judged`
  * (an lstat): renames it aside (atomic: of several breakers one wins), then
- * compares the moved file's (device, inode) with the judged one. If they
- * differ, another process broke the judged lock and took a fresh one in
+ * compares the moved file's (device, inode) and content with the judged
+ * one's (an inode number can be reused at once by the lock that replaced
+ * it). If either differs, another process broke the judged lock and took a fresh one in
  * between: that fresh lock is put back (a hard link; if a lock exists again
  * by then, nothing), and only the moved name is removed.
  */
-export async function breakStale(file, judged) {
+export async function breakStale(file, judged, judgedContent) {
   const aside = `${file}.stale-${process.pid}-${randomBytes(6).toString('hex')}`;
   try {
     await fs.rename(file, aside);
@@ -452,12 +453,20 @@ export async function breakStale(file, judged) {
   }
   try {
     const moved = await fs.lstat(aside);
-    if (moved.ino !== judged.ino || moved.dev !== judged.dev) await fs.link(aside, file).catch(() => {});
+    const movedContent = await readSmall(aside, MAX_LOCK_BYTES).catch(() => null);
+    const same = moved.ino === judged.ino && moved.dev === judged.dev && sameBytes(movedContent, judgedContent);
+    if (!same) await fs.link(aside, file).catch(() => {});
   } catch {
     // the aside name is removed below regardless
   } finally {
     await fs.rm(aside, { force: true }).catch(() => {});
   }
+}
+
+/** Byte equality of two lock contents (null: unreadable). */
+function sameBytes(a, b) {
+  if (a == null || b == null) return a == b;
+  return Buffer.from(a).equals(Buffer.from(b));
 }
 
 async function syncDir(dir) {
