@@ -5,6 +5,7 @@
 //! the end-to-end tests. Fault switches let tests break it on purpose.
 //!
 //! Test hooks for hosts in other languages (not in the request log):
+//! `GET /_demo/secrets` → every secret issued (for tests that search stores);
 //! `GET /_demo/log` → `{"requests": ["GET /path", ...],
 //! "refresh_token_reuse_detected": bool}`; `POST /_demo/revoke` revokes every
 //! token issued so far.
@@ -115,6 +116,16 @@ fn hooks(s: &mut State, method: &str, path: &str) -> Option<Response> {
     match (method, path) {
         ("GET", "/_demo/log") => {
             let v = serde_json::json!({"requests": log_lines(&s.servers), "refresh_token_reuse_detected": s.servers.reuse_detected});
+            Some(Response {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: v.to_string().into_bytes(),
+            })
+        }
+        ("GET", "/_demo/secrets") => {
+            // Test servers only: every secret issued, for tests that search a
+            // store or a log for them.
+            let v = serde_json::json!(s.servers.issued_secrets());
             Some(Response {
                 status: 200,
                 headers: vec![("content-type".into(), "application/json".into())],

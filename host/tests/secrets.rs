@@ -214,6 +214,14 @@ fn logout_removes_the_dpop_key_file() {
             .count()
     };
     assert_eq!(pems(&home), 1, "the sealed DPoP key");
+    let pem = std::fs::read_dir(&home)
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "pem"))
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(pem).unwrap();
+    assert!(text.starts_with(r#"{"sealed":1,"#) && !text.contains("PRIVATE KEY"), "{text}");
     assert!(cli(&home, Some(&key), &["logout", &url]).status.success());
     assert_eq!(pems(&home), 0);
 }
