@@ -221,7 +221,10 @@ fn logout_removes_the_dpop_key_file() {
         .unwrap()
         .path();
     let text = std::fs::read_to_string(pem).unwrap();
-    assert!(text.starts_with(r#"{"sealed":1,"#) && !text.contains("PRIVATE KEY"), "{text}");
+    assert!(
+        text.starts_with(r#"{"sealed":1,"#) && !text.contains("PRIVATE KEY"),
+        "{text}"
+    );
     assert!(cli(&home, Some(&key), &["logout", &url]).status.success());
     assert_eq!(pems(&home), 0);
 }

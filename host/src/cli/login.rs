@@ -84,7 +84,6 @@ pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 pub(crate) fn login(a: LoginArgs) -> Result<(), Failure> {
     let home = default_home();
-    let store = super::open_store(&home)?;
     let grant = if a.client_credentials {
         Some(MachineGrant::ClientCredentials)
     } else if let Some(id_token_file) = a.id_token_file {
@@ -137,7 +136,9 @@ pub(crate) fn login(a: LoginArgs) -> Result<(), Failure> {
     };
     let url = a.url.as_str();
     let http = http_options(a.ca_file.as_deref())?;
-    let session = Arc::new(open_session(&runtime(home, http.clone())?, url, config, io)?);
+    let rt = runtime(home, http.clone())?;
+    let store = rt.store();
+    let session = Arc::new(open_session(&rt, url, config, io)?);
     let result = (|| -> Result<(), Error> {
         let client = AuthorizedClient::new(session.clone(), http);
         client.post_json(url, br#"{"jsonrpc":"2.0","id":0,"method":"ping"}"#)?;

@@ -8,13 +8,9 @@ use super::{Failure, http_options, open_session, quiet_io, runtime};
 
 pub(crate) fn logout(url: &str) -> Result<(), Failure> {
     let home = default_home();
-    let store = super::open_store(&home)?;
-    let session = open_session(
-        &runtime(home, http_options(None)?)?,
-        url,
-        records_config(&load_profile(&*store, url)),
-        quiet_io(),
-    )?;
+    let rt = runtime(home, http_options(None)?)?;
+    let store = rt.store();
+    let session = open_session(&rt, url, records_config(&load_profile(&*store, url)), quiet_io())?;
     let st = session.status()?;
     session.logout()?;
     // The DPoP key pair of this (issuer, resource): useless without the tokens.

@@ -241,11 +241,12 @@ pub(crate) fn http_options(ca_file: Option<&std::path::Path>) -> Result<HttpOpti
     Ok(o)
 }
 
+/// The runtime for `home`; it opens the store (in the mode `store.json`
+/// pins, reading the keychain while the engine loads): `rt.store()`.
 pub(crate) fn runtime(home: PathBuf, http: HttpOptions) -> Result<Runtime, Failure> {
-    let store = open_store(&home)?;
     let rt = Runtime::new(RuntimeOptions {
         home,
-        store: Some(store),
+        secrets: SECRETS.get().copied().unwrap_or_default(),
         http,
         uncached: Uncached::Baseline,
         ..RuntimeOptions::default()

@@ -14,10 +14,10 @@ use super::{Failure, http_options, open_session, quiet_io, runtime};
 
 fn session(url: &str) -> Result<Session, Failure> {
     let home = default_home();
-    let store = super::open_store(&home)?;
-    let (config, signer) = config_from(&load_profile(&*store, url))?;
+    let rt = runtime(home, http_options(None)?)?;
+    let (config, signer) = config_from(&load_profile(&*rt.store(), url))?;
     let io = SessionIo { signer, ..quiet_io() };
-    open_session(&runtime(home, http_options(None)?)?, url, config, io)
+    open_session(&rt, url, config, io)
 }
 
 pub(crate) fn token(url: &str, json: bool) -> Result<(), Failure> {

@@ -34,7 +34,7 @@ use crate::http::{HttpClient, HttpOptions};
 use crate::imports::HostState;
 use crate::prompts::Prompter;
 use crate::storage::mode::{SecretsChoice, open_store};
-use crate::storage::{Store as RecordStore, private};
+use crate::storage::{Store as RecordStore, StoreError, private};
 
 mod cache;
 use cache::{artifact_key, cache_dir_of, compile_and_cache, load_cached, load_component, new_engine, usable_cache_dir};
@@ -173,11 +173,26 @@ pub struct Runtime {
 impl Runtime {
     /// Sets up wasmtime and loads the component (from the artifact cache when possible).
     pub fn new(options: RuntimeOptions) -> Result<Self, Error> {
-        let store = match &options.store {
-            Some(s) => s.clone(),
-            None => open_store(&options.home, options.secrets).map_err(|e| Error::Setup(e.to_string()))?,
-        };
-        let (engine, component, baseline) = load_component(&options)?;
+        // Opening the store may read the keychain (a D-Bus round trip and a
+        // key exchange, ~10 ms): done while the component loads.
+        let (store, loaded) = std::thread::scope(|scope| {
+            let store = match &options.store {
+                Some(s) => Ok(s.clone()),
+                None => {
+                    let opening = scope.spawn(|| open_store(&options.home, options.secrets));
+                    let loaded = load_component(&options);
+                    return (
+                        opening
+                            .join()
+                            .unwrap_or_else(|_| Err(StoreError::Secrets("opening the store panicked".into()))),
+                        loaded,
+                    );
+                }
+            };
+            (store, load_component(&options))
+        });
+        let store = store.map_err(|e| Error::Setup(e.to_string()))?;
+        let (engine, component, baseline) = loaded?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         EngineWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| Error::Setup(e.to_string()))?;

@@ -197,7 +197,8 @@ pub fn keychain_name() -> &'static str {
     }
 }
 
-#[cfg(feature = "keychain")]
+/// macOS Keychain and Windows Credential Manager, through keyring-core.
+#[cfg(all(feature = "keychain", any(target_os = "macos", target_os = "windows")))]
 mod os {
     use super::{Lookup, SERVICE, StoreKey};
     use keyring_core::{CredentialStore, Entry, Error};
@@ -215,8 +216,6 @@ mod os {
                     [("divider", "@")],
                 ))
                 .map(|s| s as Arc<CredentialStore>);
-                #[cfg(all(unix, not(any(target_os = "macos", target_os = "ios", target_os = "android"))))]
-                let s = zbus_secret_service_keyring_store::Store::new().map(|s| s as Arc<CredentialStore>);
                 s.map_err(|e| describe(&e))
             })
             .clone()
@@ -270,6 +269,107 @@ mod os {
             Ok(()) | Err(Error::NoEntry) => Ok(()),
             Err(e) => Err(describe(&e)),
         }
+    }
+}
+
+/// The Secret Service (GNOME Keyring, KWallet, KeePassXC) over zbus. The
+/// item carries exactly the attributes `service` and `username`, as the
+/// Node (`@napi-rs/keyring`) and Python (`secretstorage`) hosts write and
+/// search them. The session is a plain one: the secret crosses only this
+/// user's session bus, and a Diffie-Hellman session in pure Rust costs two
+/// 1024-bit modular exponentiations (~7 ms) on every start.
+#[cfg(all(
+    feature = "keychain",
+    unix,
+    not(any(target_os = "macos", target_os = "ios", target_os = "android"))
+))]
+mod os {
+    use super::{Lookup, SERVICE, StoreKey};
+    use secret_service::EncryptionType;
+    use secret_service::blocking::SecretService;
+    use std::collections::HashMap;
+
+    fn describe(e: &secret_service::Error) -> String {
+        let text = e.to_string();
+        if text.contains("DBUS_SESSION_BUS_ADDRESS")
+            || text.contains("session bus")
+            || text.contains("autolaunch")
+            || text.contains("Failed to connect")
+            || text.contains("No such file")
+        {
+            "no Secret Service on the session bus".into()
+        } else if text.contains("org.freedesktop.secrets") || text.contains("ServiceUnknown") {
+            "no Secret Service (org.freedesktop.secrets) is running".into()
+        } else {
+            format!("the Secret Service refused: {text}")
+        }
+    }
+
+    fn attributes(account: &str) -> HashMap<&str, &str> {
+        HashMap::from([("service", SERVICE), ("username", account)])
+    }
+
+    fn connect() -> Result<SecretService<'static>, String> {
+        SecretService::connect(EncryptionType::Plain).map_err(|e| describe(&e))
+    }
+
+    pub fn get(account: &str) -> Lookup {
+        let ss = match connect() {
+            Ok(ss) => ss,
+            Err(why) => return Lookup::Unavailable(why),
+        };
+        let found = match ss.search_items(attributes(account)) {
+            Ok(f) => f,
+            Err(e) => return Lookup::Unavailable(describe(&e)),
+        };
+        let mut items: Vec<_> = found.unlocked.into_iter().chain(found.locked).collect();
+        if items.len() > 1 {
+            return Lookup::Unavailable(format!(
+                "the keychain holds more than one {SERVICE} item for {account}; remove the extra ones"
+            ));
+        }
+        let Some(item) = items.pop() else {
+            return Lookup::Missing;
+        };
+        if item.is_locked().unwrap_or(true)
+            && let Err(e) = item.unlock()
+        {
+            return Lookup::Unavailable(describe(&e));
+        }
+        match item.get_secret() {
+            Ok(v) => String::from_utf8(v)
+                .ok()
+                .and_then(|t| StoreKey::from_base64(&t))
+                .map_or(Lookup::Missing, Lookup::Found),
+            Err(e) => Lookup::Unavailable(describe(&e)),
+        }
+    }
+
+    pub fn set(account: &str, value: &str) -> Result<(), String> {
+        let ss = connect()?;
+        let collection = ss.get_default_collection().map_err(|e| describe(&e))?;
+        if collection.is_locked().unwrap_or(true) {
+            collection.unlock().map_err(|e| describe(&e))?;
+        }
+        collection
+            .create_item(
+                &format!("keyring:{account}@{SERVICE}"),
+                attributes(account),
+                value.as_bytes(),
+                true,
+                "text/plain",
+            )
+            .map(|_| ())
+            .map_err(|e| describe(&e))
+    }
+
+    pub fn delete(account: &str) -> Result<(), String> {
+        let ss = connect()?;
+        let found = ss.search_items(attributes(account)).map_err(|e| describe(&e))?;
+        for item in found.unlocked.iter().chain(found.locked.iter()) {
+            item.delete().map_err(|e| describe(&e))?;
+        }
+        Ok(())
     }
 }
 
