@@ -297,35 +297,32 @@ impl FileStore {
         }
     }
 
-    /// The record keys starting with `prefix` (files `<key>.json`), sorted.
-    pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+    /// The names of the files `<name><suffix>` in the store that are keys, sorted.
+    fn names_with(&self, suffix: &str) -> Result<Vec<String>, StoreError> {
         let mut out: Vec<String> = fs::read_dir(&self.dir)
             .map_err(io_err("listing", &self.dir))?
             .flatten()
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
-                let key = name.strip_suffix(".json")?.to_string();
-                // `store.json` describes the store; it is not a record.
-                (key != "store" && key.starts_with(prefix) && check_key(&key).is_ok()).then_some(key)
+                let key = name.strip_suffix(suffix)?.to_string();
+                check_key(&key).is_ok().then_some(key)
             })
             .collect();
         out.sort();
         Ok(out)
     }
 
+    /// The record keys starting with `prefix` (files `<key>.json`), sorted.
+    pub fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let mut keys = self.names_with(".json")?;
+        // `store.json` describes the store; it is not a record.
+        keys.retain(|k| k != "store" && k.starts_with(prefix));
+        Ok(keys)
+    }
+
     /// The key files (`<key>.pem`), sorted.
     pub fn list_key_files(&self) -> Result<Vec<String>, StoreError> {
-        let mut out: Vec<String> = fs::read_dir(&self.dir)
-            .map_err(io_err("listing", &self.dir))?
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let key = name.strip_suffix(".pem")?.to_string();
-                check_key(&key).is_ok().then_some(key)
-            })
-            .collect();
-        out.sort();
-        Ok(out)
+        self.names_with(".pem")
     }
 }
 

@@ -293,22 +293,36 @@ fn first_use(file: FileStore, choice: SecretsChoice) -> Result<Arc<dyn Store>, S
     Ok(Arc::new(SealedStore::new(file, found.key, found.from)))
 }
 
-/// Seals every plain record and key file in place; returns how many.
-fn seal_in_place(file: &FileStore, key: &StoreKey) -> Result<usize, StoreError> {
-    let mut n = 0;
+/// Every record and key file of the store, with its kind and bytes.
+fn blobs(file: &FileStore) -> Result<Vec<(Kind, String, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
     for k in file.list("")? {
-        if let Some(b) = file.get(&k)?
-            && !sealed::is_sealed(&b)
-        {
-            file.set(&k, &sealed::seal(key, Kind::Record, &k, &b)?)?;
-            n += 1;
+        if let Some(b) = file.get(&k)? {
+            out.push((Kind::Record, k, b));
         }
     }
     for k in file.list_key_files()? {
-        if let Some(b) = file.get_key_file(&k)?
-            && !sealed::is_sealed(&b)
-        {
-            file.replace_key_file(&k, &sealed::seal(key, Kind::Key, &k, &b)?)?;
+        if let Some(b) = file.get_key_file(&k)? {
+            out.push((Kind::Key, k, b));
+        }
+    }
+    Ok(out)
+}
+
+/// Replaces a record's or a key file's bytes.
+fn put(file: &FileStore, kind: Kind, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    match kind {
+        Kind::Record => file.set(name, bytes),
+        Kind::Key => file.replace_key_file(name, bytes),
+    }
+}
+
+/// Seals every plain record and key file in place; returns how many.
+fn seal_in_place(file: &FileStore, key: &StoreKey) -> Result<usize, StoreError> {
+    let mut n = 0;
+    for (kind, name, b) in blobs(file)? {
+        if !sealed::is_sealed(&b) {
+            put(file, kind, &name, &sealed::seal(key, kind, &name, &b)?)?;
             n += 1;
         }
     }
@@ -351,30 +365,16 @@ pub fn unseal_store(dir: &Path) -> Result<String, StoreError> {
         KeyProblem::Broken(why) => StoreError::Secrets(why),
     })?;
     let (mut n, mut lost) = (0, 0);
-    for k in file.list("")? {
-        if let Some(b) = file.get(&k)?
-            && sealed::is_sealed(&b)
-        {
-            match sealed::open(&found.key, Kind::Record, &k, &b) {
-                Some(p) => {
-                    file.set(&k, &p)?;
-                    n += 1;
-                }
-                None => lost += 1,
-            }
+    for (kind, name, b) in blobs(&file)? {
+        if !sealed::is_sealed(&b) {
+            continue;
         }
-    }
-    for k in file.list_key_files()? {
-        if let Some(b) = file.get_key_file(&k)?
-            && sealed::is_sealed(&b)
-        {
-            match sealed::open(&found.key, Kind::Key, &k, &b) {
-                Some(p) => {
-                    file.replace_key_file(&k, &p)?;
-                    n += 1;
-                }
-                None => lost += 1,
+        match sealed::open(&found.key, kind, &name, &b) {
+            Some(p) => {
+                put(&file, kind, &name, &p)?;
+                n += 1;
             }
+            None => lost += 1,
         }
     }
     file.replace_file(MANIFEST, &manifest_bytes(&Manifest::Plain))?;

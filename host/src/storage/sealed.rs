@@ -5,7 +5,6 @@
 //! same in the three hosts (`tests/vectors/sealed_records.json`).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -108,12 +107,11 @@ pub fn open(key: &StoreKey, kind: Kind, name: &str, bytes: &[u8]) -> Option<Vec<
 }
 
 /// A store whose records and key files are sealed with `key`, kept in a
-/// [`FileStore`]. Anything that does not open reads as absent and is counted.
+/// [`FileStore`]. Anything that does not open reads as absent (`count_unreadable` says how much).
 pub struct SealedStore {
     inner: FileStore,
     key: StoreKey,
     key_from: String,
-    unreadable: AtomicUsize,
 }
 
 impl std::fmt::Debug for SealedStore {
@@ -132,7 +130,6 @@ impl SealedStore {
             inner,
             key,
             key_from: key_from.into(),
-            unreadable: AtomicUsize::new(0),
         }
     }
 
@@ -143,38 +140,40 @@ impl SealedStore {
 
     /// How many records and key files there are that this key cannot open.
     pub fn count_unreadable(&self) -> usize {
-        let records = self.inner.list("").unwrap_or_default();
-        let keys = self.inner.list_key_files().unwrap_or_default();
-        let bad_record = |k: &String| {
-            self.inner
-                .get(k)
-                .ok()
-                .flatten()
-                .is_some_and(|b| open(&self.key, Kind::Record, k, &b).is_none())
-        };
-        let bad_key = |k: &String| {
-            self.inner
-                .get_key_file(k)
-                .ok()
-                .flatten()
-                .is_some_and(|b| open(&self.key, Kind::Key, k, &b).is_none())
-        };
-        records.iter().filter(|k| bad_record(k)).count() + keys.iter().filter(|k| bad_key(k)).count()
-    }
-
-    fn opened(&self, kind: Kind, name: &str, bytes: Option<Vec<u8>>) -> Option<Vec<u8>> {
-        let b = bytes?;
-        let plain = open(&self.key, kind, name, &b);
-        if plain.is_none() {
-            self.unreadable.fetch_add(1, Ordering::Relaxed);
-        }
-        plain
+        let records = self
+            .inner
+            .list("")
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| (Kind::Record, k));
+        let keys = self
+            .inner
+            .list_key_files()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|k| (Kind::Key, k));
+        records
+            .chain(keys)
+            .filter(|(kind, name)| {
+                let bytes = match kind {
+                    Kind::Record => self.inner.get(name),
+                    Kind::Key => self.inner.get_key_file(name),
+                };
+                bytes
+                    .ok()
+                    .flatten()
+                    .is_some_and(|b| open(&self.key, *kind, name, &b).is_none())
+            })
+            .count()
     }
 }
 
 impl Store for SealedStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.opened(Kind::Record, key, self.inner.get(key)?))
+        Ok(self
+            .inner
+            .get(key)?
+            .and_then(|b| open(&self.key, Kind::Record, key, &b)))
     }
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         self.inner.set(key, &seal(&self.key, Kind::Record, key, value)?)
@@ -189,7 +188,10 @@ impl Store for SealedStore {
         self.inner.lock_file(key)
     }
     fn get_key_file(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.opened(Kind::Key, key, self.inner.get_key_file(key)?))
+        Ok(self
+            .inner
+            .get_key_file(key)?
+            .and_then(|b| open(&self.key, Kind::Key, key, &b)))
     }
     fn create_key_file_once(&self, key: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
         let sealed_value = seal(&self.key, Kind::Key, key, value)?;
