@@ -42,6 +42,13 @@ impl http::Host for HostState {
             headers: req.headers.into_iter().map(|h| (h.name, h.value)).collect(),
             body: req.body,
         };
+        // A lease lost while this process was stopped or slow: another
+        // replica may hold the lock now; send nothing (docs/store.md).
+        for guard in self.held.values() {
+            if let Err(e) = guard.renew() {
+                return Err(http::HttpError::Other(e.to_string()));
+            }
+        }
         let result = self.http.send(&request);
         self.io.prompter.trace(&Trace::Http {
             method,
@@ -73,7 +80,11 @@ fn storage_error(e: crate::storage::StoreError) -> storage::StorageError {
         io @ crate::storage::StoreError::Io { .. } => storage::StorageError::Io(io.to_string()),
         busy @ crate::storage::StoreError::LockTimeout { .. } => storage::StorageError::Other(busy.to_string()),
         bad @ crate::storage::StoreError::Unsafe { .. } => storage::StorageError::Io(bad.to_string()),
-        secrets @ crate::storage::StoreError::Secrets(_) => storage::StorageError::Other(secrets.to_string()),
+        e @ (crate::storage::StoreError::Secrets(_)
+        | crate::storage::StoreError::Config(_)
+        | crate::storage::StoreError::LeaseLost { .. }
+        | crate::storage::StoreError::Fenced { .. }) => storage::StorageError::Other(e.to_string()),
+        remote @ crate::storage::StoreError::Remote(_) => storage::StorageError::Io(remote.to_string()),
     }
 }
 

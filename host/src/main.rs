@@ -14,6 +14,10 @@ use cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     cli::set_secrets(cli.secrets);
+    if let Err(cli::Failure::Usage(m)) = cli::set_place(cli.store, cli.user) {
+        eprintln!("mcp-oauth: {}", printable(&m));
+        return ExitCode::from(2);
+    }
     let command = cli.command;
     #[cfg(unix)]
     if !matches!(command, Command::Proxy(_)) {

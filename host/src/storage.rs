@@ -17,8 +17,11 @@ pub mod key;
 pub mod lock;
 pub mod mode;
 pub mod private;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod sealed;
 pub mod seam;
+pub mod select;
 
 pub use lock::LOCK_WAIT;
 pub use seam::{LockGuard, Secrets, Store};
@@ -57,6 +60,27 @@ pub enum StoreError {
     /// an unusable key file): the message says what to do.
     #[error("{0}")]
     Secrets(String),
+    /// What the operator must fix before the store can be used (a store
+    /// URL, a user name, a password, TLS, a missing key file): a usage error.
+    #[error("{0}")]
+    Config(String),
+    /// A network store failed or cannot be reached (the message names it).
+    #[error("{0}")]
+    Remote(String),
+    /// A lease lock was lost before its holder was done.
+    #[error("the lock {lock} was lost: this process was stopped or slow past its lease; nothing was sent, try again")]
+    LeaseLost {
+        /// The lock's key.
+        lock: String,
+    },
+    /// A write refused by its fence: the record stays as another replica left it.
+    #[error("not written to {record}: {why}; the newer record stands")]
+    Fenced {
+        /// The record's key.
+        record: String,
+        /// Why.
+        why: &'static str,
+    },
     /// The filesystem failed.
     #[error("{what} {path}: {source}")]
     Io {

@@ -208,10 +208,21 @@ mod tests {
         assert!(cb.contains("return to your terminal"), "{cb}");
     }
 
-    fn send_raw(port: u16, bytes: &[u8]) -> String {
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // Connects and writes, reports that on `sent`, then reads the answer: the
+    // test sends the real redirect only after every junk request is out, so a
+    // slow thread on a loaded machine cannot find the listener already gone.
+    fn send_raw(port: u16, bytes: &[u8], sent: &std::sync::Barrier) -> String {
+        let s = TcpStream::connect(("127.0.0.1", port));
+        let mut s = match s {
+            Ok(s) => s,
+            Err(e) => {
+                sent.wait();
+                panic!("connect: {e}");
+            }
+        };
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let _ = s.write_all(bytes);
+        sent.wait();
         let mut out = Vec::new();
         let _ = s.read_to_end(&mut out);
         String::from_utf8_lossy(&out).into_owned()
@@ -234,13 +245,15 @@ mod tests {
             b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
             b"GET /callback?code=forged&state=wrong HTTP/1.1\r\n\r\n",
         ];
+        let sent = Arc::new(std::sync::Barrier::new(151));
         let floods: Vec<_> = (0..150)
             .map(|i| {
                 let bytes = junk[i % junk.len()];
-                std::thread::spawn(move || send_raw(port, bytes))
+                let sent = sent.clone();
+                std::thread::spawn(move || send_raw(port, bytes, &sent))
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(300));
+        sent.wait();
         let real = std::thread::spawn(move || get(port, "/callback?code=real&state=s"));
         let started = Instant::now();
         let mut seen = 0;

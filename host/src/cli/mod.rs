@@ -23,8 +23,9 @@ use mcp_oauth_host::callback::CallbackOptions;
 use mcp_oauth_host::http::HttpOptions;
 use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
 use mcp_oauth_host::runtime::Uncached;
-use mcp_oauth_host::storage::Store;
-use mcp_oauth_host::storage::mode::{self, SecretsChoice};
+use mcp_oauth_host::storage::mode::SecretsChoice;
+use mcp_oauth_host::storage::select::{self, StorePlace};
+use mcp_oauth_host::storage::{Store, StoreError};
 use mcp_oauth_host::{Config, Error, Runtime, RuntimeOptions, Session, SessionIo};
 
 pub(crate) const AFTER_HELP: &str = "\
@@ -32,6 +33,8 @@ Environment:
   MCP_OAUTH_HOME   where tokens and registrations are stored (default: the platform data dir)
   MCP_OAUTH_SECRETS  auto (default), keychain or file: where secrets live (see --secrets)
   MCP_OAUTH_STORE_KEY_FILE  a file holding the store key in base64 (0600), instead of the keychain
+  MCP_OAUTH_STORE  a shared store, redis://... or rediss://... (see --store); MCP_OAUTH_STORE_PASSWORD its password
+  MCP_OAUTH_USER   the principal whose tokens these are, on a shared store (see --user)
   BROWSER          command that opens the authorization URL (run directly, URL as last argument)
   MCP_OAUTH_HTTP_TIMEOUT  seconds each HTTP request may take (default 30)
   SSL_CERT_FILE    PEM bundle of the CA certificates to trust (replaces the built-in roots)
@@ -50,6 +53,23 @@ pub(crate) struct Cli {
     /// created with (store.json); `mcp-oauth store seal|unseal` converts it.
     #[arg(long, global = true, env = "MCP_OAUTH_SECRETS", value_name = "MODE", value_parser = parse_secrets)]
     pub secrets: Option<SecretsChoice>,
+    /// A store shared by many replicas, on Redis or Valkey:
+    /// redis://[user[:password]@]host[:port][/db][?prefix=P&lease_ms=N], or
+    /// rediss:// for TLS (the password may come from
+    /// MCP_OAUTH_STORE_PASSWORD; records are sealed with the key in
+    /// MCP_OAUTH_STORE_KEY_FILE). Default: files under MCP_OAUTH_HOME.
+    #[arg(
+        long,
+        global = true,
+        env = "MCP_OAUTH_STORE",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub store: Option<String>,
+    /// The principal whose tokens these are, on a store serving many users
+    /// (a gateway): 1-128 of [A-Za-z0-9._@+-]. Default: one principal.
+    #[arg(long, global = true, env = "MCP_OAUTH_USER", value_name = "NAME")]
+    pub user: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -65,10 +85,37 @@ pub(crate) fn set_secrets(choice: Option<SecretsChoice>) {
     let _ = SECRETS.set(choice.unwrap_or_default());
 }
 
-/// The store at `home`, in the mode its `store.json` pins.
+static PLACE: std::sync::OnceLock<StorePlace> = std::sync::OnceLock::new();
+static CA_FILE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Records `--store` and `--user` (or their variables) for every command of
+/// this run; a URL or user that cannot be used is a usage error now.
+pub(crate) fn set_place(store: Option<String>, user: Option<String>) -> Result<(), Failure> {
+    let place = StorePlace {
+        url: store.filter(|s| !s.trim().is_empty()),
+        user: user.filter(|s| !s.is_empty()),
+        ca_file: None,
+    };
+    place.check().map_err(|e| Failure::Usage(e.to_string()))?;
+    let _ = PLACE.set(place);
+    Ok(())
+}
+
+/// Where the store is, with `--ca-file` when a command took one.
+pub(crate) fn place() -> StorePlace {
+    let mut p = PLACE.get().cloned().unwrap_or_default();
+    p.ca_file = CA_FILE.get().cloned();
+    p
+}
+
+/// The store, in the mode its manifest pins: the shared store `--store`
+/// names, else the file store at `home`.
 pub(crate) fn open_store(home: &std::path::Path) -> Result<Arc<dyn Store>, Failure> {
     let choice = SECRETS.get().copied().unwrap_or_default();
-    mode::open_store(home, choice).map_err(|e| Failure::Run(Error::Setup(e.to_string())))
+    select::open(home, &place(), choice).map_err(|e| match e {
+        StoreError::Config(m) => Failure::Usage(m),
+        e => Failure::Run(Error::Setup(e.to_string())),
+    })
 }
 
 #[derive(Args, Clone, Default)]
@@ -162,6 +209,7 @@ pub(crate) fn exit_for(e: &Error) -> u8 {
         Some(AuthError::AuthorizationRequired) => 3,
         Some(AuthError::Declined) => 4,
         Some(AuthError::TimedOut) => 5,
+        _ if matches!(e, Error::StoreConfig(_)) => 2,
         _ => 1,
     }
 }
@@ -233,6 +281,10 @@ pub(crate) fn http_options(ca_file: Option<&std::path::Path>) -> Result<HttpOpti
     let env_ca = std::env::var_os("SSL_CERT_FILE")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from);
+    if let Some(path) = ca_file {
+        // rediss:// trusts the same roots.
+        let _ = CA_FILE.set(path.to_path_buf());
+    }
     if let Some(path) = ca_file.map(std::path::Path::to_path_buf).or(env_ca) {
         let roots = mcp_oauth_host::http::load_roots(&path)
             .map_err(|e| Failure::Usage(format!("{e} (from --ca-file or SSL_CERT_FILE)")))?;
@@ -247,6 +299,7 @@ pub(crate) fn runtime(home: PathBuf, http: HttpOptions) -> Result<Runtime, Failu
     let rt = Runtime::new(RuntimeOptions {
         home,
         secrets: SECRETS.get().copied().unwrap_or_default(),
+        place: place(),
         http,
         uncached: Uncached::Baseline,
         ..RuntimeOptions::default()

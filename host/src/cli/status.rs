@@ -74,6 +74,27 @@ fn status_json(s: &Status) -> serde_json::Value {
     })
 }
 
+/// Where the records are: the shared store (never its password) and the
+/// user, or the store directory.
+fn store_json(home: &std::path::Path) -> serde_json::Value {
+    let place = super::place();
+    serde_json::json!({
+        "shared": place.shown(),
+        "user": place.user,
+        "dir": if place.url.is_none() { Some(home.display().to_string()) } else { None },
+    })
+}
+
+fn print_place(home: &std::path::Path) {
+    let place = super::place();
+    let at = place.shown().unwrap_or_else(|| home.display().to_string());
+    let user = place.user.map(|u| format!(" (user {u})")).unwrap_or_default();
+    println!(
+        "store:         {}",
+        mcp_oauth_host::terminal::printable(&format!("{at}{user}"))
+    );
+}
+
 pub(crate) fn status(url: Option<String>, json: bool) -> Result<(), Failure> {
     let home = default_home();
     let store = super::open_store(&home)?;
@@ -86,6 +107,7 @@ pub(crate) fn status(url: Option<String>, json: bool) -> Result<(), Failure> {
         if json {
             println!("[]");
         } else {
+            print_place(&home);
             println!(
                 "secrets:       {}",
                 mcp_oauth_host::terminal::printable(&secrets_line(&secrets))
@@ -94,7 +116,7 @@ pub(crate) fn status(url: Option<String>, json: bool) -> Result<(), Failure> {
         }
         return Ok(());
     }
-    let rt = runtime(home, http_options(None)?)?;
+    let rt = runtime(home.clone(), http_options(None)?)?;
     let mut all = Vec::new();
     for u in urls {
         let session = open_session(&rt, &u, records_config(&load_profile(&*store, &u)), quiet_io())?;
@@ -106,12 +128,14 @@ pub(crate) fn status(url: Option<String>, json: bool) -> Result<(), Failure> {
             .map(|s| {
                 let mut v = status_json(s);
                 v["secrets"] = secrets_json(&secrets);
+                v["store"] = store_json(&home);
                 v
             })
             .collect();
         let json = serde_json::to_string_pretty(&v).unwrap_or_default();
         println!("{}", mcp_oauth_host::terminal::json_safe(&json));
     } else {
+        print_place(&home);
         println!(
             "secrets:       {}",
             mcp_oauth_host::terminal::printable(&secrets_line(&secrets))

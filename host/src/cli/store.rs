@@ -23,6 +23,11 @@ pub(crate) enum StoreCommand {
 }
 
 pub(crate) fn run(c: StoreCommand) -> Result<(), Failure> {
+    if super::place().url.is_some() {
+        return Err(Failure::Usage(
+            "`mcp-oauth store seal|unseal` converts a file store; a shared store (--store, MCP_OAUTH_STORE) keeps the mode it was first used in".into(),
+        ));
+    }
     let home = default_home();
     let done = match c {
         StoreCommand::Seal => seal_store(&home),

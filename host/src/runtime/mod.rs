@@ -33,7 +33,8 @@ use crate::callback::CallbackOptions;
 use crate::http::{HttpClient, HttpOptions};
 use crate::imports::HostState;
 use crate::prompts::Prompter;
-use crate::storage::mode::{SecretsChoice, open_store};
+use crate::storage::mode::SecretsChoice;
+use crate::storage::select::{self, StorePlace};
 use crate::storage::{Store as RecordStore, StoreError, private};
 
 mod cache;
@@ -54,6 +55,10 @@ pub enum Error {
     /// The runtime could not be set up.
     #[error("{0}")]
     Setup(String),
+    /// The store cannot be used as configured (its URL, user, password,
+    /// TLS or key file): the operator's to fix.
+    #[error("{0}")]
+    StoreConfig(String),
 }
 
 impl Error {
@@ -90,6 +95,9 @@ pub struct RuntimeOptions {
     pub store: Option<Arc<dyn RecordStore>>,
     /// Where secrets live when `home` is opened (`MCP_OAUTH_SECRETS`).
     pub secrets: SecretsChoice,
+    /// A shared store and the user whose records these are
+    /// (`MCP_OAUTH_STORE`, `MCP_OAUTH_USER`; default: from the environment).
+    pub place: StorePlace,
     /// Where compiled artifacts are cached (default `<home>/cache`).
     pub cache_dir: Option<PathBuf>,
     /// HTTP limits.
@@ -130,6 +138,7 @@ impl Default for RuntimeOptions {
             home: crate::storage::default_home(),
             store: None,
             secrets: SecretsChoice::Auto,
+            place: StorePlace::from_env(),
             cache_dir: None,
             http: HttpOptions::default(),
             fuel_per_call: 20_000_000_000,
@@ -179,7 +188,7 @@ impl Runtime {
             let store = match &options.store {
                 Some(s) => Ok(s.clone()),
                 None => {
-                    let opening = scope.spawn(|| open_store(&options.home, options.secrets));
+                    let opening = scope.spawn(|| select::open(&options.home, &options.place, options.secrets));
                     let loaded = load_component(&options);
                     return (
                         opening
@@ -191,7 +200,10 @@ impl Runtime {
             };
             (store, load_component(&options))
         });
-        let store = store.map_err(|e| Error::Setup(e.to_string()))?;
+        let store = store.map_err(|e| match e {
+            StoreError::Config(m) => Error::StoreConfig(m),
+            e => Error::Setup(e.to_string()),
+        })?;
         let (engine, component, baseline) = loaded?;
         let mut linker: Linker<HostState> = Linker::new(&engine);
         EngineWorld::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)

@@ -85,23 +85,24 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, StoreError> {
     let Some(bytes) = bytes else {
         return Ok(Manifest::Absent);
     };
-    let bad = || {
-        StoreError::Secrets(format!(
-            "{} is not a store description this version understands",
-            path.display()
-        ))
-    };
-    let raw: Raw = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    parse_manifest(&bytes).map_err(|why| StoreError::Secrets(format!("{} {why}", path.display())))
+}
+
+/// A manifest's content (`store.json`, or a shared store's `Pstore.json`).
+pub fn parse_manifest(bytes: &[u8]) -> Result<Manifest, &'static str> {
+    const BAD: &str = "is not a store description this version understands";
+    let raw: Raw = serde_json::from_slice(bytes).map_err(|_| BAD)?;
     match (raw.format, raw.mode.as_str(), raw.key_id) {
         (1, "plain", _) => Ok(Manifest::Plain),
         (1, "sealed", Some(key_id)) if key_id.len() == 16 && key_id.bytes().all(|b| b.is_ascii_hexdigit()) => {
             Ok(Manifest::Sealed { key_id })
         }
-        _ => Err(bad()),
+        _ => Err(BAD),
     }
 }
 
-fn manifest_bytes(m: &Manifest) -> Vec<u8> {
+/// A manifest's bytes, as every host writes them.
+pub fn manifest_bytes(m: &Manifest) -> Vec<u8> {
     match m {
         Manifest::Sealed { key_id } => format!(r#"{{"format":1,"mode":"sealed","key_id":"{key_id}"}}"#),
         _ => r#"{"format":1,"mode":"plain"}"#.to_string(),

@@ -25,6 +25,7 @@ pub enum Secrets {
 #[must_use = "the lock is released when this is dropped"]
 pub struct LockGuard {
     release: Option<Box<dyn FnOnce() + Send>>,
+    renew: Option<Box<dyn Fn() -> Result<(), StoreError> + Send>>,
 }
 
 impl LockGuard {
@@ -32,7 +33,26 @@ impl LockGuard {
     pub fn new(release: impl FnOnce() + Send + 'static) -> Self {
         Self {
             release: Some(Box::new(release)),
+            renew: None,
         }
+    }
+
+    /// A lease: `renew` extends it, or fails when it was lost (a network
+    /// store's lock that expired while its holder was stopped or slow).
+    pub fn with_renew(
+        release: impl FnOnce() + Send + 'static,
+        renew: impl Fn() -> Result<(), StoreError> + Send + 'static,
+    ) -> Self {
+        Self {
+            release: Some(Box::new(release)),
+            renew: Some(Box::new(renew)),
+        }
+    }
+
+    /// Called before every request sent while the lock is held: a lock
+    /// that cannot be lost (a file lock) always answers `Ok`.
+    pub fn renew(&self) -> Result<(), StoreError> {
+        self.renew.as_ref().map_or(Ok(()), |r| r())
     }
 }
 
