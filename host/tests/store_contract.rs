@@ -1,5 +1,6 @@
 //! The storage seam's contract, run against every backend the Rust host
-//! ships (the file store, the sealed store over it), and the sealed format
+//! ships (the file store, the sealed store over it, the Redis store sealed
+//! and plain, on a real redis-server), and the sealed format
 //! against the shared vectors (`tests/vectors/sealed_records.json`), which
 //! the Node and Python packages run too.
 
@@ -11,26 +12,66 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mcp_oauth_host::storage::key::StoreKey;
+use mcp_oauth_host::storage::mode::SecretsChoice;
+use mcp_oauth_host::storage::redis::url::StoreUrl;
+use mcp_oauth_host::storage::redis::{RedisOptions, RedisStore};
 use mcp_oauth_host::storage::sealed::{self, Kind, SealedStore};
 use mcp_oauth_host::storage::{FileStore, Secrets, Store};
 
-fn backends(tag: &str) -> Vec<(&'static str, Arc<dyn Store>, std::path::PathBuf)> {
+/// Every backend, each with what must live as long as it (its directory, its
+/// Redis server).
+fn backends(tag: &str) -> Vec<(&'static str, Arc<dyn Store>, Box<dyn std::any::Any>)> {
     let a = support::temp_home(&format!("contract-file-{tag}"));
     let b = support::temp_home(&format!("contract-sealed-{tag}"));
     let key = StoreKey::generate().unwrap();
+    let server = Arc::new(support::RedisServer::start());
+    let key_file = support::temp_home(&format!("contract-redis-{tag}")).join("key");
+    fs::write(&key_file, StoreKey::generate().unwrap().to_base64()).unwrap();
+    set_private(&key_file);
+    let redis = |prefix: &str, sealed: bool| -> Arc<dyn Store> {
+        let url = StoreUrl::parse(&server.url(&format!("/0?prefix={prefix}")), None).unwrap();
+        Arc::new(
+            RedisStore::open(RedisOptions {
+                url,
+                user: None,
+                secrets: if sealed {
+                    SecretsChoice::Auto
+                } else {
+                    SecretsChoice::File
+                },
+                key_file: sealed.then(|| key_file.clone()),
+                ca_pem: None,
+            })
+            .unwrap(),
+        )
+    };
     vec![
-        ("file", Arc::new(FileStore::open(&a).unwrap()) as Arc<dyn Store>, a),
+        (
+            "file",
+            Arc::new(FileStore::open(&a).unwrap()) as Arc<dyn Store>,
+            Box::new(a),
+        ),
         (
             "sealed",
             Arc::new(SealedStore::new(FileStore::open(&b).unwrap(), key, "a test key")) as Arc<dyn Store>,
-            b,
+            Box::new(b),
         ),
+        ("redis-sealed", redis("sealed:", true), Box::new(server.clone())),
+        ("redis-plain", redis("plain:", false), Box::new(server)),
     ]
+}
+
+fn set_private(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+    }
 }
 
 #[test]
 fn records_round_trip_list_and_delete() {
-    for (name, s, _) in backends("records") {
+    for (name, s, _keep) in backends("records") {
         assert_eq!(s.get("tokens-a").unwrap(), None, "{name}");
         s.set("tokens-a", br#"{"v":1}"#).unwrap();
         s.set("tokens-b", br#"{"v":2}"#).unwrap();
@@ -59,7 +100,7 @@ fn records_round_trip_list_and_delete() {
 
 #[test]
 fn locks_exclude_and_release_on_drop() {
-    for (name, s, _) in backends("locks") {
+    for (name, s, _keep) in backends("locks") {
         let held = s.lock("tokens-x").unwrap();
         let other = s.clone();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -79,7 +120,7 @@ fn locks_exclude_and_release_on_drop() {
 
 #[test]
 fn key_files_first_writer_wins() {
-    for (name, s, _) in backends("keys") {
+    for (name, s, _keep) in backends("keys") {
         assert_eq!(s.get_key_file("dpop-a").unwrap(), None, "{name}");
         assert_eq!(s.create_key_file_once("dpop-a", b"first").unwrap(), b"first", "{name}");
         assert_eq!(s.create_key_file_once("dpop-a", b"second").unwrap(), b"first", "{name}");

@@ -247,3 +247,65 @@ fn dpop_nonce_signals() {
         assert_eq!(nonce_signal(status, &nonces), want, "{name}");
     }
 }
+
+#[test]
+fn redis_urls() {
+    use mcp_oauth_host::storage::redis::url::StoreUrl;
+    let v = vectors("redis_urls.json");
+    for case in v["cases"].as_array().unwrap() {
+        let name = case["name"].as_str().unwrap();
+        let got = StoreUrl::parse(case["url"].as_str().unwrap(), case["password_env"].as_str());
+        if let Some(word) = case["error"].as_str() {
+            let e = got.expect_err(name);
+            assert!(e.contains(word), "{name}: {e}");
+            if let Some(never) = case["never"].as_str() {
+                assert!(!e.contains(never), "{name}: {e}");
+            }
+            continue;
+        }
+        let u = got.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let want = &case["store"];
+        assert_eq!(u.tls, want["tls"].as_bool().unwrap(), "{name}");
+        assert_eq!(u.host, want["host"].as_str().unwrap(), "{name}");
+        assert_eq!(u64::from(u.port), want["port"].as_u64().unwrap(), "{name}");
+        assert_eq!(u64::from(u.db), want["db"].as_u64().unwrap(), "{name}");
+        assert_eq!(u.username.as_deref(), want["username"].as_str(), "{name}");
+        assert_eq!(u.has_password(), want["has_password"].as_bool().unwrap(), "{name}");
+        assert_eq!(u.prefix, want["prefix"].as_str().unwrap(), "{name}");
+        assert_eq!(u.lease_ms, want["lease_ms"].as_u64().unwrap(), "{name}");
+        assert_eq!(u.display(), want["display"].as_str().unwrap(), "{name}");
+        assert_eq!(format!("{u:?}"), u.display(), "{name}: Debug shows no password");
+    }
+}
+
+#[test]
+fn redis_keys() {
+    use mcp_oauth_host::storage::redis::url::Keys;
+    use mcp_oauth_host::storage::select::StorePlace;
+    let v = vectors("redis_keys.json");
+    for case in v["cases"].as_array().unwrap() {
+        let ns = case["user"].as_str().map(|u| format!("{u}/")).unwrap_or_default();
+        let k = Keys {
+            prefix: case["prefix"].as_str().unwrap(),
+            ns: &ns,
+        };
+        let name = case["name"].as_str().unwrap();
+        assert_eq!(k.record(name), case["record"].as_str().unwrap());
+        assert_eq!(k.lock(name), case["lock"].as_str().unwrap());
+        assert_eq!(k.key_file(name), case["key_file"].as_str().unwrap());
+        assert_eq!(k.manifest(), case["manifest"].as_str().unwrap());
+        assert_eq!(k.aad_name(name), case["aad_name"].as_str().unwrap());
+        let place = StorePlace {
+            user: case["user"].as_str().map(str::to_string),
+            ..StorePlace::default()
+        };
+        assert!(place.check().is_ok(), "{:?}", case["user"]);
+    }
+    for bad in v["bad_users"].as_array().unwrap() {
+        let place = StorePlace {
+            user: Some(bad.as_str().unwrap().to_string()),
+            ..StorePlace::default()
+        };
+        assert!(place.check().is_err(), "{bad}");
+    }
+}

@@ -385,6 +385,10 @@ impl Store for RedisStore {
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
         check_key(key)?;
+        if key == "store" {
+            // As in every store: no record shares the manifest's name.
+            return Err(StoreError::BadKey(key.into()));
+        }
         let s = &self.0;
         let data = s.seal(Kind::Record, key, value)?;
         let rk = s.keys().record(key);

@@ -42,7 +42,7 @@ impl StoreUrl {
     pub fn parse(url: &str, password_env: Option<&str>) -> Result<Self, String> {
         let url = url.trim();
         let u = url::Url::parse(url).map_err(|_| {
-            "the store is not a URL: use redis://[user:password@]host[:port][/db] or rediss://".to_string()
+            "the store is not a URL with a redis:// or rediss:// scheme: use redis://[user:password@]host[:port][/db]".to_string()
         })?;
         let tls = match u.scheme() {
             "redis" => false,
