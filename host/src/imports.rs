@@ -42,6 +42,11 @@ impl http::Host for HostState {
             headers: req.headers.into_iter().map(|h| (h.name, h.value)).collect(),
             body: req.body,
         };
+        if !self.held.is_empty()
+            && let Some(pause) = hold_lock_for_tests()
+        {
+            std::thread::sleep(pause);
+        }
         // A lease lost while this process was stopped or slow: another
         // replica may hold the lock now; send nothing (docs/store.md).
         for guard in self.held.values() {
@@ -86,6 +91,21 @@ fn storage_error(e: crate::storage::StoreError) -> storage::StorageError {
         | crate::storage::StoreError::Fenced { .. }) => storage::StorageError::Other(e.to_string()),
         remote @ crate::storage::StoreError::Remote(_) => storage::StorageError::Io(remote.to_string()),
     }
+}
+
+/// `MCP_OAUTH_TEST_HOLD_LOCK_MS` (at most 10 s): a pause before a request
+/// sent while a lock is held (after the record was read under it), so that
+/// fault tests can stop or kill a process that holds one
+/// (host/tests/redis_faults.rs). Unset in normal use.
+fn hold_lock_for_tests() -> Option<Duration> {
+    static HOLD: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+    *HOLD.get_or_init(|| {
+        std::env::var("MCP_OAUTH_TEST_HOLD_LOCK_MS")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(|ms| Duration::from_millis(ms.min(10_000)))
+    })
 }
 
 impl storage::Host for HostState {

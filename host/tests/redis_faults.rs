@@ -1,0 +1,188 @@
+//! A lock holder on the shared store that is stopped (SIGSTOP) past its
+//! lease, or killed (SIGKILL), while it holds the lock to refresh: the
+//! other replicas go on after the lease, the stopped one sends nothing when
+//! it wakes (its lease is renewed before every request, and it is gone), and
+//! the authorization server never sees a refresh token twice.
+//! `MCP_OAUTH_TEST_HOLD_LOCK_MS` makes the holder pause, having read the
+//! record under the lock, just before it sends the refresh, so the signal
+//! lands there.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use mcp_oauth_host::demo_server::{DemoServer, Faults};
+use support::RedisServer;
+
+const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
+const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
+const LEASE_MS: u64 = 1000;
+const TTL_S: u64 = 2;
+
+struct Fleet {
+    demo: DemoServer,
+    redis: RedisServer,
+    key: PathBuf,
+}
+
+impl Fleet {
+    fn start(tag: &str) -> Self {
+        let demo = DemoServer::start(Faults {
+            access_ttl_secs: Some(TTL_S),
+            ..Faults::default()
+        })
+        .unwrap();
+        let redis = RedisServer::start();
+        let key = support::temp_home(tag).join("store.key");
+        std::fs::write(
+            &key,
+            mcp_oauth_host::storage::key::StoreKey::generate().unwrap().to_base64(),
+        )
+        .unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let f = Self { demo, redis, key };
+        let out = f
+            .cli(&support::temp_home(tag), None)
+            .arg("login")
+            .arg(f.demo.mcp_url())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        f
+    }
+
+    /// A replica: the CLI on its own home, on the shared store.
+    fn cli(&self, home: &Path, hold_ms: Option<u64>) -> Command {
+        let mut c = Command::new(CLI);
+        c.env("MCP_OAUTH_HOME", home)
+            .env("MCP_OAUTH_STORE", self.redis.url(&format!("/0?lease_ms={LEASE_MS}")))
+            .env("MCP_OAUTH_STORE_KEY_FILE", &self.key)
+            .env("BROWSER", BROWSER)
+            .env_remove("MCP_OAUTH_SECRETS")
+            .env_remove("MCP_OAUTH_USER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        match hold_ms {
+            Some(ms) => c.env("MCP_OAUTH_TEST_HOLD_LOCK_MS", ms.to_string()),
+            None => c.env_remove("MCP_OAUTH_TEST_HOLD_LOCK_MS"),
+        };
+        c
+    }
+
+    fn token(&self, home: &Path, hold_ms: Option<u64>) -> Command {
+        let mut c = self.cli(home, hold_ms);
+        c.arg("token").arg(self.demo.mcp_url());
+        c
+    }
+
+    /// Waits until some process holds a lock on the store; its PID.
+    fn holder(&self) -> u32 {
+        let mut c = redis::Client::open(self.redis.url(""))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let locks: Vec<String> = redis::cmd("KEYS").arg("*:lock").query(&mut c).unwrap();
+            if let Some(l) = locks.first() {
+                let owner: Option<String> = redis::cmd("GET").arg(l).query(&mut c).unwrap();
+                if let Some(pid) = owner.and_then(|o| o.split(':').next()?.parse().ok()) {
+                    return pid;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("no process took a lock");
+    }
+
+    /// Refreshes so far (each token request after the one sign-in).
+    fn refreshes(&self) -> usize {
+        self.demo.count("/token") - self.demo.count("/authorize")
+    }
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: a signal to a child this test started, by its PID.
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
+}
+
+fn finish(child: Child) -> Output {
+    child.wait_with_output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Lets the stored token go stale, so the next `token` refreshes.
+fn until_stale() {
+    std::thread::sleep(Duration::from_millis(TTL_S * 1000 / 2 + 300));
+}
+
+#[test]
+fn a_holder_stopped_past_its_lease_sends_nothing_and_nothing_is_revoked() {
+    let f = Fleet::start("fault-stop");
+    until_stale();
+    let refreshes = f.refreshes();
+    let slow = f
+        .token(&support::temp_home("fault-stop-slow"), Some(800))
+        .spawn()
+        .unwrap();
+    let pid = f.holder();
+    assert_eq!(pid, slow.id());
+    signal(pid, libc::SIGSTOP);
+
+    // Another replica waits out the lease, then refreshes once.
+    let t = Instant::now();
+    let other = f.token(&support::temp_home("fault-stop-other"), None).output().unwrap();
+    assert!(other.status.success(), "{}", text(&other));
+    assert!(t.elapsed() >= Duration::from_millis(LEASE_MS / 2), "{:?}", t.elapsed());
+    assert_eq!(f.refreshes(), refreshes + 1);
+
+    // Woken, the stopped one renews its lease before sending its refresh:
+    // lost, so it sends nothing and says so.
+    signal(pid, libc::SIGCONT);
+    let slow = finish(slow);
+    assert_eq!(slow.status.code(), Some(1), "{}", text(&slow));
+    assert!(text(&slow).contains("was lost"), "{}", text(&slow));
+    assert_eq!(f.refreshes(), refreshes + 1, "the stopped holder sent its refresh");
+    assert!(!f.demo.reuse_detected(), "a refresh token was used twice");
+
+    // Everyone goes on with the rotation the other replica stored.
+    let again = f.token(&support::temp_home("fault-stop-again"), None).output().unwrap();
+    assert!(again.status.success(), "{}", text(&again));
+    assert_eq!(again.stdout, other.stdout);
+    assert_eq!(f.demo.count("/authorize"), 1, "nobody signed in again");
+}
+
+#[test]
+fn a_holder_killed_frees_the_lock_after_its_lease() {
+    let f = Fleet::start("fault-kill");
+    until_stale();
+    let refreshes = f.refreshes();
+    let doomed = f
+        .token(&support::temp_home("fault-kill-doomed"), Some(800))
+        .spawn()
+        .unwrap();
+    let pid = f.holder();
+    signal(pid, libc::SIGKILL);
+    let _ = finish(doomed);
+
+    let t = Instant::now();
+    let other = f.token(&support::temp_home("fault-kill-other"), None).output().unwrap();
+    assert!(other.status.success(), "{}", text(&other));
+    assert!(
+        t.elapsed() < Duration::from_millis(LEASE_MS + 3000),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(f.refreshes(), refreshes + 1);
+    assert!(!f.demo.reuse_detected());
+    assert_eq!(f.demo.count("/authorize"), 1);
+}
