@@ -257,8 +257,13 @@ impl Inner {
         };
         let bytes = super::mode::manifest_bytes(&wanted);
         let mk = manifest_key.clone();
-        let _: Option<String> = self.run(|c| redis::cmd("SET").arg(&mk).arg(bytes.as_slice()).arg("NX").query(c))?;
-        let now: Option<Vec<u8>> = self.run(|c| redis::cmd("GET").arg(&mk).query(c))?;
+        let mut now: Option<Vec<u8>> = self.run(|c| redis::cmd("GET").arg(&mk).query(c))?;
+        if now.is_none() {
+            // The first user of the store writes it; of two, one wins.
+            let _: Option<String> =
+                self.run(|c| redis::cmd("SET").arg(&mk).arg(bytes.as_slice()).arg("NX").query(c))?;
+            now = self.run(|c| redis::cmd("GET").arg(&mk).query(c))?;
+        }
         let found = super::mode::parse_manifest(now.as_deref().unwrap_or_default()).map_err(|why| {
             StoreError::Secrets(format!(
                 "the store {shown} has a manifest {manifest_key} that cannot be used: {why}"
