@@ -117,7 +117,7 @@ def cli_replica(cluster, name, seconds, results, started, users):
     home = cluster.home(name)
     env = cluster.env(home)
     turn = 0
-    calls, ok, errors, first, latencies, failures = 0, 0, 0, [], [], []
+    calls, ok, errors, first, latencies, failures, spans = 0, 0, 0, [], [], [], []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         t = time.monotonic()
@@ -140,6 +140,7 @@ def cli_replica(cluster, name, seconds, results, started, users):
         ms = (time.monotonic() - t) * 1000
         calls += 1
         latencies.append(ms)
+        spans.append((t - started, ms))
         if good:
             ok += 1
         else:
@@ -158,6 +159,7 @@ def cli_replica(cluster, name, seconds, results, started, users):
             "first_errors": first,
             "failures": failures,
             "latencies_ms": latencies,
+            "spans": spans,
         }
     )
 
@@ -183,6 +185,21 @@ def package_replica(cluster, host, cmd, name, seconds, results):
         r.setdefault("first_errors", []).append(f"exit {p.returncode}: {p.stderr.strip()[:300]}")
         r["errors"] = max(1, r.get("errors", 0))
     results.append(r)
+
+
+def watch_refreshes(cluster, started, stop, seen):
+    """Times (s since start) at which token requests reached the AS, polled
+    every 100 ms: where the refresh storms are."""
+    last = None
+    while not stop.is_set():
+        try:
+            n = sum(1 for r in cluster.log()["requests"] if r.split(" ")[1:2] == ["/token"])
+        except OSError:
+            n = last
+        if last is not None and n is not None and n > last:
+            seen.append(time.monotonic() - started)
+        last = n
+        stop.wait(0.1)
 
 
 def percentile(values, q):
@@ -226,8 +243,12 @@ def main():
                 print(f"a sign-in failed: {out.stderr.strip()}", file=sys.stderr)
                 return 1
         commands_before = redis_commands(cluster.port)
+        requests_before = len(cluster.log()["requests"])
         results, threads = [], []
         started = time.monotonic()
+        stop, storms = threading.Event(), []
+        watcher = threading.Thread(target=watch_refreshes, args=(cluster, started, stop, storms))
+        watcher.start()
         for i in range(a.replicas):
             for h in hosts:
                 name = f"{h}-{i + 1}"
@@ -251,6 +272,8 @@ def main():
             outage = (down, time.monotonic() - started)
         for t in threads:
             t.join()
+        stop.set()
+        watcher.join()
         elapsed = time.monotonic() - started
         commands = difference(redis_commands(cluster.port), commands_before) if not a.outage else {}
         log = cluster.log()
@@ -258,12 +281,30 @@ def main():
         cluster.close()
 
     requests = log["requests"]
-    sign_ins = sum(1 for r in requests if r.split(" ")[1:2] == ["/authorize"]) - (a.sessions - 1)
+    authorizations = sum(1 for r in requests if r.split(" ")[1:2] == ["/authorize"])
     token_posts = sum(1 for r in requests if r.split(" ")[1:2] == ["/token"])
-    refreshes = token_posts - sign_ins
+    # Each sign-in is one authorization and one code exchange; the rest of
+    # the token requests are refreshes. One sign-in per user is expected.
+    refreshes = token_posts - authorizations
+    sign_ins = authorizations - (a.sessions - 1)
     calls = sum(r.get("calls", 0) for r in results)
     ok = sum(r.get("ok", 0) for r in results)
     cli_lat = [x for r in results for x in r.get("latencies_ms", [])]
+    # A call is in a storm when it overlaps 0.3 s before to 0.3 s after a
+    # moment token requests reached the AS.
+    in_storm = [
+        ms
+        for r in results
+        for (at, ms) in r.get("spans", [])
+        if any(at - 0.3 <= s <= at + ms / 1000 + 0.3 for s in storms)
+    ]
+    as_paths = ("/token", "/authorize", "/register")
+    as_during = sum(
+        1
+        for r in requests[requests_before:]
+        if (r.split(" ")[1:2] or [""])[0] in as_paths
+        or (r.split(" ")[1:2] or [""])[0].startswith("/.well-known/oauth-authorization-server")
+    )
     summary = {
         "seconds": round(elapsed, 1),
         "ttl_s": a.ttl,
@@ -282,8 +323,12 @@ def main():
         if commands and refreshes
         else None,
         "store_commands": commands,
+        "as_requests_per_refresh": round(as_during / refreshes, 2) if refreshes else None,
         "cli_token_p50_ms": round(percentile(cli_lat, 0.5), 1),
         "cli_token_p99_ms": round(percentile(cli_lat, 0.99), 1),
+        "cli_token_in_storms": len(in_storm),
+        "cli_token_in_storms_p50_ms": round(percentile(in_storm, 0.5), 1),
+        "cli_token_in_storms_p99_ms": round(percentile(in_storm, 0.99), 1),
         "per_replica": [
             {k: r.get(k) for k in ("name", "calls", "ok", "errors", "first_errors")} for r in results
         ],
