@@ -227,3 +227,44 @@ fn unreachable_exits_1_in_time_and_plain_records_are_said_once() {
     );
     assert!(stdout.contains("secrets:       plain"), "{stdout}");
 }
+
+#[test]
+fn a_store_down_mid_session_is_an_error_not_a_new_sign_in() {
+    let demo = DemoServer::start(Faults {
+        access_ttl_secs: Some(2),
+        ..Faults::default()
+    })
+    .unwrap();
+    let mut redis = RedisServer::start();
+    let store = RedisStore::open(RedisOptions {
+        url: StoreUrl::parse(&redis.url(""), None).unwrap(),
+        user: None,
+        secrets: SecretsChoice::File,
+        key_file: None,
+        ca_pem: None,
+    })
+    .unwrap();
+    let rt = Runtime::new(RuntimeOptions {
+        home: support::temp_home("redis-down-mid"),
+        store: Some(Arc::new(store)),
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let io = SessionIo {
+        prompter: Arc::new(TerminalPrompter::new(ConsentPolicy::Allow, false)),
+        browser: Arc::new(HeadlessBrowser),
+        callback: CallbackOptions::default(),
+        signer: None,
+    };
+    let session = rt.session(&demo.mcp_url(), Config::default(), io).unwrap();
+    session.authorize(Mode::Interactive).unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    redis.stop();
+    let t = Instant::now();
+    let e = session.authorize(Mode::Interactive).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(e.to_string().contains("could not be read"), "{e}");
+    assert!(e.to_string().contains(&format!("127.0.0.1:{}", redis.port)), "{e}");
+    assert_eq!(demo.count("/authorize"), 1, "a new sign-in beside the stored grant");
+    assert_eq!(demo.count("/token"), 1, "a refresh without the lock");
+}

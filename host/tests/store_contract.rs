@@ -18,9 +18,11 @@ use mcp_oauth_host::storage::redis::{RedisOptions, RedisStore};
 use mcp_oauth_host::storage::sealed::{self, Kind, SealedStore};
 use mcp_oauth_host::storage::{FileStore, Secrets, Store};
 
-/// Every backend, each with what must live as long as it (its directory, its
-/// Redis server).
-fn backends(tag: &str) -> Vec<(&'static str, Arc<dyn Store>, Box<dyn std::any::Any>)> {
+/// What must live as long as a backend: its directory, its Redis server.
+type Keep = Box<dyn std::any::Any>;
+
+/// Every backend, each with what it needs kept.
+fn backends(tag: &str) -> Vec<(&'static str, Arc<dyn Store>, Keep)> {
     let a = support::temp_home(&format!("contract-file-{tag}"));
     let b = support::temp_home(&format!("contract-sealed-{tag}"));
     let key = StoreKey::generate().unwrap();

@@ -121,7 +121,10 @@ fn perform(effect: Effect, listener: &mut Option<Listener>) -> Input {
                     }),
             )
         }
-        Effect::Load { key } => Input::Loaded(storage::get(&key).ok().flatten()),
+        Effect::Load { key } => match storage::get(&key) {
+            Ok(bytes) => Input::Loaded(bytes),
+            Err(e) => Input::LoadFailed(convert::storage_error(&e)),
+        },
         Effect::Save { key, value } => {
             Input::Stored(storage::set(&key, &value).map_err(|e| convert::storage_error(&e)))
         }

@@ -139,6 +139,7 @@ pub fn auth_error(e: &core_engine::Error) -> AuthError {
         E::TokenRefused { .. } => (FailureKind::TokenRefused, None),
         E::Forbidden { .. } => (FailureKind::Forbidden, None),
         E::CallbackListener { .. } => (FailureKind::CallbackListener, None),
+        E::Storage { .. } => (FailureKind::Storage, None),
         E::UnexpectedInput { .. } => (FailureKind::Other, None),
     };
     AuthError::Failed(Failure {

@@ -398,6 +398,11 @@ pub enum Input {
     Http(Result<HttpResponse, TransportError>),
     /// Answer to [`Effect::Load`]: the bytes, or `None` when absent or unreadable.
     Loaded(Option<Vec<u8>>),
+    /// Answer to [`Effect::Load`] when the store itself failed (down, refused,
+    /// timed out): the operation ends with [`crate::Error::Storage`]. A store
+    /// that cannot be read must not look empty, or a replica would sign in
+    /// anew beside a grant it merely could not see.
+    LoadFailed(String),
     /// Answer to [`Effect::Save`] and [`Effect::Delete`].
     Stored(Result<(), String>),
     /// Answer to [`Effect::Lock`]: held, or why not (the engine goes on unlocked).

@@ -145,6 +145,12 @@ pub enum Error {
         /// The host's message (names the port when a pinned port is taken).
         message: String,
     },
+    /// The store could not be read (the host's message names it); nothing
+    /// was changed.
+    Storage {
+        /// The host's message.
+        message: String,
+    },
     /// The driver fed an input the engine was not waiting for (a host bug).
     UnexpectedInput {
         /// What the engine was waiting for.
@@ -254,6 +260,10 @@ impl fmt::Display for Error {
             CallbackListener { message } => write!(
                 f,
                 "could not start the loopback callback listener: {message}; free the port or configure another callback port"
+            ),
+            Storage { message } => write!(
+                f,
+                "the token store could not be read: {message}; nothing was changed, try again once it answers"
             ),
             UnexpectedInput { expected } => write!(
                 f,

@@ -353,6 +353,8 @@ impl Session {
         }
         let phase = core::mem::replace(&mut f.phase, Phase::Idle);
         match (phase, input) {
+            // A store that cannot be read is not an empty one (effect.rs).
+            (_, Input::LoadFailed(message)) => Next::fail(Error::Storage { message }),
             (Phase::Draining(then), Input::Stored(r)) => {
                 if let Err(message) = r {
                     f.outbox.push_front(Effect::Notify(Event::StorageWarning {

@@ -39,6 +39,8 @@ pub struct Sim {
     /// Tamper with the real redirect before it is delivered.
     pub tamper_redirect: Option<fn(String) -> String>,
     pub listen_error: Option<String>,
+    /// The store answers every read with an error (a shared store that is down).
+    pub store_down: bool,
     callbacks: VecDeque<CallbackEvent>,
     entropy_seed: u64,
 
@@ -101,6 +103,7 @@ impl Sim {
             stray_callbacks: VecDeque::new(),
             tamper_redirect: None,
             listen_error: None,
+            store_down: false,
             callbacks: VecDeque::new(),
             entropy_seed: 0x9e37_79b9_7f4a_7c15,
             requests: vec![],
@@ -201,6 +204,9 @@ impl Sim {
                     headers: resp.headers,
                     body: resp.body,
                 }))
+            }
+            Effect::Load { .. } if self.store_down => {
+                Input::LoadFailed("the store redis://cache:6379/0 cannot be reached: connection refused".into())
             }
             Effect::Load { key } => Input::Loaded(self.store.get(&key).cloned()),
             Effect::Save { key, value } => {
