@@ -66,6 +66,12 @@ export type SecretsChoice = 'auto' | 'keychain' | 'file';
 export interface StoreLock {
   readonly key: string;
   release(): Promise<void>;
+  /**
+   * A lease (a shared store): extends it, false when it was lost. The host
+   * renews before each request made while the lock is held, and does not
+   * send the request when the lease was lost.
+   */
+  renew?(): Promise<boolean>;
 }
 
 /** Where a store keeps its secrets. */
@@ -77,6 +83,8 @@ export interface StoreDescription {
   source?: 'keychain' | 'key-file' | 'program';
   /** The store key's id (first 16 hex digits of its SHA-256), for a sealed store. */
   keyId?: string;
+  /** A shared store as shown to people: its URL with the password as `***`. */
+  store?: string;
 }
 
 /**
@@ -114,6 +122,8 @@ export interface McpOAuthStore {
   deleteKey(key: string): Promise<void>;
   /** Where a key file is, for messages. */
   keyPath?(key: string): string;
+  /** Lets go of what the store holds open (a connection). */
+  close?(): Promise<void>;
 }
 
 /** The store as plain files in one directory (the layout every mcp-oauth host shares). */
@@ -177,12 +187,31 @@ export function openStore(options: {
 }): Promise<FileStore | SealedStore>;
 
 export interface McpOAuthOptions {
-  /** The store directory. Default: `$MCP_OAUTH_HOME`, else `<platform data dir>/mcp-oauth` (as the CLI). */
+  /** The file store's directory. Default: `$MCP_OAUTH_HOME`, else `<platform data dir>/mcp-oauth` (as the CLI). */
   home?: string;
-  /** Where secrets live in a new store (default `$MCP_OAUTH_SECRETS`, else 'auto'); see SecretsChoice. */
+  /**
+   * Where secrets live in a new store (default `$MCP_OAUTH_SECRETS`, else 'auto'); see SecretsChoice.
+   * On a Redis store: sealed with the key in `MCP_OAUTH_STORE_KEY_FILE` (required),
+   * or plain records with 'file' (one line on stderr per process says so).
+   */
   secrets?: SecretsChoice;
-  /** A store of your own (instead of `home` and `secrets`). */
-  store?: McpOAuthStore;
+  /**
+   * The store. A URL: a Redis/Valkey store shared by a fleet,
+   * `redis://[user[:password]@]host[:port][/db][?prefix=P&lease_ms=N]` or
+   * `rediss://` (TLS; a private CA from `$MCP_OAUTH_CA_FILE`, else `$SSL_CERT_FILE`);
+   * the password may come from `$MCP_OAUTH_STORE_PASSWORD` instead. `''`: the
+   * file store at `home`. A store object of your own (instead of `home`,
+   * `secrets` and `user`). Default: `$MCP_OAUTH_STORE`, else the file store.
+   * A bad URL is an McpOAuthError 'invalid-config' naming what is wrong (never the password).
+   */
+  store?: string | McpOAuthStore;
+  /**
+   * The principal whose records these are (a gateway serving many users):
+   * 1 to 128 of `[A-Za-z0-9._@+-]`; every record, lock and key file is kept
+   * apart per user (in the file store, under `<home>/users/<user>/`).
+   * Default: `$MCP_OAUTH_USER`, else none (one principal).
+   */
+  user?: string;
   /** Opens the authorization URL. Default: `$BROWSER` (run directly, URL last, no shell), else xdg-open / open. */
   openBrowser?: (url: string) => void | Promise<void>;
   /** A pre-registered client id. */
@@ -245,6 +274,8 @@ export interface McpOAuthStatus {
   legacy: boolean;
   /** Where secrets live. */
   secrets: SecretsStatus;
+  /** The store: its directory, or a Redis URL with the password as `***`. */
+  store?: string;
 }
 
 export interface SecretsStatus {
@@ -283,7 +314,8 @@ export type McpOAuthErrorKind =
   | 'keychain-unavailable'
   /** The store is pinned to the other mode; the message names `mcp-oauth store seal` or `unseal`. */
   | 'store-mode'
-  /** MCP_OAUTH_STORE_KEY_FILE cannot be used (missing, not a regular file, readable by others, not a key). */
+  /** MCP_OAUTH_STORE_KEY_FILE cannot be used (missing, not a regular file, readable by others, not a key,
+   * not the key a shared store's manifest names). */
   | 'store-key'
   | 'other';
 
@@ -300,7 +332,7 @@ export class McpOAuth {
   static open(serverUrl: string | URL, options?: McpOAuthOptions): Promise<McpOAuth>;
   /** The server URL. */
   readonly serverUrl: string;
-  /** The store directory in use (undefined for a store of your own without one). */
+  /** The file store's directory in use (undefined for a Redis store, or a store of your own without one). */
   readonly home: string | undefined;
   /**
    * fetch that attaches the token to requests to the server's origin and hands
@@ -318,6 +350,13 @@ export class McpOAuth {
   logout(): Promise<void>;
   /** What is stored for this server, and where secrets live. */
   status(): Promise<McpOAuthStatus>;
+  /**
+   * Ends what this object opened (a Redis store's connection, shared with
+   * the other objects on the same store and closed with the last); waits for
+   * a flow in progress. An idle connection never keeps Node running, closed or not.
+   */
+  close(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
 }
 
 /** The store directory the CLI uses: `$MCP_OAUTH_HOME`, else `<platform data dir>/mcp-oauth`. */

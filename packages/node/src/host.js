@@ -10,6 +10,7 @@ import { Listener } from './callback.js';
 import { refuseToOpen } from './browser.js';
 import { printable } from './terminal.js';
 import { DpopKeys } from './dpop.js';
+import { McpOAuthError } from './errors.js';
 
 const OK = { tag: 'ok', val: undefined };
 const err = (message) => ({ tag: 'err', val: String(message) });
@@ -44,6 +45,25 @@ export function eventProgress(ev) {
   }
 }
 
+/**
+ * Renews every lease the flow holds before a request is sent (docs/store.md,
+ * "Locks are leases", step 2): a holder that lost its lease must not spend a
+ * refresh token another replica may have spent already. Resolves null, or
+ * why the request is not sent (naming the lock). Locks without leases (files) pass.
+ */
+async function renewLeases(ctx) {
+  for (const held of ctx.locks.values()) {
+    if (typeof held?.renew !== 'function') continue;
+    const name = held.lock ?? held.key;
+    try {
+      if (!(await held.renew())) return `the lease on the lock ${name} was lost (this process was paused or slow past it); the request was not sent`;
+    } catch (e) {
+      return `the lease on the lock ${name} could not be renewed (${e.message}); the request was not sent`;
+    }
+  }
+  return null;
+}
+
 export class Host {
   /**
    * @param {object} io  { store (the store seam, ./store.js), http, openBrowser, consent, progress, signingKey, paste }
@@ -67,6 +87,11 @@ export class Host {
     const v = effect.val;
     switch (effect.tag) {
       case 'http': {
+        const lost = await renewLeases(ctx);
+        if (lost) {
+          this.progress({ kind: 'storage-warning', record: 'lock', reason: safe(lost) });
+          return { tag: 'http', val: { tag: 'err', val: { tag: 'other', val: lost } } };
+        }
         const r = await sendEngineRequest(v, this.io.http);
         this.progress({ kind: 'http', method: v.method.toUpperCase(), url: safe(v.url), status: r.tag === 'ok' ? r.val.status : 0 });
         return { tag: 'http', val: r };
@@ -74,7 +99,10 @@ export class Host {
       case 'load':
         try {
           return { tag: 'loaded', val: (await store.get(v)) ?? undefined };
-        } catch {
+        } catch (e) {
+          // A store that cannot be reached is not an empty one: reading it
+          // as absent would start a new sign-in (a silent fork of the grant).
+          if (e instanceof McpOAuthError) throw e;
           return { tag: 'loaded', val: undefined };
         }
       case 'save':
@@ -99,6 +127,9 @@ export class Host {
           ctx.locks.set(v, await store.lock(v));
           return { tag: 'locked', val: OK };
         } catch (e) {
+          // A shared store's lock not had (unreachable, or held past its
+          // wait): the flow fails rather than refreshing unlocked.
+          if (e instanceof McpOAuthError) throw e;
           this.progress({ kind: 'storage-warning', record: 'lock', reason: safe(e.message) });
           return { tag: 'locked', val: err(e.message) };
         }

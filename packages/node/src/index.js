@@ -10,7 +10,8 @@
 import { createPrivateKey, getRandomValues } from 'node:crypto';
 import { loadMachine } from './engine.js';
 import { Host } from './host.js';
-import { openStore, defaultHome, missingMethods } from './store.js';
+import { missingMethods } from './store.js';
+import { selectStore } from './store/select.js';
 import { dpopKeyId } from './dpop.js';
 import { DEFAULT_HTTP, dpopNonceSignal } from './http.js';
 import { systemOpenBrowser } from './browser.js';
@@ -129,6 +130,7 @@ export class McpOAuth {
   #running = Promise.resolve(); // the driver of the flow in progress
   #host = null; // made by open(), once the store is settled
   #store = null;
+  #ownsStore = false; // opened here (a Redis connection, a file store): closed by close()
   #progress;
   #hostOptions;
   #mode;
@@ -145,25 +147,31 @@ export class McpOAuth {
     const engine = auth.#instance();
     engine.catch(() => {}); // reported below, after the store's error if any
     await auth.#openStore(options);
-    await engine;
+    try {
+      await engine;
+    } catch (e) {
+      await auth.close(); // the store's connection is not left open
+      throw e;
+    }
     return auth;
   }
 
   /**
-   * The store: the one given, or the one at `home` in the mode its
-   * store.json pins (chosen on first use from `secrets`, else
-   * MCP_OAUTH_SECRETS, else auto).
+   * The store: an object given, a Redis/Valkey URL (the store option, else
+   * MCP_OAUTH_STORE), or the file store at `home` (for `user`, in
+   * `<home>/users/<user>`), in the mode its manifest pins (chosen on first
+   * use from `secrets`, else MCP_OAUTH_SECRETS, else auto).
    */
   async #openStore(options) {
-    let store = options.store;
-    if (store !== undefined) {
-      const missing = missingMethods(store);
-      if (missing.length) throw new McpOAuthError('invalid-config', `the store option lacks ${missing.join(', ')}; give a FileStore, a SealedStore, or an object with the same methods`);
-    } else {
-      const warn = (m) => this.#progress({ kind: 'storage-warning', record: 'record', reason: printable(m) });
-      store = await openStore({ home: this.home, secrets: options.secrets, warn });
+    if (options.store !== undefined && typeof options.store !== 'string') {
+      const missing = missingMethods(options.store);
+      if (missing.length) throw new McpOAuthError('invalid-config', `the store option lacks ${missing.join(', ')}; give a store URL, a FileStore, a SealedStore, or an object with the same methods`);
     }
+    const warn = (m) => this.#progress({ kind: 'storage-warning', record: 'record', reason: printable(m) });
+    const { store, owned, home } = await selectStore(options, { warn });
     this.#store = store;
+    this.#ownsStore = owned;
+    this.home = home;
     this.#host = new Host({ store, ...this.#hostOptions });
   }
 
@@ -188,11 +196,11 @@ export class McpOAuth {
       signingKey,
       paste: options.paste ?? false,
     };
-    if (options.secrets !== undefined && options.store !== undefined) {
-      throw new McpOAuthError('invalid-config', 'give either store or secrets: a store given by the program keeps its secrets its own way');
+    if (options.secrets !== undefined && options.store !== undefined && typeof options.store !== 'string') {
+      throw new McpOAuthError('invalid-config', 'give either a store object or secrets: a store given by the program keeps its secrets its own way');
     }
-    /** The store directory in use (undefined for a store given without one). */
-    this.home = options.store !== undefined ? options.store?.dir : (options.home ?? defaultHome());
+    /** The store directory in use (undefined for a Redis store, or a store given without one); set by open(). */
+    this.home = undefined;
     /**
      * fetch with authorization, for `new StreamableHTTPClientTransport(url, { fetch: auth.fetch })`.
      * Works unbound. Requests to other origins pass through untouched.
@@ -232,9 +240,28 @@ export class McpOAuth {
     }
   }
 
+  /**
+   * Ends what this object opened: the connection of its Redis store (shared
+   * with other objects on the same store, closed with the last). Waits for a
+   * flow in progress; later calls on a Redis store fail. Idempotent.
+   */
+  async close() {
+    await this.#running;
+    const store = this.#store;
+    if (!this.#ownsStore || !store) return;
+    this.#ownsStore = false;
+    await store.close?.();
+  }
+
+  [Symbol.asyncDispose]() {
+    return this.close();
+  }
+
   /** What is stored for this server, and where secrets live (never a secret). */
   async status() {
     const status = publicStatus(await this.#engineStatus());
+    // The store as shown to people: a directory, or a Redis URL with the password as ***.
+    status.store = this.#store.display ?? this.#store.dir;
     const { mode, where, source } = this.#store.describe();
     const unreadable = (await this.#store.unreadable?.()) ?? 0;
     status.secrets = { mode, where, unreadable };
@@ -319,7 +346,15 @@ export class McpOAuth {
     let step = first;
     try {
       for (let n = 0; step.tag === 'effect' && n < MAX_EFFECTS_PER_FLOW; n++) {
-        const input = await this.#host.perform(step.val, ctx);
+        let input;
+        try {
+          input = await this.#host.perform(step.val, ctx);
+        } catch (e) {
+          // A store fault mid-flow (Redis unreachable): the instance is left
+          // waiting for an answer, so a fresh one takes the next call.
+          if (this.#machine === m) this.#machine = null;
+          throw e;
+        }
         step = this.#call(m, () => m.handle(now(), input));
       }
       if (step.tag !== 'done') {

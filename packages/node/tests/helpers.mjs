@@ -1,8 +1,9 @@
 // Test helpers: the demo servers (`mcp-oauth demo --serve`, stopped by PID),
-// a headless browser (redirect-following with fetch), temp stores, the CLI,
-// raw requests to a loopback listener.
+// a throwaway Redis server (tests/redis/server, stopped by PID), a headless
+// browser (redirect-following with fetch), temp stores, the CLI, raw
+// requests to a loopback listener.
 
-import { spawn, execFile } from 'node:child_process';
+import { spawn, execFile, execFileSync } from 'node:child_process';
 import { mkdtemp, rm, readdir, readFile } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
@@ -22,6 +23,13 @@ const AS_PATHS = ['/.well-known/', '/register', '/authorize', '/token'];
 // stopped too, by their PIDs.
 const started = new Set();
 process.on('exit', () => {
+  for (const dir of redisDirs) {
+    try {
+      execFileSync(REDIS_SCRIPT, ['stop', dir], { timeout: 10_000, stdio: 'ignore' });
+    } catch {
+      // already gone
+    }
+  }
   for (const pid of started) {
     try {
       process.kill(pid, 'SIGTERM');
@@ -30,6 +38,50 @@ process.on('exit', () => {
     }
   }
 });
+
+const REDIS_SCRIPT = path.join(process.env.MCP_OAUTH_ROOT ?? path.resolve('../..'), 'tests', 'redis', 'server');
+const redisDirs = new Set();
+
+/**
+ * Starts a Redis server on a free loopback port with its data in a temp
+ * directory (append-only: a restart keeps it), by tests/redis/server (which
+ * installs Debian's redis-server when missing). `url(query)` is a store URL
+ * for it; `cli(...args)` runs redis-cli against it; `stop()` and `start()`
+ * (the same port and data) stop and restart it by PID.
+ */
+export async function startRedis() {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'mcp-oauth-redis-'));
+  redisDirs.add(dir);
+  const run = (args) => execFileSync(REDIS_SCRIPT, args, { timeout: 120_000, encoding: 'utf8' }).trim();
+  const port = Number(run(['start', dir]));
+  let up = true;
+  const server = {
+    dir,
+    port,
+    url: (query = '') => `redis://127.0.0.1:${port}/0${query}`,
+    /** redis-cli against this server: its stdout (60 s deadline); `auth` a password. */
+    cli(args, { auth } = {}) {
+      const a = ['-h', '127.0.0.1', '-p', String(port), ...(auth ? ['--no-auth-warning', '-a', auth] : []), ...args];
+      return execFileSync('redis-cli', a, { timeout: 60_000, encoding: 'utf8' }).trim();
+    },
+    stop() {
+      if (!up) return;
+      up = false;
+      run(['stop', dir]);
+    },
+    start() {
+      if (up) return;
+      run(['start', dir, String(port)]);
+      up = true;
+    },
+    async remove() {
+      server.stop();
+      redisDirs.delete(dir);
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+  return server;
+}
 
 /** Starts the demo servers; resolves once the MCP URL is printed (10 s deadline). */
 export async function startDemo({ accessTtl } = {}) {

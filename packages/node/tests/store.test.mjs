@@ -1,18 +1,31 @@
 // The store seam: one contract suite run against every implementation (the
 // plain file store, the sealed store over it with a key given by the
-// program, and what openStore gives for a key file and for plain files),
-// then what the sealed store does with tampered, moved and truncated files.
+// program, what openStore gives for a key file and for plain files, and the
+// Redis store sealed and plain on a real redis-server), then what the sealed
+// store does with tampered, moved and truncated files.
 
-import { test, after } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { FileStore, SealedStore, openStore } from 'mcp-oauth';
-import { tempHome, removeHome, filesContaining as filesWith } from './helpers.mjs';
+import { tempHome, removeHome, filesContaining as filesWith, startRedis } from './helpers.mjs';
+
+const { openRedisStore } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src', 'store', 'redis.js'));
+const { parseStoreUrl } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src', 'store', 'redis-url.js'));
 
 const homes = [];
-after(() => Promise.all(homes.map(removeHome)));
+const opened = []; // Redis stores, closed at the end
+let redis;
+before(async () => {
+  redis = await startRedis();
+});
+after(async () => {
+  await Promise.all(opened.map((s) => s.close()));
+  await redis?.remove();
+  await Promise.all(homes.map(removeHome));
+});
 async function home() {
   const h = await tempHome();
   homes.push(h);
@@ -31,14 +44,52 @@ async function keyFile(key = randomBytes(32)) {
   return { file, key };
 }
 
+// What the suite asks of a file store's directory: no lock left, another
+// store over the same files (the same id), and where a secret is in the raw bytes.
+const files = {
+  locksLeft: async (dir) => fs.readdir(path.join(dir, 'locks')),
+  again: async (dir, impl) => (impl.sealed ? new SealedStore(new FileStore(dir), randomBytes(32)) : impl.make(dir)),
+  rawHits: async (dir, needle) => (await filesWith(dir, needle)).map((f) => path.basename(f)).sort(),
+  plainHits: ['dpop-ss.pem', 'tokens-s.json'],
+};
+
+// A Redis store per temp directory: its own key prefix, derived from the directory's name.
+const redisKeyFiles = new Map();
+const prefixOf = (dir) => `t-${path.basename(path.dirname(dir))}:`;
+async function redisStore(dir, secrets) {
+  if (secrets !== 'file' && !redisKeyFiles.has(dir)) redisKeyFiles.set(dir, (await keyFile()).file);
+  const url = parseStoreUrl(redis.url(`?prefix=${prefixOf(dir)}`));
+  const env = secrets === 'file' ? {} : { MCP_OAUTH_STORE_KEY_FILE: redisKeyFiles.get(dir) };
+  const store = await openRedisStore({ url, user: 'contract', secrets, env });
+  opened.push(store);
+  return store;
+}
+const redisKeys = (dir, kind) => redis.cli(['--scan', '--pattern', `${prefixOf(dir)}*${kind}`]).split('\n').filter(Boolean);
+const onRedis = {
+  locksLeft: async (dir) => redisKeys(dir, ':lock'),
+  again: async (dir, impl) => impl.make(dir),
+  async rawHits(dir, needle) {
+    const hits = [];
+    for (const k of redisKeys(dir, '')) {
+      const raw = k.endsWith(':r') ? redis.cli(['hget', k, 'd']) : k.endsWith(':pem') ? redis.cli(['get', k]) : '';
+      if (raw.includes(needle)) hits.push(k.slice(prefixOf(dir).length));
+    }
+    return hits.sort();
+  },
+  plainHits: ['{contract/dpop-ss}:pem', '{contract/tokens-s}:r'],
+};
+
 const IMPLEMENTATIONS = {
-  'FileStore (plain files)': { sealed: false, make: async (dir) => new FileStore(dir) },
-  'SealedStore over a FileStore (a key given by the program)': { sealed: true, make: async (dir) => new SealedStore(new FileStore(dir), randomBytes(32)) },
+  'FileStore (plain files)': { sealed: false, ...files, make: async (dir) => new FileStore(dir) },
+  'SealedStore over a FileStore (a key given by the program)': { sealed: true, ...files, make: async (dir) => new SealedStore(new FileStore(dir), randomBytes(32)) },
   'openStore with MCP_OAUTH_STORE_KEY_FILE (sealed)': {
     sealed: true,
+    ...files,
     make: async (dir) => openStore({ home: dir, secrets: 'auto', env: { MCP_OAUTH_STORE_KEY_FILE: (await keyFile()).file } }),
   },
-  "openStore with secrets 'file' (plain, store.json)": { sealed: false, make: async (dir) => openStore({ home: dir, secrets: 'file', env: {} }) },
+  "openStore with secrets 'file' (plain, store.json)": { sealed: false, ...files, make: async (dir) => openStore({ home: dir, secrets: 'file', env: {} }) },
+  'Redis store with MCP_OAUTH_STORE_KEY_FILE (sealed, a user)': { sealed: true, ...onRedis, make: (dir) => redisStore(dir, 'auto') },
+  "Redis store with secrets 'file' (plain records, a user)": { sealed: false, ...onRedis, make: (dir) => redisStore(dir, 'file') },
 };
 
 for (const [name, impl] of Object.entries(IMPLEMENTATIONS)) {
@@ -104,13 +155,12 @@ for (const [name, impl] of Object.entries(IMPLEMENTATIONS)) {
       await next.release();
       await assert.rejects(store.withLock('tokens-l', async () => Promise.reject(new Error('inside'))), /inside/);
       assert.equal(await store.withLock('tokens-l', async () => 42), 42, 'free again after the throw');
-      assert.deepEqual(await fs.readdir(path.join(dir, 'locks')), []);
+      assert.deepEqual(await impl.locksLeft(dir), []);
     });
 
     await t.test('id is stable per store; describe() says where secrets live; nothing unreadable', async () => {
       assert.equal(typeof store.id, 'string');
-      if (!impl.sealed) assert.equal((await impl.make(dir)).id, store.id);
-      else assert.equal(new SealedStore(new FileStore(dir), randomBytes(32)).id, store.id, 'the same files, the same id');
+      assert.equal((await impl.again(dir, impl)).id, store.id, 'the same data, the same id');
       const d = store.describe();
       assert.equal(d.mode, impl.sealed ? 'sealed' : 'plain');
       assert.equal(typeof d.where, 'string');
@@ -120,9 +170,8 @@ for (const [name, impl] of Object.entries(IMPLEMENTATIONS)) {
     await t.test(impl.sealed ? 'sealed: no secret in any file of the store' : 'plain: records are the bytes given', async () => {
       await store.set('tokens-s', record('s'));
       await store.putKeyOnce('dpop-ss', `-----BEGIN PRIVATE KEY-----\n${SECRET}\n-----END PRIVATE KEY-----\n`);
-      const hits = await filesWith(dir, SECRET);
-      if (impl.sealed) assert.deepEqual(hits, []);
-      else assert.deepEqual(hits.map((f) => path.basename(f)).sort(), ['dpop-ss.pem', 'tokens-s.json']);
+      const hits = await impl.rawHits(dir, SECRET);
+      assert.deepEqual(hits, impl.sealed ? [] : impl.plainHits);
       assert.match(await store.getKey('dpop-ss'), new RegExp(SECRET));
     });
   });

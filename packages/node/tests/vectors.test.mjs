@@ -26,8 +26,20 @@ const { printable, escapeTerminal } = await import(path.join(pkg, 'terminal.js')
 const { McpOAuthError } = await import(path.join(pkg, 'errors.js'));
 const { dpopNonceSignal } = await import(path.join(pkg, 'http.js'));
 const { SealedStore, sealWithNonce, open: openSealed, keyId, keyFromBase64 } = await import(path.join(pkg, 'store.js'));
+const { parseStoreUrl, keysFor, userNamespace } = await import(path.join(pkg, 'store', 'redis-url.js'));
+const { storeSpec } = await import(path.join(pkg, 'store', 'select.js'));
+const { McpOAuth } = await import('mcp-oauth');
 
-const COVERED = ['dpop_nonce_signals.json', 'key_files.json', 'lock_verdicts.json', 'record_files.json', 'sealed_records.json', 'terminal_text.json'];
+const COVERED = [
+  'dpop_nonce_signals.json',
+  'key_files.json',
+  'lock_verdicts.json',
+  'record_files.json',
+  'redis_keys.json',
+  'redis_urls.json',
+  'sealed_records.json',
+  'terminal_text.json',
+];
 
 const homes = [];
 after(() => Promise.all(homes.map((h) => fs.rm(h, { recursive: true, force: true }))));
@@ -298,5 +310,93 @@ test('vectors: sealed records (the same bytes from the same nonce; every case th
       assert.equal(text, expect(c), `${c.name} (on disk)`);
       assert.equal(await fs.readFile(file, 'utf8'), c.sealed, `${c.name}: left as it was`);
     }
+  }
+});
+
+// The Redis store's rules: what a store URL means, how it is shown, what is
+// refused and with which word; the keys of a name, the name sealed into the
+// associated data, the users refused. No server: opening with a refused
+// store or user makes no connection and no request.
+const REDIS_URLS = vectors('redis_urls.json');
+const REDIS_KEYS = vectors('redis_keys.json');
+const REDIS_SERVER_URL = 'https://mcp.example.com/mcp';
+
+test('redis_urls.json: each URL parses to its store, shown without the password', () => {
+  for (const c of REDIS_URLS.cases.filter((c) => c.store)) {
+    const u = parseStoreUrl(c.url, c.password_env);
+    const got = {
+      tls: u.tls,
+      host: u.host,
+      port: u.port,
+      db: u.db,
+      username: u.username,
+      has_password: u.hasPassword,
+      prefix: u.prefix,
+      lease_ms: u.leaseMs,
+      display: u.display,
+    };
+    assert.deepEqual(got, c.store, c.name);
+    // The password reaches the connection and nothing else.
+    const inUrl = /^[a-z]+:\/\/[^:@/]*:([^@/]*)@/.exec(c.url)?.[1];
+    const secret = inUrl ? decodeURIComponent(inUrl) : c.password_env;
+    if (secret) {
+      assert.equal(u.password(), secret, c.name);
+      for (const shown of [u.display, String(u), JSON.stringify({ u }), JSON.stringify(u)]) assert.ok(!shown.includes(secret), `${c.name}: ${shown}`);
+    }
+    if (c.password_env) assert.ok(!u.display.includes(c.password_env), c.name);
+  }
+});
+
+test('redis_urls.json: each refused URL is an invalid-config error with its word, never the password', async () => {
+  for (const c of REDIS_URLS.cases.filter((c) => c.error)) {
+    const check = (e) => {
+      assert.ok(e instanceof McpOAuthError, `${c.name}: ${e}`);
+      assert.equal(e.kind, 'invalid-config', c.name);
+      assert.ok(e.message.includes(c.error), `${c.name}: "${e.message}" lacks "${c.error}"`);
+      if (c.never) assert.ok(!e.message.includes(c.never), `${c.name}: ${e.message}`);
+      if (c.password_env) assert.ok(!e.message.includes(c.password_env), c.name);
+      return true;
+    };
+    assert.throws(() => parseStoreUrl(c.url, c.password_env), check);
+    // The same through McpOAuth.open (the store option), before any connection.
+    await assert.rejects(McpOAuth.open(REDIS_SERVER_URL, { store: c.url }), check);
+  }
+});
+
+test('redis_keys.json: the keys of a name, the manifest, the associated data name', () => {
+  for (const c of REDIS_KEYS.cases) {
+    const k = keysFor(c.prefix, userNamespace(c.user ?? undefined));
+    const label = `${c.user} ${c.name}`;
+    assert.equal(k.record(c.name), c.record, label);
+    assert.equal(k.lock(c.name), c.lock, label);
+    assert.equal(k.keyFile(c.name), c.key_file, label);
+    assert.equal(k.manifest(), c.manifest, label);
+    assert.equal(k.aadName(c.name), c.aad_name, label);
+    assert.equal(k.nameOf(c.record, 'r'), c.name, label);
+  }
+});
+
+test('redis_keys.json: bad users are usage errors (userNamespace, McpOAuth.open with the file store and with a Redis URL)', async () => {
+  for (const user of REDIS_KEYS.bad_users) {
+    const bad = (e) => e instanceof McpOAuthError && e.kind === 'invalid-config' && /user/.test(e.message);
+    assert.throws(() => userNamespace(user), bad, user);
+    await assert.rejects(McpOAuth.open(REDIS_SERVER_URL, { user, home: '/nonexistent/mcp-oauth-test' }), bad, user);
+    await assert.rejects(McpOAuth.open(REDIS_SERVER_URL, { user, store: 'redis://127.0.0.1:1' }), bad, user);
+  }
+  assert.equal(userNamespace(undefined), '');
+  assert.equal(userNamespace(''), '');
+});
+
+test('the store option wins over MCP_OAUTH_STORE; an empty option means the file store', async () => {
+  const saved = process.env.MCP_OAUTH_STORE;
+  process.env.MCP_OAUTH_STORE = 'redis://u:envsecret@h?bogus=1';
+  try {
+    await assert.rejects(McpOAuth.open(REDIS_SERVER_URL, { home: '/nonexistent/x' }), (e) => e.kind === 'invalid-config' && /parameter/.test(e.message) && !e.message.includes('envsecret'));
+    await assert.rejects(McpOAuth.open(REDIS_SERVER_URL, { store: 'redis://h?prefix=*' }), (e) => e.kind === 'invalid-config' && /prefix/.test(e.message));
+    assert.equal(storeSpec({ store: '' }), '');
+    assert.equal(storeSpec({}), 'redis://u:envsecret@h?bogus=1');
+  } finally {
+    if (saved === undefined) delete process.env.MCP_OAUTH_STORE;
+    else process.env.MCP_OAUTH_STORE = saved;
   }
 });
