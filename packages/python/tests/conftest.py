@@ -1,5 +1,6 @@
 """Fixtures: the demo servers (`mcp-oauth demo --serve`, started per test and
-stopped by PID), a counting headless browser, the CLI, a private store."""
+stopped by PID), a counting headless browser, the CLI, a private store, and
+one Redis server for the session (tests/redis/server, stopped by PID)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ ROOT = Path(os.environ.get("MCP_OAUTH_ROOT", Path(__file__).resolve().parents[3]
 CLI = ROOT / "target" / "release" / "mcp-oauth"
 HEADLESS = ROOT / "target" / "release" / "mcp-oauth-headless-browser"
 AS_PATHS = ("/.well-known/oauth-authorization-server", "/register", "/authorize", "/token")
+REDIS_SERVER = "tests/redis/server"  # run from ROOT
+STORE_ENV = ("MCP_OAUTH_STORE", "MCP_OAUTH_STORE_PASSWORD", "MCP_OAUTH_USER", "MCP_OAUTH_CA_FILE")
 
 
 def pytest_configure(config):
@@ -30,7 +33,7 @@ def hermetic_secrets(request, monkeypatch):
     keychain) except in the tests marked `keychain`."""
     from mcp_oauth import _keychain
 
-    for name in ("MCP_OAUTH_SECRETS", "MCP_OAUTH_STORE_KEY_FILE"):
+    for name in ("MCP_OAUTH_SECRETS", "MCP_OAUTH_STORE_KEY_FILE") + STORE_ENV:
         monkeypatch.delenv(name, raising=False)
     if request.node.get_closest_marker("keychain") is None:
         monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
@@ -167,3 +170,45 @@ def mcp_post(url: str, token: str, method: str = "ping") -> int:
             return r.status
     except urllib.error.HTTPError as e:
         return e.code
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port, its data in `dir`
+    (append-only, so a restart on the same port keeps it)."""
+
+    def __init__(self, dir: Path) -> None:
+        self.dir = dir
+        self.port = 0
+        self.start()
+
+    def _run(self, *args: str) -> str:
+        r = subprocess.run([REDIS_SERVER, *args], cwd=ROOT, capture_output=True, text=True, timeout=180)
+        if r.returncode != 0:
+            raise RuntimeError(f"{REDIS_SERVER} {args[0]} failed: {r.stderr.strip()[:500]}")
+        return r.stdout.strip()
+
+    def start(self) -> None:
+        out = self._run("start", str(self.dir), *([str(self.port)] if self.port else []))
+        self.port = int(out.splitlines()[-1])
+
+    def stop(self) -> None:
+        self._run("stop", str(self.dir))
+
+    def url(self, prefix: str | None = None, **params: object) -> str:
+        """A store URL on this server; a fresh prefix unless one is given."""
+        prefix = f"t{os.urandom(6).hex()}:" if prefix is None else prefix
+        query = "&".join([f"prefix={prefix}"] + [f"{k}={v}" for k, v in params.items()])
+        return f"redis://127.0.0.1:{self.port}/0?{query}"
+
+    def client(self, **kw):
+        import redis
+
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=10, **kw)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    pytest.importorskip("redis")
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()

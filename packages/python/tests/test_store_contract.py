@@ -1,5 +1,6 @@
 """The storage seam's contract, run against every Store this package has:
-the file store, and the sealed store over it. Then what only the sealed
+the file store, the sealed store over it, and the shared Redis store, plain
+and sealed (on the session's redis-server). Then what only the sealed file
 store does: nothing readable on disk, and tampering reads as absent."""
 
 from __future__ import annotations
@@ -30,14 +31,32 @@ def _sealed_over_file(home: Path, key: bytes = bytes(range(32))) -> Store:
     return SealedStore(FileStore(home), key, key_from="a test key")
 
 
-STORES = [pytest.param(_file, id="file"), pytest.param(_sealed_over_file, id="sealed")]
+def _redis(key):
+    def make(server) -> "callable":
+        from mcp_oauth import RedisStore
+        from mcp_oauth._redis_url import parse_store_url
+
+        url = parse_store_url(server.url())  # a fresh prefix: every test its own store
+        return lambda: RedisStore(url, key=key, key_from="a test key")
+
+    return make
+
+
+STORES = [
+    pytest.param(_file, id="file"),
+    pytest.param(_sealed_over_file, id="sealed"),
+    pytest.param(_redis(None), id="redis"),
+    pytest.param(_redis(bytes(range(32))), id="redis-sealed"),
+]
 
 
 @pytest.fixture(params=STORES)
 def make(request, tmp_path):
-    """make() -> a new store object on the same directory (as another process would open it)."""
-    home = tmp_path / "store"
-    return lambda: request.param(home)
+    """make() -> a new store object on the same store (as another process would open it)."""
+    if request.param in (_file, _sealed_over_file):
+        home = tmp_path / "store"
+        return lambda: request.param(home)
+    return request.param(request.getfixturevalue("redis_server"))
 
 
 def test_records_round_trip(make):

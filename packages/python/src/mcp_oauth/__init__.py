@@ -11,6 +11,7 @@ from ._auth import AccessToken, IdentityAssertion, McpOAuth, Status, WorkloadIde
 from ._errors import (
     AuthFailed,
     AuthorizationRequired,
+    ConfigError,
     Declined,
     EngineError,
     KeychainUnavailable,
@@ -20,14 +21,15 @@ from ._errors import (
 )
 from ._host import ConsentRequest, Progress
 from ._sealed import SealedStore
-from ._seam import Lock, Secrets, Store, StoreError
-from ._secrets import open_store
+from ._seam import Lock, Secrets, Store, StoreError, StoreUnavailable
+from ._select import open_store
 from ._store import FileStore, default_home
 
 __all__ = [
     "AccessToken",
     "AuthFailed",
     "AuthorizationRequired",
+    "ConfigError",
     "ConsentRequest",
     "Declined",
     "EngineError",
@@ -38,15 +40,26 @@ __all__ = [
     "McpOAuth",
     "McpOAuthError",
     "Progress",
+    "RedisStore",
     "SealedStore",
     "Secrets",
     "SecretsError",
     "Status",
     "Store",
     "StoreError",
+    "StoreUnavailable",
     "TimedOut",
     "WorkloadIdentity",
     "__version__",
     "default_home",
     "open_store",
 ]
+
+
+def __getattr__(name: str):
+    # RedisStore needs the optional `redis` package: imported when asked for.
+    if name == "RedisStore":
+        from ._redis import RedisStore
+
+        return RedisStore
+    raise AttributeError(f"module 'mcp_oauth' has no attribute {name!r}")

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from ._engine import EngineSession, EngineTrap, OpenRefused, Runtime, field, record
-from ._errors import AuthorizationRequired, EngineError, McpOAuthError
+from ._errors import AuthorizationRequired, ConfigError, EngineError, McpOAuthError
 from ._host import ConsentRequest, HostImpl, Progress, error_from
 from ._http import dpop_nonce_signal
 from ._seam import Secrets, Store, StoreError
-from ._secrets import open_store
+from ._select import open_store
 from ._signer import es256_signer, forget
 from ._store import default_home
 
@@ -108,6 +108,9 @@ class Status:
     # Where the store keeps its secrets, and how many records its key
     # cannot open (`secrets.problem` says what to do then).
     secrets: Optional[Secrets] = None
+    # The store, as displayed: a directory, or a shared store's URL without
+    # its password (and the user).
+    store: Optional[str] = None
 
 
 async def _in_thread(fn: Callable[[], Any]) -> Any:
@@ -128,7 +131,11 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
     home: the store (default `$MCP_OAUTH_HOME`, else the platform data dir, as the CLI).
     secrets: where the store keeps its secrets: "auto" (default, or
       `$MCP_OAUTH_SECRETS`), "keychain" or "file" (docs/store.md).
-    store: a `Store` object instead (e.g. `SealedStore(FileStore(path), key)`).
+    store: a shared store's URL, `redis://[user[:password]@]host[:port][/db]`
+      or `rediss://` (default `$MCP_OAUTH_STORE`; empty: the file store at
+      home), or a `Store` object (e.g. `SealedStore(FileStore(path), key)`).
+    user: the principal whose records these are (default `$MCP_OAUTH_USER`;
+      none: one principal); namespaces every record, lock and key file.
     open_browser: `callable(url)`; default `$BROWSER`, else the platform opener (as the CLI).
     consent: `callable(ConsentRequest) -> bool`, asked before registration or the
       browser; default None: go on (the application chose to connect).
@@ -166,18 +173,27 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         interactive: bool = True,
         cache_dir: Union[str, Path, None, bool] = None,
         secrets: Optional[str] = None,
-        store: Optional[Store] = None,
+        store: Union[Store, str, None] = None,
+        user: Optional[str] = None,
     ) -> None:
         self.server_url = server_url
-        if store is not None and secrets is not None:
-            raise ValueError("pass secrets= or store=, not both: a store object keeps its secrets its own way")
+        if isinstance(store, Store):
+            if secrets is not None:
+                raise ValueError("pass secrets= or store=, not both: a store object keeps its secrets its own way")
+            if user is not None:
+                raise ConfigError("pass user= with a store URL or the file store, not with a Store object")
         inner = getattr(store, "inner", store)
         if home is None and getattr(inner, "dir", None) is not None:
             home = inner.dir  # the compiled engine is cached beside the records
         self.home = Path(home) if home is not None else default_home()
         # Settled before anything else: a refusal (KeychainUnavailable, a
-        # sealed store asked for as plain files) writes nothing.
-        self.store: Store = store if store is not None else open_store(self.home, secrets)
+        # sealed store asked for as plain files, a shared store that cannot
+        # be reached or refuses the password) writes nothing.
+        self._own_store = not isinstance(store, Store)  # closed with this object
+        if isinstance(store, Store):
+            self.store: Store = store
+        else:
+            self.store = open_store(self.home, secrets, store=store, user=user)
         if signing_key is not None and signer is None:
             signer = es256_signer(signing_key)
         if isinstance(grant, IdentityAssertion):
@@ -221,13 +237,28 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         self._host = HostImpl(self.store, open_browser, consent, progress, signer, paste)
         try:
             self._session = EngineSession(_runtime(cache), self._host, server_url, config)
-        except EngineTrap as e:
-            raise EngineError(str(e)) from None
-        except OpenRefused as e:
-            raise error_from(e.error) from None
+        except BaseException as e:
+            self.close()
+            if isinstance(e, EngineTrap):
+                raise EngineError(str(e)) from None
+            if isinstance(e, OpenRefused):
+                raise error_from(e.error) from None
+            raise
 
     def __repr__(self) -> str:
-        return f"McpOAuth({self.server_url!r}, home={str(self.home)!r})"
+        return f"McpOAuth({self.server_url!r}, store={self.store.display!r})"
+
+    def close(self) -> None:
+        """Lets go of the store's connections (a shared store's pool) when
+        this object opened the store. The object is not used after."""
+        if self._own_store:
+            self.store.close()
+
+    def __enter__(self) -> "McpOAuth":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- engine calls (blocking) -------------------------------------------
     def _call(self, name: str, *args: Any) -> Any:
@@ -362,8 +393,8 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             secrets: Optional[Secrets] = self.store.secrets()
         except StoreError:
             secrets = None
-        engine = {k: field(out, k) for k in Status.__dataclass_fields__ if k != "secrets"}
-        return Status(**engine, secrets=secrets)
+        engine = {k: field(out, k) for k in Status.__dataclass_fields__ if k not in ("secrets", "store")}
+        return Status(**engine, secrets=secrets, store=self.store.display)
 
     # -- the httpx / httpx2 auth flow ---------------------------------------
     # After a 401/403: one retry with the engine's token; a second only when

@@ -276,10 +276,12 @@ class EngineSession:
             opened = funcs["open"](store, self._server_url, self._config)
             funcs["open"].post_return(store)
         except Exception as e:
+            self._raise_host_failure()
             raise EngineTrap(f"instantiating the engine: {_first_line(e)}") from None
         finally:
             _current.host = None
             self._host.after_call()
+        self._raise_host_failure()
         if not isinstance(opened, wc.ResourceAny):
             raise OpenRefused(opened)
         self._inst = (store, funcs, opened)
@@ -296,16 +298,26 @@ class EngineSession:
             try:
                 out = funcs[name](store, handle, *args)
                 funcs[name].post_return(store)
-                return out
             except Exception as e:  # a trap, or an exception from a host import
                 self._inst = None  # a broken instance is never reused
                 self._host.reset()
+                self._raise_host_failure()
                 raise EngineTrap(
                     f"the engine failed ({_first_line(e)}); it was restarted, nothing stored was lost, try again"
                 ) from None
             finally:
                 _current.host = None
                 self._host.after_call()  # locks never outlive a call
+            self._raise_host_failure()
+            return out
+
+    def _raise_host_failure(self) -> None:
+        """The error the host met during the call (a shared store that could
+        not answer), which the call fails with whatever the engine made of it."""
+        take = getattr(self._host, "take_failure", None)
+        failed = take() if take is not None else None
+        if failed is not None:
+            raise failed from None
 
 
 def _first_line(e: BaseException) -> str:

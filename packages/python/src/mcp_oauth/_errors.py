@@ -52,6 +52,14 @@ class EngineError(McpOAuthError):
     """The engine could not be loaded, or it trapped (it is restarted on the next call)."""
 
 
+class ConfigError(McpOAuthError, ValueError):
+    """The configuration is wrong (the engine's `invalid-config`): a bad store
+    URL or user, a shared store that refused the password, a TLS failure, a
+    missing store key file. The message names what to fix, never a password."""
+
+    kind = "invalid-config"
+
+
 class SecretsError(McpOAuthError):
     """Where the store keeps its secrets cannot be settled: the store is
     sealed and plain files were asked for (or the reverse), the key file is

@@ -22,9 +22,9 @@ from wasmtime import component as wc
 from . import _browser, _http
 from ._callback import BindError, Listener
 from ._engine import LISTENER_TYPE, field, record
-from ._errors import AuthFailed, AuthorizationRequired, Declined, McpOAuthError, TimedOut
+from ._errors import AuthFailed, AuthorizationRequired, ConfigError, Declined, McpOAuthError, TimedOut
 from ._signer import DpopError, DpopKeys
-from ._seam import Lock, Store, StoreError
+from ._seam import Lock, Store, StoreError, StoreUnavailable
 from ._store import FileStore
 from ._terminal import printable, printable_lines
 
@@ -117,6 +117,17 @@ def error_from(err: Any) -> McpOAuthError:
     return McpOAuthError(f"the engine returned an unexpected value ({type(err).__name__})")
 
 
+class _Abort(Exception):
+    """Raised in an import to stop the guest at once (a trap): the call then
+    fails with the store error the host recorded, and the instance, whose
+    memory may hold a read that failed as "absent", is dropped."""
+
+
+# A shared store that cannot answer, or refuses the credentials: the call
+# fails with it (a read reported as absent would fork the fleet's state).
+_FATAL = (StoreUnavailable, ConfigError)
+
+
 class HostImpl:
     """What one session's engine instance may touch."""
 
@@ -140,6 +151,20 @@ class HostImpl:
         self.cancel = threading.Event()
         self.listeners: dict[int, Listener] = {}
         self._next_rep = 1
+        self._failure: Optional[Exception] = None  # what the running call fails with
+
+    def _fail(self, e: Exception) -> None:
+        if self._failure is None:
+            self._failure = e
+
+    def _abort(self, e: Exception):
+        self._fail(e)
+        raise _Abort(str(e))
+
+    def take_failure(self) -> Optional[Exception]:
+        """The store error the call met, once (the engine call raises it)."""
+        failed, self._failure = self._failure, None
+        return failed
 
     def _emit(self, p: Progress) -> None:
         try:
@@ -160,6 +185,7 @@ class HostImpl:
     def http_send(self, _s: Any, req: Any) -> Any:  # result<response, http-error> (untagged)
         method = "GET" if field(req, "method") == "get" else "POST"
         url = field(req, "url")
+        self._renew_leases(method, url)
         headers = [(field(h, "name"), field(h, "value")) for h in field(req, "headers")]
         try:
             r = _http.send(method, url, headers, field(req, "body"))
@@ -172,13 +198,28 @@ class HostImpl:
         self._emit(Progress("http", f"{method} {printable(url)} -> {r.status}"))
         return record(status=r.status, headers=[record(name=k, value=v) for k, v in r.headers], body=r.body)
 
+    def _renew_leases(self, method: str, url: str) -> None:
+        """Before a request made under locks: every lease renewed, or the
+        request is not sent (a holder past its lease must not spend a refresh
+        token another replica may have spent already)."""
+        for lock in list(self._held.values()):
+            try:
+                lock.renew()
+            except _FATAL as e:
+                self._abort(type(e)(f"{e}; {method} {printable(url[:200])} was not sent"))
+            except StoreError as e:
+                self._abort(StoreUnavailable(f"{e}; {method} {printable(url[:200])} was not sent"))
+
     # -- storage ---------------------------------------------------------
     def storage_get(self, _s: Any, key: str) -> Any:
         # result<option<list<u8>>, storage-error>: wasmtime-py cannot lower the
         # error case of this type (every value matches the option), so a
-        # failure reads as absent, which the contract allows.
+        # failure reads as absent, which the contract allows; a shared store
+        # that cannot answer stops the call instead.
         try:
             return self.store.get(key)
+        except _FATAL as e:
+            self._abort(e)
         except (StoreError, OSError):
             return None
 
@@ -202,6 +243,9 @@ class HostImpl:
             return None  # held already by this session
         try:
             self._held[key] = self.store.lock(key)
+        except _FATAL as e:
+            # The engine would go on unlocked: on a shared store, never.
+            self._abort(e)
         except (StoreError, OSError) as e:
             return wc.Variant("io", str(e))
         return None
@@ -302,6 +346,9 @@ class HostImpl:
         # signer-error is untagged: a str is `failed`.
         try:
             return wc.Variant("ok", self.dpop.proof(key_id, claims))
+        except _FATAL as e:
+            self._fail(e)  # the engine fails the flow; the call raises this
+            return wc.Variant("err", f"DPoP proof: {e}")
         except DpopError as e:
             return wc.Variant("err", f"DPoP proof: {e}")
         except Exception as e:  # never trap; never show key material

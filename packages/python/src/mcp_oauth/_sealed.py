@@ -233,6 +233,13 @@ class SealedStore(Store):
     def key_location(self, key: str) -> str:
         return self.inner.key_location(key)
 
+    @property
+    def display(self) -> str:
+        return self.inner.display
+
+    def close(self) -> None:
+        self.inner.close()
+
     def unreadable(self) -> int:
         """How many records and key files the key at hand cannot open."""
         key, aead, n = self._key, self._aead, 0

@@ -18,6 +18,12 @@ class StoreError(McpOAuthError):
     """A storage call failed; the message names the file (never its content)."""
 
 
+class StoreUnavailable(StoreError):
+    """A shared store could not answer (unreachable, timed out), a lock was
+    not had in time, or a lease was lost. The engine call fails with it:
+    going on as if a record were absent would fork the fleet's state."""
+
+
 @dataclass(frozen=True)
 class Secrets:
     """Where a store keeps its secrets (for `status`). Never holds a secret.
@@ -32,6 +38,8 @@ class Secrets:
     mode: str
     key_from: Optional[str] = None
     unreadable: int = 0
+    # A shared store, as displayed (never its password); None for files.
+    where: Optional[str] = None
 
     @property
     def problem(self) -> Optional[str]:
@@ -46,19 +54,29 @@ class Secrets:
 
     def __str__(self) -> str:
         if self.mode == "plain":
-            return "plain files (0600)"
-        return self.problem or f"sealed, the key in {self.key_from}"
+            return f"unsealed in the shared store {self.where}" if self.where else "plain files (0600)"
+        text = self.problem or f"sealed, the key in {self.key_from}"
+        return f"{text} (the shared store {self.where})" if self.where else text
 
 
 class Lock:
     """A held lock. Released by `release()`, at the end of a `with` block, or
-    at the latest when garbage-collected: a release cannot be forgotten."""
+    at the latest when garbage-collected: a release cannot be forgotten.
+    A lease (a shared store's lock) also has `renew()`."""
 
-    __slots__ = ("_release", "_mutex")
+    __slots__ = ("_release", "_renew", "_mutex")
 
-    def __init__(self, release: Callable[[], None]) -> None:
+    def __init__(self, release: Callable[[], None], renew: Optional[Callable[[], None]] = None) -> None:
         self._release: Optional[Callable[[], None]] = release
+        self._renew = renew
         self._mutex = threading.Lock()
+
+    def renew(self) -> None:
+        """Extends a lease before work that must happen under it; raises
+        StoreError (naming the lock) when it was lost. A no-op for locks
+        that do not expire."""
+        if self._renew is not None and self.held:
+            self._renew()
 
     def release(self) -> None:
         with self._mutex:
@@ -141,3 +159,11 @@ class Store(abc.ABC):
     def key_location(self, key: str) -> str:
         """Where a key file is, for messages (never its content)."""
         return f"the key file {key!r} of {self.id}"
+
+    @property
+    def display(self) -> str:
+        """The store as shown to people (status, errors): never a password."""
+        return self.id
+
+    def close(self) -> None:
+        """Lets go of connections (a shared store); the store may not be used after."""

@@ -81,21 +81,24 @@ def read_pinned(home: Path) -> Optional[Pinned]:
         raise SecretsError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
     if data is None:
         return None
+    return parse_pinned(data, str(path), "restore it, or remove it if the store's records are plain files")
+
+
+def parse_pinned(data: bytes, where: str, fix: str) -> Pinned:
+    """What a store.json (or a shared store's manifest) says; SecretsError
+    naming `where` when it cannot be followed."""
     try:
         v = json.loads(data)
     except (ValueError, RecursionError):
         v = None
     fmt = v.get("format") if isinstance(v, dict) else None
     if isinstance(fmt, int) and not isinstance(fmt, bool) and fmt > 1:
-        raise SecretsError(f"{path} is format {fmt}, written by a newer mcp-oauth: upgrade this package")
+        raise SecretsError(f"{where} is format {fmt}, written by a newer mcp-oauth: upgrade this package")
     if fmt == 1 and v.get("mode") == "plain":
         return Pinned("plain")
     if fmt == 1 and v.get("mode") == "sealed" and isinstance(v.get("key_id"), str) and _KID.fullmatch(v["key_id"]):
         return Pinned("sealed", v["key_id"])
-    raise SecretsError(
-        f"{path} is not understood (expected {{\"format\":1,\"mode\":\"sealed\"|\"plain\",...}}); "
-        "restore it, or remove it if the store's records are plain files"
-    )
+    raise SecretsError(f"{where} is not understood (expected {{\"format\":1,\"mode\":\"sealed\"|\"plain\",...}}); {fix}")
 
 
 # -- where the key comes from -------------------------------------------------------

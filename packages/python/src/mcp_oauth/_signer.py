@@ -10,7 +10,8 @@ import json
 import threading
 from typing import Any, Callable, Optional
 
-from ._seam import Store, StoreError
+from ._errors import ConfigError
+from ._seam import Store, StoreError, StoreUnavailable
 
 
 def es256_signer(private_key_pem: str | bytes) -> Callable[[bytes], bytes]:
@@ -131,6 +132,8 @@ class DpopKeys:
                 key = new if stored == pem else _parse_key(stored)
             else:
                 key = _parse_key(stored)
+        except (StoreUnavailable, ConfigError):
+            raise  # a shared store that cannot answer: the call fails with it
         except StoreError as e:
             raise DpopError(str(e)) from None
         if key is None:
