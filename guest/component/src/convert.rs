@@ -283,6 +283,7 @@ pub fn input(i: machine::Input) -> core_engine::Input {
     match i {
         machine::Input::Http(r) => I::Http(r.map(response).map_err(http_error_in)),
         machine::Input::Loaded(b) => I::Loaded(b),
+        machine::Input::LoadFailed(m) => I::LoadFailed(m),
         machine::Input::Stored(r) => I::Stored(r),
         machine::Input::Locked(r) => I::Locked(r),
         machine::Input::Signed(r) => I::Signed(r),

@@ -405,7 +405,8 @@ pub enum Input {
     LoadFailed(String),
     /// Answer to [`Effect::Save`] and [`Effect::Delete`].
     Stored(Result<(), String>),
-    /// Answer to [`Effect::Lock`]: held, or why not (the engine goes on unlocked).
+    /// Answer to [`Effect::Lock`]: held, or why not (the operation ends with
+    /// [`crate::Error::Storage`]: no refresh without the lock).
     Locked(Result<(), String>),
     /// Answer to [`Effect::Sign`]: the 64-byte ES256 signature (r || s), or why not.
     Signed(Result<Vec<u8>, String>),

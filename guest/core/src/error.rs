@@ -145,8 +145,8 @@ pub enum Error {
         /// The host's message (names the port when a pinned port is taken).
         message: String,
     },
-    /// The store could not be read (the host's message names it); nothing
-    /// was changed.
+    /// The store could not be read, or its lock not had (the host's message
+    /// names it and says what to do); nothing was changed.
     Storage {
         /// The host's message.
         message: String,
@@ -261,10 +261,7 @@ impl fmt::Display for Error {
                 f,
                 "could not start the loopback callback listener: {message}; free the port or configure another callback port"
             ),
-            Storage { message } => write!(
-                f,
-                "the token store could not be read: {message}; nothing was changed, try again once it answers"
-            ),
+            Storage { message } => write!(f, "the token store failed: {message}; nothing was changed"),
             UnexpectedInput { expected } => write!(
                 f,
                 "host bug: the engine was waiting for {expected} and got something else"

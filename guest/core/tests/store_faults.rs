@@ -42,3 +42,22 @@ fn a_store_that_fails_during_a_refresh_ends_it_before_the_token_request() {
     assert_eq!(sim.refresh_ok, 0, "no refresh without the re-read under the lock");
     assert!(sim.held_locks.is_empty(), "the lock is released");
 }
+
+#[test]
+fn no_refresh_without_the_lock() {
+    let mut sim = Sim::new();
+    let mut s = session();
+    sim.call_tool(&mut s, Mode::Interactive).unwrap();
+    sim.now += 3_600_000;
+    sim.requests.clear();
+    sim.lock_refused = true;
+    let e = sim.authorize(&mut s, Mode::Interactive).unwrap_err();
+    assert!(matches!(e, Error::Storage { .. }), "{e:?}");
+    assert!(e.to_string().contains("held by process 7"), "{e}");
+    assert!(sim.requests.is_empty(), "{:?}", sim.requests);
+    assert_eq!(sim.opens.len(), 1, "no new sign-in either");
+    // Once the lock can be had, the stored grant is refreshed as usual.
+    sim.lock_refused = false;
+    sim.authorize(&mut s, Mode::Silent).unwrap();
+    assert_eq!(sim.refresh_ok, 1);
+}

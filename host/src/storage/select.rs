@@ -74,8 +74,11 @@ fn shown(url: &str) -> String {
 }
 
 pub(crate) fn check_user(user: &str) -> Result<(), StoreError> {
+    // `.` and `..` would name `users/` itself or the store above it.
     let ok = user.len() <= 128
         && !user.is_empty()
+        && user != "."
+        && user != ".."
         && user
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'@' | b'+' | b'-'));

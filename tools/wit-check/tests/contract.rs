@@ -30,6 +30,7 @@ fn wit_input(i: &Input) -> &'static str {
     match i {
         Input::Http(_) => "http",
         Input::Loaded(_) => "loaded",
+        Input::LoadFailed(_) => "load-failed",
         Input::Stored(_) => "stored",
         Input::Locked(_) => "locked",
         Input::Signed(_) => "signed",
@@ -81,6 +82,7 @@ fn every_input() -> Vec<Input> {
     vec![
         Input::Http(Err(mcp_oauth_core::TransportError { message: String::new() })),
         Input::Loaded(None),
+        Input::LoadFailed(String::new()),
         Input::Stored(Ok(())),
         Input::Locked(Ok(())),
         Input::Signed(Ok(vec![])),

@@ -373,7 +373,7 @@ impl Session {
             (Phase::LoadTokens, Input::Loaded(b)) => self.loaded_tokens(f, now, b.as_deref()),
 
             // refresh (refresh.rs)
-            (Phase::Locking { key }, Input::Locked(r)) => refresh::locked(f, key, r.is_ok()),
+            (Phase::Locking { key }, Input::Locked(r)) => refresh::locked(f, key, r),
             (Phase::ReloadBeforeRefresh, Input::Loaded(b)) => self.reloaded_before_refresh(f, now, b.as_deref()),
             (Phase::Refreshing { used }, Input::Http(r)) => self.refreshed(f, now, used, r),
             (Phase::ReloadAfterInvalidGrant { used }, Input::Loaded(b)) => {

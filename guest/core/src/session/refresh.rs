@@ -20,12 +20,14 @@ pub(super) fn start(key: String) -> Next {
     Next::Effect(Phase::Locking { key: key.clone() }, Effect::Lock { key })
 }
 
-/// Without the lock (the host could not take it) go on: the re-read still
-/// narrows the race, and the host has already reported its own failure.
-pub(super) fn locked(f: &mut Flow, key: String, ok: bool) -> Next {
-    if ok {
-        f.held_lock = Some(key.clone());
+/// Without the lock (held past the host's deadline, or a store that is
+/// down) the refresh does not happen: another process may be spending the
+/// same refresh token.
+pub(super) fn locked(f: &mut Flow, key: String, r: Result<(), String>) -> Next {
+    if let Err(message) = r {
+        return Next::fail(Error::Storage { message });
     }
+    f.held_lock = Some(key.clone());
     Next::Effect(Phase::ReloadBeforeRefresh, load(key))
 }
 

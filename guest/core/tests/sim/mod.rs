@@ -41,6 +41,8 @@ pub struct Sim {
     pub listen_error: Option<String>,
     /// The store answers every read with an error (a shared store that is down).
     pub store_down: bool,
+    /// The store refuses every lock (held past the host's deadline).
+    pub lock_refused: bool,
     callbacks: VecDeque<CallbackEvent>,
     entropy_seed: u64,
 
@@ -104,6 +106,7 @@ impl Sim {
             tamper_redirect: None,
             listen_error: None,
             store_down: false,
+            lock_refused: false,
             callbacks: VecDeque::new(),
             entropy_seed: 0x9e37_79b9_7f4a_7c15,
             requests: vec![],
@@ -217,6 +220,9 @@ impl Sim {
                 self.store.remove(&key);
                 Input::Stored(Ok(()))
             }
+            Effect::Lock { .. } if self.lock_refused => Input::Locked(Err(
+                "timed out after 45 s waiting for the lock mcp-oauth:{tokens-x}:lock (held by process 7)".into(),
+            )),
             Effect::Lock { key } => {
                 assert!(!self.held_locks.contains(&key), "lock taken twice");
                 self.held_locks.push(key);

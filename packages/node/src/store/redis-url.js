@@ -121,7 +121,8 @@ export function parseStoreUrl(raw, passwordEnv) {
 /** The user namespace for `user` (undefined or '' means none): '' or `<user>/`; a bad user is a usage error. */
 export function userNamespace(user) {
   if (user === undefined || user === null || user === '') return '';
-  if (typeof user !== 'string' || !USER.test(user)) {
+  // '.' and '..' would name the users/ directory itself or the store above it.
+  if (typeof user !== 'string' || !USER.test(user) || user === '.' || user === '..') {
     throw usage(`the user ${short(user)} is not 1 to 128 letters, digits, '.', '_', '@', '+' or '-'`);
   }
   return `${user}/`;
