@@ -145,7 +145,7 @@ def cli_replica(cluster, name, seconds, results, started, users):
             ok += 1
         else:
             errors += 1
-            failures.append({"at_s": round(t - started, 2), "ms": round(ms)})
+            failures.append({"at": round(time.time() - ms / 1000, 3), "ms": round(ms)})
             if len(first) < 3:
                 first.append(why)
         time.sleep(0.05)
@@ -246,6 +246,7 @@ def main():
         requests_before = len(cluster.log()["requests"])
         results, threads = [], []
         started = time.monotonic()
+        epoch = time.time() - (time.monotonic() - started)
         stop, storms = threading.Event(), []
         watcher = threading.Thread(target=watch_refreshes, args=(cluster, started, stop, storms))
         watcher.start()
@@ -351,11 +352,12 @@ def main():
         summary["outage_s"] = [round(down, 1), round(up, 1)]
         for r in results:
             for f in r.get("failures", []):
-                if not (down - 1 <= f["at_s"] <= up + 1) or f["ms"] > 10_000:
+                at = f["at"] - epoch
+                if not (down - 1 <= at <= up + 1) or f["ms"] > 10_000:
                     problems.append(f"{r['name']}: a failure outside the outage or past its deadline: {f}")
             if r.get("ok", 0) == 0:
                 problems.append(f"{r['name']}: no call succeeded")
-            if r.get("host") != "cli" and r.get("last_ok_s", a.seconds) < up:
+            if r.get("host") != "cli" and (r.get("last_ok_at") or 0) - epoch < up:
                 problems.append(f"{r['name']}: did not recover after the outage")
     summary["problems"] = problems
     if a.json:

@@ -8,7 +8,7 @@
 // asks for a token the silent way every 50 ms for SECONDS (never a browser:
 // a sign-in that would be needed is an error), then prints one JSON line
 // {"host":"node","calls":N,"ok":N,"errors":N,"first_errors":[up to 3],
-//  "failures":[{"at_s","ms"}...],"last_ok_s":S}
+//  "failures":[{"at","ms"}...],"last_ok_at":T}  (times: Unix seconds)
 // and exits 0; 1 when it could not start. Run it where the package is
 // installed (packages/node/test copies it beside the installed package).
 
@@ -40,7 +40,7 @@ try {
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const result = { host: 'node', calls: 0, ok: 0, errors: 0, first_errors: [], failures: [], last_ok_s: null };
+const result = { host: 'node', calls: 0, ok: 0, errors: 0, first_errors: [], failures: [], last_ok_at: null };
 const began = Date.now();
 const until = began + Number(seconds) * 1000;
 while (Date.now() < until) {
@@ -49,11 +49,11 @@ while (Date.now() < until) {
   try {
     await auth.token();
     result.ok++;
-    result.last_ok_s = (Date.now() - began) / 1000;
+    result.last_ok_at = Date.now() / 1000;
   } catch (e) {
     result.errors++;
     // When and how long: the fleet test's outage checks each failure.
-    if (result.failures.length < 200) result.failures.push({ at_s: (started - began) / 1000, ms: Date.now() - started });
+    if (result.failures.length < 200) result.failures.push({ at: started / 1000, ms: Date.now() - started });
     if (result.first_errors.length < 3) result.first_errors.push(String(e?.message ?? e));
   }
   await sleep(Math.max(0, 50 - (Date.now() - started)));

@@ -5,7 +5,8 @@ MCP_OAUTH_USER, MCP_OAUTH_STORE_KEY_FILE, MCP_OAUTH_SECRETS, ...). Asks for
 a token the silent way every 50 ms for SECONDS (a sign-in that would be
 needed fails, no browser ever opens), then prints one JSON line:
 
-    {"host":"python","calls":N,"ok":N,"errors":N,"first_errors":[...]}
+    {"host":"python","calls":N,"ok":N,"errors":N,"first_errors":[...],
+     "failures":[{"at","ms"}...],"last_ok_at":T}  (times: Unix seconds)
 
 Exit 0 after the run, 1 when the replica could not start."""
 
@@ -37,7 +38,12 @@ def main(argv: list) -> int:
         return 1
     calls = ok = 0
     errors: list = []
-    end = time.monotonic() + seconds
+    # When each failure happened and how long it took, and the last success:
+    # the fleet test's outage checks them.
+    failures: list = []
+    last_ok_at = None
+    began = time.monotonic()
+    end = began + seconds
     try:
         while True:
             started = time.monotonic()
@@ -47,12 +53,24 @@ def main(argv: list) -> int:
             try:
                 auth.token()
                 ok += 1
+                last_ok_at = round(time.time(), 3)
             except Exception as e:
                 errors.append(f"{type(e).__name__}: {e}"[:300])
+                if len(failures) < 200:
+                    at = time.time() - (time.monotonic() - started)
+                    failures.append({"at": round(at, 3), "ms": round((time.monotonic() - started) * 1000)})
             time.sleep(max(0.0, PERIOD_S - (time.monotonic() - started)))
     finally:
         auth.close()
-    report = {"host": "python", "calls": calls, "ok": ok, "errors": len(errors), "first_errors": errors[:3]}
+    report = {
+        "host": "python",
+        "calls": calls,
+        "ok": ok,
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "failures": failures,
+        "last_ok_at": last_ok_at,
+    }
     print(json.dumps(report, separators=(",", ":")), flush=True)
     return 0
 
