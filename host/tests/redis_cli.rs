@@ -64,6 +64,37 @@ fn commands_served(server: &RedisServer) -> u64 {
         .unwrap()
 }
 
+/// A library session on the shared store at `url` (sealed with `key`, else
+/// plain), signing in through the headless browser.
+fn library_session(url: &str, key: Option<&PathBuf>, demo: &DemoServer) -> (Runtime, mcp_oauth_host::Session) {
+    let store = RedisStore::open(RedisOptions {
+        url: StoreUrl::parse(url, None).unwrap(),
+        user: None,
+        secrets: if key.is_some() {
+            SecretsChoice::Auto
+        } else {
+            SecretsChoice::File
+        },
+        key_file: key.cloned(),
+        ca_pem: None,
+    })
+    .unwrap();
+    let rt = Runtime::new(RuntimeOptions {
+        home: support::temp_home("redis-lib"),
+        store: Some(Arc::new(store)),
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    let io = SessionIo {
+        prompter: Arc::new(TerminalPrompter::new(ConsentPolicy::Allow, false)),
+        browser: Arc::new(HeadlessBrowser),
+        callback: CallbackOptions::default(),
+        signer: None,
+    };
+    let session = rt.session(&demo.mcp_url(), Config::default(), io).unwrap();
+    (rt, session)
+}
+
 #[test]
 fn one_sign_in_serves_every_home_and_a_warm_token_costs_no_store_command() {
     let demo = DemoServer::start(Faults::default()).unwrap();
@@ -108,27 +139,7 @@ fn one_sign_in_serves_every_home_and_a_warm_token_costs_no_store_command() {
     }
 
     // The library: memory first. A second silent authorize asks the store nothing.
-    let store = RedisStore::open(RedisOptions {
-        url: StoreUrl::parse(&url, None).unwrap(),
-        user: None,
-        secrets: SecretsChoice::Auto,
-        key_file: Some(key.clone()),
-        ca_pem: None,
-    })
-    .unwrap();
-    let rt = Runtime::new(RuntimeOptions {
-        home: support::temp_home("redis-lib"),
-        store: Some(Arc::new(store)),
-        ..RuntimeOptions::default()
-    })
-    .unwrap();
-    let io = SessionIo {
-        prompter: Arc::new(TerminalPrompter::new(ConsentPolicy::Allow, false)),
-        browser: Arc::new(HeadlessBrowser),
-        callback: CallbackOptions::default(),
-        signer: None,
-    };
-    let session = rt.session(&demo.mcp_url(), Config::default(), io).unwrap();
+    let (_rt, session) = library_session(&url, Some(&key), &demo);
     let first = session.authorize(Mode::Silent).unwrap();
     let before = commands_served(&redis);
     let second = session.authorize(Mode::Silent).unwrap();
@@ -236,27 +247,7 @@ fn a_store_down_mid_session_is_an_error_not_a_new_sign_in() {
     })
     .unwrap();
     let mut redis = RedisServer::start();
-    let store = RedisStore::open(RedisOptions {
-        url: StoreUrl::parse(&redis.url(""), None).unwrap(),
-        user: None,
-        secrets: SecretsChoice::File,
-        key_file: None,
-        ca_pem: None,
-    })
-    .unwrap();
-    let rt = Runtime::new(RuntimeOptions {
-        home: support::temp_home("redis-down-mid"),
-        store: Some(Arc::new(store)),
-        ..RuntimeOptions::default()
-    })
-    .unwrap();
-    let io = SessionIo {
-        prompter: Arc::new(TerminalPrompter::new(ConsentPolicy::Allow, false)),
-        browser: Arc::new(HeadlessBrowser),
-        callback: CallbackOptions::default(),
-        signer: None,
-    };
-    let session = rt.session(&demo.mcp_url(), Config::default(), io).unwrap();
+    let (_rt, session) = library_session(&redis.url(""), None, &demo);
     session.authorize(Mode::Interactive).unwrap();
     std::thread::sleep(Duration::from_millis(1200));
     redis.stop();

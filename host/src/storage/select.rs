@@ -17,7 +17,8 @@ pub struct StorePlace {
     pub url: Option<String>,
     /// `MCP_OAUTH_USER` / `--user`: the principal whose records these are.
     pub user: Option<String>,
-    /// PEM roots for `rediss://` (`--ca-file`; else `SSL_CERT_FILE`).
+    /// PEM roots for `rediss://` (`--ca-file`; else `MCP_OAUTH_CA_FILE`, else
+    /// `SSL_CERT_FILE`).
     pub ca_file: Option<PathBuf>,
 }
 
@@ -127,9 +128,11 @@ pub fn open(home: &Path, place: &StorePlace, secrets: SecretsChoice) -> Result<A
 #[cfg(feature = "redis")]
 fn open_shared(url: &str, place: &StorePlace, secrets: SecretsChoice) -> Result<Arc<dyn Store>, StoreError> {
     let url = parse_url(url)?;
+    // --ca-file, else MCP_OAUTH_CA_FILE (as the packages), else SSL_CERT_FILE.
     let ca_file = place.ca_file.clone().or_else(|| {
-        std::env::var_os("SSL_CERT_FILE")
-            .filter(|v| !v.is_empty())
+        ["MCP_OAUTH_CA_FILE", "SSL_CERT_FILE"]
+            .iter()
+            .find_map(|v| std::env::var_os(v).filter(|v| !v.is_empty()))
             .map(PathBuf::from)
     });
     let ca_pem = match ca_file.filter(|_| url.tls) {
