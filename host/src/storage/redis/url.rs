@@ -54,6 +54,10 @@ impl StoreUrl {
                 ));
             }
         };
+        if u.fragment().is_some() {
+            // Never echoed: what follows a # may be the rest of a password.
+            return Err("the store URL has a fragment (#...): remove it, and write a # in a password as %23".into());
+        }
         let host = match u.host() {
             Some(url::Host::Ipv6(a)) => format!("[{a}]"),
             Some(h) if !h.to_string().is_empty() => h.to_string(),
