@@ -45,6 +45,9 @@ impl http::Host for HostState {
         if !self.held.is_empty()
             && let Some(pause) = hold_lock_for_tests()
         {
+            // The fault tests signal the process on this line, so that the
+            // signal lands inside the pause.
+            eprintln!("mcp-oauth test: holding a lock for {} ms", pause.as_millis());
             std::thread::sleep(pause);
         }
         // A lease lost while this process was stopped or slow: another
@@ -94,9 +97,9 @@ fn storage_error(e: crate::storage::StoreError) -> storage::StorageError {
 }
 
 /// `MCP_OAUTH_TEST_HOLD_LOCK_MS` (at most 10 s): a pause before a request
-/// sent while a lock is held (after the record was read under it), so that
-/// fault tests can stop or kill a process that holds one
-/// (host/tests/redis_faults.rs). Unset in normal use.
+/// sent while a lock is held (after the record was read under it), said on
+/// stderr when it starts, so that fault tests can stop or kill a process
+/// that holds one (host/tests/redis_faults.rs). Unset in normal use.
 fn hold_lock_for_tests() -> Option<Duration> {
     static HOLD: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
     *HOLD.get_or_init(|| {

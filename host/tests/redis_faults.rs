@@ -4,13 +4,15 @@
 //! it wakes (its lease is renewed before every request, and it is gone), and
 //! the authorization server never sees a refresh token twice.
 //! `MCP_OAUTH_TEST_HOLD_LOCK_MS` makes the holder pause, having read the
-//! record under the lock, just before it sends the refresh, so the signal
-//! lands there.
+//! record under the lock, just before it sends the refresh, and say so on
+//! stderr; the tests signal it on that line, so the signal lands there.
 
 mod support;
 
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mcp_oauth_host::demo_server::{DemoServer, Faults};
@@ -18,8 +20,10 @@ use support::RedisServer;
 
 const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
 const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
-const LEASE_MS: u64 = 1000;
-const TTL_S: u64 = 2;
+const LEASE_MS: u64 = 2000;
+/// The holder's pause: under the lease, so only a stop makes it lose it.
+const HOLD_MS: u64 = 1500;
+const TTL_S: u64 = 4;
 
 struct Fleet {
     demo: DemoServer,
@@ -81,24 +85,44 @@ impl Fleet {
         c
     }
 
-    /// Waits until some process holds a lock on the store; its PID.
-    fn holder(&self) -> u32 {
+    /// A replica that refreshes and pauses under the lock, once it says it
+    /// is in the pause (and the lock on the store is its own).
+    fn holding(&self, tag: &str) -> Holder {
+        let mut child = self.token(&support::temp_home(tag), Some(HOLD_MS)).spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            let mut lines = BufReader::new(stderr);
+            let mut seen = String::new();
+            let mut line = String::new();
+            while lines.read_line(&mut line).unwrap_or(0) > 0 {
+                if line.contains("holding a lock") {
+                    let _ = tx.send(());
+                }
+                seen.push_str(&line);
+                line.clear();
+            }
+            let _ = lines.read_to_string(&mut seen);
+            seen
+        });
+        if rx.recv_timeout(Duration::from_secs(20)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the replica never paused under a lock: {}", reader.join().unwrap());
+        }
+        assert_eq!(self.lock_owner(), Some(child.id()));
+        Holder { child, reader }
+    }
+
+    /// The PID of the process that holds a lock on the store, if any.
+    fn lock_owner(&self) -> Option<u32> {
         let mut c = redis::Client::open(self.redis.url(""))
             .unwrap()
             .get_connection()
             .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let locks: Vec<String> = redis::cmd("KEYS").arg("*:lock").query(&mut c).unwrap();
-            if let Some(l) = locks.first() {
-                let owner: Option<String> = redis::cmd("GET").arg(l).query(&mut c).unwrap();
-                if let Some(pid) = owner.and_then(|o| o.split(':').next()?.parse().ok()) {
-                    return pid;
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        panic!("no process took a lock");
+        let locks: Vec<String> = redis::cmd("KEYS").arg("*:lock").query(&mut c).unwrap();
+        let owner: Option<String> = redis::cmd("GET").arg(locks.first()?).query(&mut c).unwrap();
+        owner?.split(':').next()?.parse().ok()
     }
 
     /// Refreshes so far (each token request after the one sign-in).
@@ -112,11 +136,25 @@ fn signal(pid: u32, sig: i32) {
     assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0);
 }
 
-fn finish(child: Child) -> Output {
-    child.wait_with_output().unwrap()
+/// A replica paused under the lock; its stderr is read as it goes.
+struct Holder {
+    child: Child,
+    reader: std::thread::JoinHandle<String>,
 }
 
-fn text(o: &Output) -> String {
+impl Holder {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its exit code and stderr.
+    fn finish(mut self) -> (Option<i32>, String) {
+        let status = self.child.wait().unwrap();
+        (status.code(), self.reader.join().unwrap())
+    }
+}
+
+fn text(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
@@ -130,13 +168,8 @@ fn a_holder_stopped_past_its_lease_sends_nothing_and_nothing_is_revoked() {
     let f = Fleet::start("fault-stop");
     until_stale();
     let refreshes = f.refreshes();
-    let slow = f
-        .token(&support::temp_home("fault-stop-slow"), Some(800))
-        .spawn()
-        .unwrap();
-    let pid = f.holder();
-    assert_eq!(pid, slow.id());
-    signal(pid, libc::SIGSTOP);
+    let slow = f.holding("fault-stop-slow");
+    signal(slow.pid(), libc::SIGSTOP);
 
     // Another replica waits out the lease, then refreshes once.
     let t = Instant::now();
@@ -147,10 +180,10 @@ fn a_holder_stopped_past_its_lease_sends_nothing_and_nothing_is_revoked() {
 
     // Woken, the stopped one renews its lease before sending its refresh:
     // lost, so it sends nothing and says so.
-    signal(pid, libc::SIGCONT);
-    let slow = finish(slow);
-    assert_eq!(slow.status.code(), Some(1), "{}", text(&slow));
-    assert!(text(&slow).contains("was lost"), "{}", text(&slow));
+    signal(slow.pid(), libc::SIGCONT);
+    let (code, said) = slow.finish();
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("was lost"), "{said}");
     assert_eq!(f.refreshes(), refreshes + 1, "the stopped holder sent its refresh");
     assert!(!f.demo.reuse_detected(), "a refresh token was used twice");
 
@@ -166,13 +199,9 @@ fn a_holder_killed_frees_the_lock_after_its_lease() {
     let f = Fleet::start("fault-kill");
     until_stale();
     let refreshes = f.refreshes();
-    let doomed = f
-        .token(&support::temp_home("fault-kill-doomed"), Some(800))
-        .spawn()
-        .unwrap();
-    let pid = f.holder();
-    signal(pid, libc::SIGKILL);
-    let _ = finish(doomed);
+    let doomed = f.holding("fault-kill-doomed");
+    signal(doomed.pid(), libc::SIGKILL);
+    let _ = doomed.finish();
 
     let t = Instant::now();
     let other = f.token(&support::temp_home("fault-kill-other"), None).output().unwrap();
