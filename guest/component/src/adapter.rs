@@ -48,7 +48,7 @@ impl ClientSession {
                 }
                 // One instance runs one call at a time; the host serialises
                 // callers, so a running flow here is a host bug.
-                Step::Wait(_) => return Err(convert::other("a flow is already running")),
+                Step::Wait(_) | Step::Busy(_) => return Err(convert::other("a flow is already running")),
                 Step::Done(r) => return r.map_err(|e| convert::auth_error(&e)),
             };
         }

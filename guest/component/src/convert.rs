@@ -140,7 +140,7 @@ pub fn auth_error(e: &core_engine::Error) -> AuthError {
         E::Forbidden { .. } => (FailureKind::Forbidden, None),
         E::CallbackListener { .. } => (FailureKind::CallbackListener, None),
         E::Storage { .. } => (FailureKind::Storage, None),
-        E::UnexpectedInput { .. } => (FailureKind::Other, None),
+        E::UnexpectedInput { .. } | E::Internal { .. } => (FailureKind::Other, None),
     };
     AuthError::Failed(Failure {
         kind,

@@ -37,6 +37,7 @@ fn step_out(step: Step) -> machine::Step {
     match step {
         Step::Effect(e) => machine::Step::Effect(convert::effect(e)),
         Step::Wait(id) => machine::Step::Wait(id.0),
+        Step::Busy(id) => machine::Step::Busy(id.0),
         Step::Done(r) => machine::Step::Done(convert::outcome_result(r)),
     }
 }

@@ -44,7 +44,7 @@ fn run(sim: &mut Sim, s: &mut Session, first: Step) -> Result<Outcome, Error> {
                 let input = sim.perform(e);
                 s.handle(sim.now, input)
             }
-            Step::Wait(_) => unreachable!(),
+            Step::Wait(_) | Step::Busy(_) => unreachable!("one caller"),
             Step::Done(r) => return r,
         }
     }

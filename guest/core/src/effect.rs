@@ -449,9 +449,15 @@ pub enum Outcome {
 pub enum Step {
     /// Perform this effect, then call `Session::handle` with its input.
     Effect(Effect),
-    /// Another caller is driving flow `FlowId`; wait until it is done, then
-    /// read `Session::outcome`.
+    /// Another caller is driving flow `FlowId`, whose outcome is this
+    /// call's too (a token for a token): wait until it is done, then read
+    /// `Session::outcome`.
     Wait(FlowId),
+    /// Another caller is driving flow `FlowId`, whose outcome is not this
+    /// call's (a proof, a logout or a status during a refresh; an
+    /// interactive call during a silent one): wait until it is done, then
+    /// make this call again.
+    Busy(FlowId),
     /// The operation is over.
     Done(Result<Outcome, Error>),
 }

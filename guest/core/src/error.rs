@@ -151,10 +151,16 @@ pub enum Error {
         /// The host's message.
         message: String,
     },
-    /// The driver fed an input the engine was not waiting for (a host bug).
+    /// The driver fed an input the engine was not waiting for, or called
+    /// `handle` with no flow running (a host bug).
     UnexpectedInput {
         /// What the engine was waiting for.
         expected: &'static str,
+    },
+    /// The engine broke one of its own rules (an engine bug, not the host's).
+    Internal {
+        /// Which rule.
+        what: &'static str,
     },
 }
 
@@ -265,6 +271,10 @@ impl fmt::Display for Error {
             UnexpectedInput { expected } => write!(
                 f,
                 "host bug: the engine was waiting for {expected} and got something else"
+            ),
+            Internal { what } => write!(
+                f,
+                "internal error in the engine ({what}); nothing was sent or saved after it, please report it"
             ),
         }
     }

@@ -12,6 +12,7 @@
 //!     step = match step {
 //!         Step::Effect(e) => session.handle(now, perform(e)),
 //!         Step::Wait(id)  => { wait_for(id); break session.outcome(id) }
+//!         Step::Busy(id)  => { wait_for(id); step = start_again() }
 //!         Step::Done(r)   => break r,
 //!     }
 //! }

@@ -46,6 +46,13 @@ pub struct Binding {
     pub legacy: bool,
 }
 
+impl Binding {
+    /// Key of the tokens issued for this binding's resource by its issuer.
+    pub fn tokens_key(&self) -> String {
+        tokens_key(&self.prm.resource, &self.issuer)
+    }
+}
+
 /// Tokens for one (resource, issuer).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRecord {

@@ -180,7 +180,7 @@ fn a_host_without_dpop_keys_fails_clearly() {
                 result = Some(r);
                 break;
             }
-            Step::Wait(_) => break,
+            Step::Wait(_) | Step::Busy(_) => break,
         };
     }
     match result {

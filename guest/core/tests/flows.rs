@@ -208,7 +208,7 @@ fn invalid_grant_rereads_storage_for_a_rotated_token() {
                 s.handle(sim.now, i)
             }
             Step::Done(r) => break r,
-            Step::Wait(_) => unreachable!(),
+            Step::Wait(_) | Step::Busy(_) => unreachable!(),
         };
     };
     assert!(matches!(out, Ok(Outcome::Token(_))), "{out:?}");
@@ -262,7 +262,7 @@ fn invalid_client_redoes_registration() {
                 s.handle(sim.now, i)
             }
             Step::Done(r) => break r,
-            Step::Wait(_) => unreachable!(),
+            Step::Wait(_) | Step::Busy(_) => unreachable!(),
         };
     };
     assert!(matches!(out, Ok(Outcome::Token(_))), "{out:?}");
@@ -350,7 +350,7 @@ fn concurrent_callers_share_one_flow() {
                 s.handle(sim.now, i)
             }
             Step::Done(r) => break r,
-            Step::Wait(_) => unreachable!(),
+            Step::Wait(_) | Step::Busy(_) => unreachable!(),
         };
     };
     let Ok(Outcome::Token(t)) = out else { panic!("{out:?}") };
@@ -702,7 +702,7 @@ fn malicious_endpoints_are_refused_before_opening() {
                     s.handle(sim.now, i)
                 }
                 Step::Done(r) => break r,
-                Step::Wait(_) => unreachable!(),
+                Step::Wait(_) | Step::Busy(_) => unreachable!(),
             };
         };
         assert!(matches!(out, Err(Error::UnsafeUrl { .. })), "{bad_base}: {out:?}");

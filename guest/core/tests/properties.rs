@@ -61,6 +61,8 @@ proptest! {
                             prop_assert!(running.is_some());
                             waiters.push(id);
                         }
+                        // Every caller here is interactive: always joinable.
+                        Step::Busy(_) => prop_assert!(false, "an interactive call was told busy"),
                         Step::Done(r) => {
                             if s.is_declined() {
                                 prop_assert_eq!(r, Err(Error::Declined));

@@ -2,10 +2,11 @@
 // jco) driven by a Node host. One McpOAuth per MCP server.
 //
 // Concurrency: the engine runs one flow at a time per session. A caller that
-// finds a flow running gets `wait(id)`, awaits the driver of that flow, then
-// reads `outcome(id)`: N concurrent calls share one flow (one consent, one
-// browser), and the decline latch inside the engine makes later calls fail
-// fast until retry().
+// finds a flow running gets `wait(id)` when that flow's outcome is its own
+// (awaits the driver, then reads `outcome(id)`: N concurrent calls share one
+// flow, one consent, one browser), or `busy(id)` when it is not (awaits the
+// driver, then calls again). The decline latch inside the engine makes later
+// calls fail fast until retry().
 
 import { createPrivateKey, getRandomValues } from 'node:crypto';
 import { loadMachine } from './engine.js';
@@ -228,7 +229,7 @@ export class McpOAuth {
   async logout() {
     // Which key: the engine's status before the logout forgets the binding.
     const { issuer, resource } = await this.#engineStatus();
-    await this.#run((m) => m.logout(now()), ['logged-out'], false);
+    await this.#run((m) => m.logout(now()));
     if (issuer !== undefined && resource !== undefined) {
       const keyId = dpopKeyId(issuer, resource);
       this.#host.dpop.forget(keyId);
@@ -275,11 +276,11 @@ export class McpOAuth {
   }
 
   async #engineStatus() {
-    return (await this.#run((m) => m.inspect(now()), ['status'], false)).val;
+    return (await this.#run((m) => m.inspect(now()))).val;
   }
 
   async #authorize(mode) {
-    return (await this.#run((m) => m.authorize(now(), mode, entropy()), ['token'], mode === 'interactive')).val;
+    return (await this.#run((m) => m.authorize(now(), mode, entropy()))).val;
   }
 
   async #instance() {
@@ -308,22 +309,20 @@ export class McpOAuth {
   }
 
   /**
-   * Starts an operation and returns its outcome, one of the tags in `wanted`.
-   * When another caller's flow is running, waits for it and takes its
-   * outcome (single flight); if that outcome is not for this kind of
-   * operation (another caller's logout or status, or a silent flow's
-   * `authorization-required` for an interactive caller), asks again.
+   * Starts an operation and returns its outcome. When another caller's flow
+   * is running, waits for it: takes its outcome when the engine says `wait`
+   * (single flight), asks again when it says `busy`.
    */
-  async #run(start, wanted, interactive) {
+  async #run(start) {
     for (let round = 0; round < MAX_WAIT_ROUNDS; round++) {
       const m = await this.#instance();
       const step = this.#call(m, () => start(m));
       let r;
-      if (step.tag === 'wait') {
+      if (step.tag === 'wait' || step.tag === 'busy') {
         await this.#running;
+        if (step.tag === 'busy') continue;
         r = this.#call(m, () => m.outcome(step.val));
         if (r === undefined) continue; // a newer flow finished since: ask again
-        if (r.tag === 'err' ? interactive && r.val.tag === 'authorization-required' : !wanted.includes(r.val.tag)) continue;
       } else if (step.tag === 'done') {
         r = step.val;
       } else {
@@ -376,7 +375,7 @@ export class McpOAuth {
 
   /** The `DPoP` header value for one request (a fresh, single-use proof), or undefined. */
   async #dpopProof(method, url) {
-    return (await this.#run((m) => m.dpopProof(now(), method, url, entropy()), ['proof'], false)).val ?? undefined;
+    return (await this.#run((m) => m.dpopProof(now(), method, url, entropy()))).val ?? undefined;
   }
 
   async #authorizedFetch(input, init) {
@@ -432,7 +431,7 @@ export class McpOAuth {
         sentToken: auth?.token,
         dpopNonce: dpopNonceSignal(resp.status, resp.headers).nonce ?? undefined,
       };
-      const outcome = await this.#run((m) => m.onResponse(now(), challenge, this.#mode, entropy()), ['token', 'unchanged'], this.#mode === 'interactive');
+      const outcome = await this.#run((m) => m.onResponse(now(), challenge, this.#mode, entropy()));
       if (outcome.tag !== 'token') return resp;
       await drain(resp);
       auth = outcome.val;
@@ -446,24 +445,15 @@ export class McpOAuth {
   /**
    * Hands a nonce from a 2xx of the MCP server to the engine (RFC 9449 §9):
    * an on-response with that status and no challenge, which the engine
-   * answers Unchanged after keeping the nonce for the next proof. Best
-   * effort: the caller's response is ready, so this never waits for another
-   * flow (the engine says `wait` then, and the nonce is dropped: a later
-   * use_dpop_nonce challenge brings it again) and never fails the request.
+   * answers Unchanged after keeping the nonce for the next proof, even while
+   * another caller's flow runs. Best effort: never fails the request.
    */
   async #noteDpopNonce(status, nonce) {
     try {
       const m = await this.#instance();
       const ok = { status, wwwAuthenticate: [], sentToken: undefined, dpopNonce: nonce };
-      const step = this.#call(m, () => m.onResponse(now(), ok, 'silent', entropy()));
-      if (step.tag === 'effect') {
-        const run = this.#drive(m, step);
-        this.#running = run.then(
-          () => {},
-          () => {},
-        );
-        await run;
-      }
+      // A 2xx starts no flow: the engine answers at once.
+      this.#call(m, () => m.onResponse(now(), ok, 'silent', entropy()));
     } catch {
       // the response stands; only the nonce is lost
     }

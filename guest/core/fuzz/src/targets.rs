@@ -294,7 +294,7 @@ pub fn session(data: &[u8]) {
                     break;
                 }
                 Step::Done(_) => break,
-                Step::Wait(_) => panic!("a single caller waited"),
+                Step::Wait(_) | Step::Busy(_) => panic!("a single caller waited"),
                 Step::Effect(e) => e,
             };
             let wrong = u.arbitrary::<u8>().unwrap_or(1) == 0;

@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::Session;
-use super::state::{Candidates, Flow, Next, Phase, Then};
+use super::state::{Authority, Candidates, Flow, MachineGrant, Next, Phase, Then};
 use super::stored::{load, save};
 use crate::effect::{Effect, Event, HttpRequest, HttpResponse, TransportError};
 use crate::error::Error;
@@ -53,18 +53,15 @@ impl Session {
         if let Err(e) = may_involve_user(&self.latch, f.mode(), machine) {
             return Next::fail(e);
         }
-        match (&self.binding, &self.metadata) {
+        match (&self.binding, self.authority()) {
             (None, _) => match metadata::prm_candidates(&self.server, f.wanted.challenge_prm.as_deref()) {
                 Ok(urls) => self.fetch_next_prm(Candidates::new(urls)),
                 Err(e) => Next::fail(e),
             },
             (Some(b), None) if b.legacy => self.fetch_legacy_metadata(),
-            (Some(b), None) => {
-                let issuer = b.issuer.clone();
-                Self::discover_metadata(issuer)
-            }
-            (Some(_), Some(_)) if machine => self.machine_grant(f, now, Default::default()),
-            (Some(_), Some(_)) => super::interactive::listen(&self.config),
+            (Some(b), None) => Self::discover_metadata(b.clone()),
+            (Some(_), Some(authority)) if machine => self.machine_grant(f, now, MachineGrant::new(authority)),
+            (Some(_), Some(authority)) => super::interactive::listen(&self.config, authority),
         }
     }
 
@@ -122,42 +119,43 @@ impl Session {
                     }),
             );
         };
-        self.set_binding(Binding {
+        let binding = Binding {
             server_url: self.server_url.clone(),
             prm,
             resource_metadata_url: url,
-            issuer: issuer.clone(),
+            issuer,
             legacy: false,
-        });
-        let key = records::metadata_key(&issuer);
-        Next::Effect(Phase::LoadCachedMetadata { issuer }, load(key))
+        };
+        self.set_binding(binding.clone());
+        let key = records::metadata_key(&binding.issuer);
+        Next::Effect(Phase::LoadCachedMetadata(binding), load(key))
     }
 
-    pub(super) fn loaded_cached_metadata(&mut self, issuer: String, bytes: Option<&[u8]>) -> Next {
-        match self.stored_metadata(bytes, &issuer) {
-            Some(md) => self.accept_metadata(md, Vec::new()),
-            None => Self::discover_metadata(issuer),
+    pub(super) fn loaded_cached_metadata(&mut self, binding: Binding, bytes: Option<&[u8]>) -> Next {
+        match self.stored_metadata(bytes, &binding.issuer) {
+            Some(md) => self.accept_metadata(binding, md, Vec::new()),
+            None => Self::discover_metadata(binding),
         }
     }
 
     /// Starts trying the issuer's metadata URLs in the spec's order.
-    fn discover_metadata(issuer: String) -> Next {
-        match metadata::as_metadata_candidates(&issuer) {
-            Ok(urls) => Self::fetch_next_metadata(issuer, Candidates::new(urls)),
+    fn discover_metadata(binding: Binding) -> Next {
+        match metadata::as_metadata_candidates(&binding.issuer) {
+            Ok(urls) => Self::fetch_next_metadata(binding, Candidates::new(urls)),
             Err(e) => Next::fail(e),
         }
     }
 
-    fn fetch_next_metadata(issuer: String, mut candidates: Candidates) -> Next {
+    fn fetch_next_metadata(binding: Binding, mut candidates: Candidates) -> Next {
         if let Some(url) = candidates.advance() {
             return Next::Effect(
-                Phase::FetchMetadata { issuer, candidates },
+                Phase::FetchMetadata { binding, candidates },
                 Effect::Http(HttpRequest::get(&url)),
             );
         }
         Next::fail(match candidates.issuer_mismatch.take() {
             Some(found) => Error::IssuerMismatch {
-                expected: issuer,
+                expected: binding.issuer,
                 found,
             },
             None => Error::DiscoveryFailed {
@@ -169,26 +167,26 @@ impl Session {
 
     pub(super) fn fetched_metadata(
         &mut self,
-        issuer: String,
+        binding: Binding,
         mut c: Candidates,
         r: Result<HttpResponse, TransportError>,
     ) -> Next {
         let url = c.current();
         let resp = match answer(&mut c, &url, r) {
             Ok(Some(resp)) => resp,
-            Ok(None) => return Self::fetch_next_metadata(issuer, c),
+            Ok(None) => return Self::fetch_next_metadata(binding, c),
             Err(e) => return Next::fail(e),
         };
-        match metadata::parse_as_metadata(&resp.body, &issuer) {
-            Ok(md) => self.accept_metadata(md, Vec::new()),
+        match metadata::parse_as_metadata(&resp.body, &binding.issuer) {
+            Ok(md) => self.accept_metadata(binding, md, Vec::new()),
             Err(AsRejection::Invalid(why)) => {
                 c.reject(format!("{url} ({why})"));
-                Self::fetch_next_metadata(issuer, c)
+                Self::fetch_next_metadata(binding, c)
             }
             Err(AsRejection::IssuerMismatch(found)) => {
                 c.reject(format!("{url} (issuer \"{found}\")"));
                 c.issuer_mismatch = Some(found);
-                Self::fetch_next_metadata(issuer, c)
+                Self::fetch_next_metadata(binding, c)
             }
             Err(AsRejection::Fatal(e)) => Next::fail(e),
         }
@@ -218,7 +216,7 @@ impl Session {
                 issuer: md.issuer.clone(),
             }));
         }
-        self.set_binding(Binding {
+        let binding = Binding {
             server_url: self.server_url.clone(),
             prm: ResourceMetadata {
                 resource: self.server_url.clone(),
@@ -229,12 +227,14 @@ impl Session {
             resource_metadata_url: None,
             issuer: md.issuer.clone(),
             legacy: true,
-        });
-        self.accept_metadata(md, notices)
+        };
+        self.set_binding(binding.clone());
+        self.accept_metadata(binding, md, notices)
     }
 
-    /// Validated metadata: check PKCE, persist binding and metadata, go on.
-    fn accept_metadata(&mut self, md: AsMetadata, mut effects: Vec<Effect>) -> Next {
+    /// Validated metadata: check PKCE, persist binding and metadata, and
+    /// hand both to the grant's next phases.
+    fn accept_metadata(&mut self, binding: Binding, md: AsMetadata, mut effects: Vec<Effect>) -> Next {
         if !md.supports_s256() {
             if !self.config.allow_missing_s256.contains(&md.issuer) {
                 return Next::fail(Error::PkceUnsupported { issuer: md.issuer });
@@ -243,15 +243,14 @@ impl Session {
                 issuer: md.issuer.clone(),
             }));
         }
-        if let Some(b) = &self.binding {
-            effects.push(save(records::binding_key(&self.server_url), records::encode(b)));
-        }
+        effects.push(save(records::binding_key(&self.server_url), records::encode(&binding)));
         effects.push(save(records::metadata_key(&md.issuer), records::encode(&md)));
-        self.metadata = Some(md);
+        self.metadata = Some(md.clone());
+        let authority = Authority { binding, metadata: md };
         let then = if self.config.grant.is_machine() {
-            Then::MachineGrant
+            Then::MachineGrant(authority)
         } else {
-            Then::Listen
+            Then::Listen(authority)
         };
         Next::Queue(effects, then)
     }

@@ -9,9 +9,9 @@
 //! host signs (`Effect::DpopProof`).
 //!
 //! ```text
-//!  token request ─(bound)─▶ Proving ──DpopProof──▶ (the request's phase) ──Http──▶
-//!                                 ▲                        │ 400 use_dpop_nonce (once)
-//!                                 └────────────────────────┘
+//!  token request ─(bound)─▶ Proving ──DpopProof──▶ Proved ──Http──▶ (the request's phase)
+//!                                 ▲                   │ 400 use_dpop_nonce (once)
+//!                                 └───────────────────┘
 //!  dpop_proof ─▶ ProvingResource ──DpopProof──▶ Done(Proof)
 //! ```
 
@@ -20,8 +20,8 @@ use alloc::format;
 use alloc::string::String;
 
 use super::Session;
-use super::state::{Flow, Next, Phase};
-use crate::effect::{Effect, HttpRequest, HttpResponse, Outcome};
+use super::state::{Authority, Flow, Next, Phase, Proved};
+use crate::effect::{Effect, HttpRequest, HttpResponse, Outcome, ServerResponse, Step, TransportError};
 use crate::error::Error;
 use crate::primitives::http_url::HttpUrl;
 use crate::wire::dpop::{self, ProofClaims};
@@ -31,8 +31,8 @@ const MAX_NONCES: usize = 8;
 
 impl Session {
     /// The key a new grant is bound to, if any (see the module doc).
-    pub(super) fn dpop_key_for_new_grant(&self) -> Option<String> {
-        let (b, md) = (self.binding.as_ref()?, self.metadata.as_ref()?);
+    pub(super) fn dpop_key_for_new_grant(&self, authority: &Authority) -> Option<String> {
+        let (b, md) = (&authority.binding, &authority.metadata);
         let asked = self.dpop_wanted || b.prm.dpop_bound_access_tokens_required == Some(true);
         (asked && dpop::as_supports_es256(md.dpop_signing_alg_values_supported.as_deref()))
             .then(|| dpop::key_id(&b.issuer, &b.prm.resource))
@@ -42,61 +42,65 @@ impl Session {
     pub(super) fn send_token_request(&mut self, f: &mut Flow, now: u64, req: HttpRequest, then: Phase) -> Next {
         match f.dpop_key.clone() {
             None => Next::Effect(then, Effect::Http(req)),
-            Some(key) => self.prove_token_request(f, now, key, req, then),
+            Some(key) => {
+                let p = Proved {
+                    req,
+                    nonce_retried: false,
+                    then: Box::new(then),
+                };
+                self.prove_token_request(f, now, key, p)
+            }
         }
     }
 
-    fn prove_token_request(&mut self, f: &mut Flow, now: u64, key: String, req: HttpRequest, then: Phase) -> Next {
-        let Ok(url) = HttpUrl::parse(&req.url) else {
-            return Next::fail(Error::UnexpectedInput {
-                expected: "a checked token endpoint",
+    fn prove_token_request(&mut self, f: &mut Flow, now: u64, key: String, p: Proved) -> Next {
+        // Token endpoints are checked URLs (metadata is validated first).
+        let Ok(url) = HttpUrl::parse(&p.req.url) else {
+            return Next::fail(Error::Internal {
+                what: "a token endpoint that is not a checked URL",
             });
         };
         let claims = self.proof_claims(f, now, "POST", &url, None);
-        Next::Effect(
-            Phase::Proving {
-                req,
-                then: Box::new(then),
-            },
-            Effect::DpopProof { key_id: key, claims },
-        )
+        Next::Effect(Phase::Proving(p), Effect::DpopProof { key_id: key, claims })
     }
 
     /// The host's proof for a token request: attach it and send.
-    pub(super) fn proved_token_request(
-        &mut self,
-        f: &mut Flow,
-        mut req: HttpRequest,
-        then: Phase,
-        r: Result<String, String>,
-    ) -> Next {
+    pub(super) fn proved_token_request(mut p: Proved, r: Result<String, String>) -> Next {
         match checked_proof(r) {
             Ok(jws) => {
-                req.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("dpop"));
-                req.headers.push((String::from("DPoP"), jws));
-                f.dpop_sent = Some(req.clone());
-                Next::Effect(then, Effect::Http(req))
+                p.req.headers.retain(|(k, _)| !k.eq_ignore_ascii_case("dpop"));
+                p.req.headers.push((String::from("DPoP"), jws));
+                let req = p.req.clone();
+                Next::Effect(Phase::Proved(p), Effect::Http(req))
             }
             Err(e) => Next::fail(e),
         }
     }
 
-    /// Looks at the answer to a token request sent with a proof before its
-    /// phase does: keeps the AS's nonce, and answers `use_dpop_nonce` once
-    /// with a fresh proof (RFC 9449 §8). `None`: the phase handles it.
-    pub(super) fn dpop_answer(&mut self, f: &mut Flow, now: u64, resp: &HttpResponse) -> Option<Next> {
-        let sent = f.dpop_sent.take()?;
-        let origin = HttpUrl::parse(&sent.url).ok()?.origin();
+    /// The answer to a token request sent with a proof, before its phase
+    /// reads it: keeps the AS's nonce, and answers `use_dpop_nonce` once
+    /// with a fresh proof (RFC 9449 §8). `Err`: the phase the answer is for.
+    pub(super) fn dpop_answer(
+        &mut self,
+        f: &mut Flow,
+        now: u64,
+        mut p: Proved,
+        r: &Result<HttpResponse, TransportError>,
+    ) -> Result<Next, Box<Phase>> {
+        let (Ok(resp), Ok(url)) = (r, HttpUrl::parse(&p.req.url)) else {
+            return Err(p.then);
+        };
         if let Some(n) = resp.header("dpop-nonce").filter(|n| dpop::valid_nonce(n)) {
-            self.remember_nonce(origin, n);
+            self.remember_nonce(url.origin(), n);
         }
-        if f.dpop_nonce_retried || dpop::as_nonce_challenge(resp).is_none() {
-            return None;
+        let key = f.dpop_key.clone();
+        match key {
+            Some(key) if !p.nonce_retried && dpop::as_nonce_challenge(resp).is_some() => {
+                p.nonce_retried = true;
+                Ok(self.prove_token_request(f, now, key, p))
+            }
+            _ => Err(p.then),
         }
-        f.dpop_nonce_retried = true;
-        let key = f.dpop_key.clone()?;
-        let then = core::mem::replace(&mut f.phase, Phase::Idle);
-        Some(self.prove_token_request(f, now, key, sent, then))
     }
 
     /// `Op::Proof`: a proof for a request to the MCP server with the
@@ -146,6 +150,33 @@ impl Session {
             access_token: token,
             nonce,
         })
+    }
+
+    /// What a response means for DPoP before anything else: its nonce is
+    /// kept; a `use_dpop_nonce` challenge is answered once with the current
+    /// token (the caller retries with a fresh proof); a `DPoP` challenge
+    /// makes the next grant a bound one.
+    pub(super) fn dpop_response(&mut self, response: &ServerResponse) -> Option<Step> {
+        let nonce = response
+            .dpop_nonce
+            .as_deref()
+            .filter(|n| crate::wire::dpop::valid_nonce(n));
+        if let Some(n) = nonce {
+            self.remember_nonce(self.server.origin(), n);
+        }
+        if response.status == 401 && crate::wire::dpop::challenges_dpop(&response.www_authenticate) {
+            self.dpop_wanted = true;
+        }
+        crate::wire::dpop::rs_nonce_challenge(response.status, &response.www_authenticate, nonce)?;
+        let bound = self.tokens.as_ref().filter(|t| t.dpop_key.is_some());
+        match bound {
+            Some(t) if !self.rs_nonce_retried => {
+                self.rs_nonce_retried = true;
+                Some(Step::Done(Ok(Outcome::Token(t.access(self.config.expiry_skew_ms)))))
+            }
+            // Asked again right after: not a nonce problem this engine can fix.
+            _ => Some(Step::Done(Ok(Outcome::Unchanged))),
+        }
     }
 
     /// Keeps the latest nonce of `origin` (a few origins at most).

@@ -8,7 +8,7 @@
 use alloc::string::String;
 
 use super::Session;
-use super::state::{Authorization, Flow, Next, Pending, Phase, Then};
+use super::state::{Authority, Authorization, Flow, Next, Pending, Phase, Then};
 use super::stored::{load, save};
 use crate::config::Config;
 use crate::effect::{CallbackEvent, ConsentRequest, Effect, Event, HttpResponse, TransportError};
@@ -34,9 +34,9 @@ fn report_rejection(n: u32) -> bool {
     n.is_power_of_two()
 }
 
-pub(super) fn listen(config: &Config) -> Next {
+pub(super) fn listen(config: &Config, authority: Authority) -> Next {
     Next::Effect(
-        Phase::Listening,
+        Phase::Listening(authority),
         Effect::Listen {
             port: config.callback_port,
         },
@@ -70,7 +70,7 @@ pub(super) fn await_callback(now: u64, pending: Pending) -> Next {
 }
 
 impl Session {
-    pub(super) fn listening(&mut self, f: &mut Flow, r: Result<String, String>) -> Next {
+    pub(super) fn listening(&mut self, f: &mut Flow, authority: Authority, r: Result<String, String>) -> Next {
         let redirect_uri = match r {
             Ok(uri) => uri,
             Err(message) => return Next::fail(Error::CallbackListener { message }),
@@ -78,11 +78,7 @@ impl Session {
         if let Err(e) = check_loopback_redirect(&redirect_uri) {
             return Next::fail(e);
         }
-        let (Some(b), Some(md)) = (&self.binding, &self.metadata) else {
-            return Next::fail(Error::UnexpectedInput {
-                expected: "discovered metadata",
-            });
-        };
+        let (b, md) = (&authority.binding, &authority.metadata);
         let scopes = match &f.wanted.scopes {
             Some(s) => s.clone(),
             None => scope::select(
@@ -99,7 +95,12 @@ impl Session {
             scopes: scopes.clone(),
             reason: f.wanted.reason,
         };
-        let auth = Authorization { redirect_uri, scopes };
+        let auth = Authorization {
+            authority,
+            redirect_uri,
+            scopes,
+            reregistered: false,
+        };
         Next::Effect(Phase::Consenting(auth), Effect::Consent(ask))
     }
 
@@ -114,11 +115,7 @@ impl Session {
 
     /// Client identity in the spec's priority order.
     pub(super) fn choose_client(&mut self, f: &mut Flow, auth: Authorization) -> Next {
-        let (Some(b), Some(md)) = (&self.binding, &self.metadata) else {
-            return Next::fail(Error::UnexpectedInput {
-                expected: "discovered metadata",
-            });
-        };
+        let (b, md) = (&auth.authority.binding, &auth.authority.metadata);
         let issuer = b.issuer.clone();
         let supported = md.token_endpoint_auth_methods_supported.as_deref();
         let client = if let Some(id) = &self.config.client_id {
@@ -170,22 +167,27 @@ impl Session {
         auth: Authorization,
         bytes: Option<&[u8]>,
     ) -> Next {
-        let issuer = self.binding.as_ref().map(|b| b.issuer.clone()).unwrap_or_default();
-        self.registration = records::decode_registration(bytes, &issuer);
-        self.registration_loaded_for = Some(issuer);
+        let issuer = &auth.authority.binding.issuer;
+        self.registration = records::decode_registration(bytes, issuer);
+        self.registration_loaded_for = Some(issuer.clone());
         self.choose_client(f, auth)
     }
 
     pub(super) fn registered(&mut self, auth: Authorization, r: Result<HttpResponse, TransportError>) -> Next {
+        let md = &auth.authority.metadata;
         let resp = match r {
             Ok(resp) => resp,
             Err(e) => {
-                let url = self.metadata.as_ref().and_then(|m| m.registration_endpoint.clone());
-                return Next::fail(super::discovery::transport(&url.unwrap_or_default(), &e.message));
+                // Registering is entered only with an endpoint (choose_client).
+                let url = md
+                    .registration_endpoint
+                    .as_deref()
+                    .unwrap_or("the registration endpoint");
+                return Next::fail(super::discovery::transport(url, &e.message));
             }
         };
-        let issuer = self.binding.as_ref().map(|b| b.issuer.clone()).unwrap_or_default();
-        match registration::parse_registration(&resp, &issuer, &auth.redirect_uri) {
+        let issuer = &auth.authority.binding.issuer;
+        match registration::parse_registration(&resp, issuer, &auth.redirect_uri) {
             Ok(reg) => {
                 let save = save(records::registration_key(&reg.issuer), records::encode(&reg));
                 self.registration = Some(reg);
@@ -197,11 +199,7 @@ impl Session {
 
     /// Builds the authorization URL from validated parts only and opens it.
     fn open_browser(&mut self, f: &mut Flow, auth: Authorization, client: ClientCredentials) -> Next {
-        let (Some(b), Some(md)) = (&self.binding, &self.metadata) else {
-            return Next::fail(Error::UnexpectedInput {
-                expected: "discovered metadata",
-            });
-        };
+        let (b, md) = (&auth.authority.binding, &auth.authority.metadata);
         let endpoint = match check_url(&md.authorization_endpoint, "authorization_endpoint") {
             Ok(u) => u,
             Err(e) => return Next::fail(e),
@@ -243,11 +241,7 @@ impl Session {
                 return Next::fail(Error::Declined);
             }
         };
-        let (Some(b), Some(md)) = (&self.binding, &self.metadata) else {
-            return Next::fail(Error::UnexpectedInput {
-                expected: "discovered metadata",
-            });
-        };
+        let (b, md) = (&pending.auth.authority.binding, &pending.auth.authority.metadata);
         let iss_supported = md.authorization_response_iss_parameter_supported == Some(true);
         match authorization_response::check(&query, &pending.state, &b.issuer, iss_supported) {
             Verdict::Rejected(reason) => {
@@ -272,16 +266,16 @@ impl Session {
             Verdict::Failed { error, description } => Next::fail(Error::AuthorizationFailed { error, description }),
             Verdict::Code(code) => {
                 // `state` is single use: it goes with `pending` here.
-                let Pending { auth, client, pkce, .. } = pending;
                 let req = token::code_request(&CodeExchange {
                     token_endpoint: &md.token_endpoint,
                     code: &code,
-                    redirect_uri: &auth.redirect_uri,
-                    verifier: pkce.verifier(),
+                    redirect_uri: &pending.auth.redirect_uri,
+                    verifier: pending.pkce.verifier(),
                     resource: &b.prm.resource,
-                    client: &client,
+                    client: &pending.client,
                 });
-                f.dpop_key = self.dpop_key_for_new_grant();
+                f.dpop_key = self.dpop_key_for_new_grant(&pending.auth.authority);
+                let Pending { auth, client, .. } = pending;
                 self.send_token_request(f, now, req, Phase::ExchangingCode { auth, client })
             }
         }
@@ -297,18 +291,21 @@ impl Session {
     ) -> Next {
         let resp = match r {
             Ok(resp) => resp,
-            Err(e) => return Next::fail(self.token_transport(&e.message)),
+            Err(e) => return Next::fail(super::refresh::token_transport(&auth.authority, &e.message)),
         };
         let requested = Some(scope::join(&auth.scopes)).filter(|s| !s.is_empty());
         match token::parse_token_response(&resp, now, &client.client_id, requested.as_deref(), None) {
             Ok(ts) => {
                 self.refreshed_after_401 = false;
-                self.store_tokens(f, ts)
+                self.store_tokens(f, &auth.authority.binding, ts)
             }
             Err(Error::TokenRequestFailed { error: Some(e), .. })
-                if e == "invalid_client" && client.source == ClientSource::Dynamic && !f.reregistered =>
+                if e == "invalid_client" && client.source == ClientSource::Dynamic && !auth.reregistered =>
             {
-                f.reregistered = true;
+                let auth = Authorization {
+                    reregistered: true,
+                    ..auth
+                };
                 Next::Queue(self.forget_registration(), Then::ChooseClient(auth))
             }
             Err(e) => Next::fail(e),

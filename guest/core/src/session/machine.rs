@@ -11,7 +11,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::Session;
-use super::state::{Flow, MachineGrant, Next, Phase};
+use super::state::{Authority, Flow, MachineGrant, Next, Phase};
 use crate::config::Grant;
 use crate::effect::{Effect, HttpResponse, TransportError};
 use crate::error::Error;
@@ -22,11 +22,7 @@ use crate::wire::{grants, token};
 impl Session {
     /// The next request of a machine grant, given what it has so far.
     pub(super) fn machine_grant(&mut self, f: &mut Flow, now: u64, mut g: MachineGrant) -> Next {
-        let (Some(b), Some(md)) = (&self.binding, &self.metadata) else {
-            return Next::fail(Error::UnexpectedInput {
-                expected: "discovered metadata",
-            });
-        };
+        let (b, md) = (&g.authority.binding, &g.authority.metadata);
         let Some(client_id) = self.config.client_id.clone() else {
             return Next::fail(Error::InvalidConfig {
                 reason: String::from("a machine grant needs a pre-registered client id"),
@@ -90,8 +86,9 @@ impl Session {
             Some(a) => grants::jwt_bearer_request(&md.token_endpoint, a, &resource, scope.as_deref(), auth),
             None => grants::client_credentials_request(&md.token_endpoint, &resource, scope.as_deref(), auth),
         };
-        f.dpop_key = self.dpop_key_for_new_grant();
+        f.dpop_key = self.dpop_key_for_new_grant(&g.authority);
         let then = Phase::MachineToken {
+            authority: g.authority,
             client_id,
             scopes: g.scopes,
         };
@@ -153,17 +150,18 @@ impl Session {
         &mut self,
         f: &mut Flow,
         now: u64,
+        authority: &Authority,
         client_id: &str,
         scopes: &[String],
         r: Result<HttpResponse, TransportError>,
     ) -> Next {
         let resp = match r {
             Ok(resp) => resp,
-            Err(e) => return Next::fail(self.token_transport(&e.message)),
+            Err(e) => return Next::fail(super::refresh::token_transport(authority, &e.message)),
         };
         let requested = Some(scope::join(scopes)).filter(|s| !s.is_empty());
         match token::parse_token_response(&resp, now, client_id, requested.as_deref(), None) {
-            Ok(ts) => self.store_tokens(f, ts),
+            Ok(ts) => self.store_tokens(f, &authority.binding, ts),
             Err(e) => Next::fail(e),
         }
     }

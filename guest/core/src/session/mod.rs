@@ -23,8 +23,12 @@
 //! ```
 //!
 //! One file per stage: [`stored`] (records), [`refresh`], [`discovery`],
-//! [`interactive`], [`machine`]. Each stage's handlers return a [`Next`];
-//! [`Session::advance`] is the one place where the phase changes.
+//! [`interactive`], [`machine`], [`dpop`]. What a stage established travels
+//! to the next in its phase (a binding read, an `Authority` discovered, a
+//! `Refresh` under way). Each stage's handlers return a [`Next`];
+//! [`Session::advance`] is the one place where the phase changes and the
+//! record lock is released. A call made while a flow runs gets `Wait` (its
+//! outcome is yours) or `Busy` (call again after it).
 
 mod discovery;
 mod dpop;
@@ -50,7 +54,7 @@ use crate::records::Binding;
 use crate::wire::metadata::AsMetadata;
 use crate::wire::registration::Registration;
 use crate::wire::token::TokenSet;
-use state::{Flow, Next, Op, Phase, Then, Wanted};
+use state::{Flow, MachineGrant, Next, Op, Phase, Then, Wanted};
 
 /// The engine for one MCP server.
 pub struct Session {
@@ -140,10 +144,8 @@ impl Session {
     /// Tell the engine how the MCP server answered. A 401 leads to a refresh
     /// or a new authorization; a 403 `insufficient_scope` to a step-up; other
     /// statuses finish at once with [`Outcome::Unchanged`].
+    /// A nonce is kept and a success answered even while a flow runs.
     pub fn on_response(&mut self, now: u64, response: &ServerResponse, mode: Mode, entropy: Entropy) -> Step {
-        if let Some(f) = &self.flow {
-            return Step::Wait(f.id);
-        }
         if let Some(step) = self.dpop_response(response) {
             return step;
         }
@@ -177,40 +179,18 @@ impl Session {
 
     /// The `DPoP` header for a request to the MCP server (`method`, full
     /// `url`) with the current token: [`Outcome::Proof`], `None` when the
-    /// token is not DPoP-bound. Each proof is single-use: one per request.
+    /// token is not DPoP-bound (at once, even while a flow runs). Each
+    /// proof is single-use: one per request.
     pub fn dpop_proof(&mut self, now: u64, method: &str, url: &str, entropy: Entropy) -> Step {
+        let unbound = |t: &TokenSet| t.dpop_key.as_deref().is_none_or(str::is_empty);
+        if self.loaded && self.tokens.as_ref().is_none_or(unbound) {
+            return Step::Done(Ok(Outcome::Proof(None)));
+        }
         let op = Op::Proof {
             method: String::from(method),
             url: String::from(url),
         };
         self.begin(now, op, entropy)
-    }
-
-    /// What a response means for DPoP before anything else: its nonce is
-    /// kept; a `use_dpop_nonce` challenge is answered once with the current
-    /// token (the caller retries with a fresh proof); a `DPoP` challenge
-    /// makes the next grant a bound one.
-    fn dpop_response(&mut self, response: &ServerResponse) -> Option<Step> {
-        let nonce = response
-            .dpop_nonce
-            .as_deref()
-            .filter(|n| crate::wire::dpop::valid_nonce(n));
-        if let Some(n) = nonce {
-            self.remember_nonce(self.server.origin(), n);
-        }
-        if response.status == 401 && crate::wire::dpop::challenges_dpop(&response.www_authenticate) {
-            self.dpop_wanted = true;
-        }
-        crate::wire::dpop::rs_nonce_challenge(response.status, &response.www_authenticate, nonce)?;
-        let bound = self.tokens.as_ref().filter(|t| t.dpop_key.is_some());
-        match bound {
-            Some(t) if !self.rs_nonce_retried => {
-                self.rs_nonce_retried = true;
-                Some(Step::Done(Ok(Outcome::Token(t.access(self.config.expiry_skew_ms)))))
-            }
-            // Asked again right after: not a nonce problem this engine can fix.
-            _ => Some(Step::Done(Ok(Outcome::Unchanged))),
-        }
     }
 
     /// Remove the stored tokens for this server.
@@ -235,7 +215,8 @@ impl Session {
         self.latch.is_declined()
     }
 
-    /// The outcome of a finished flow, for callers that got [`Step::Wait`].
+    /// The outcome of a finished flow, for callers that got [`Step::Wait`]
+    /// (a [`Step::Busy`] caller calls again instead).
     /// `None` while it runs, or when a newer flow has finished since (call
     /// `authorize` again then).
     pub fn outcome(&self, id: FlowId) -> Option<Result<Outcome, Error>> {
@@ -258,7 +239,10 @@ impl Session {
 
     fn begin(&mut self, now: u64, op: Op, entropy: Entropy) -> Step {
         if let Some(f) = &self.flow {
-            return Step::Wait(f.id);
+            return match f.op.joinable_by(&op) {
+                true => Step::Wait(f.id),
+                false => Step::Busy(f.id),
+            };
         }
         let id = FlowId(self.next_flow);
         self.next_flow += 1;
@@ -271,11 +255,7 @@ impl Session {
             held_lock: None,
             wanted: Wanted::default(),
             attempt: 0,
-            reregistered: false,
-            refresh_retried: false,
             dpop_key: None,
-            dpop_sent: None,
-            dpop_nonce_retried: false,
             dpop_proofs: 0,
         };
         let next = if self.loaded {
@@ -288,8 +268,9 @@ impl Session {
     }
 
     /// Carries out a handler's [`Next`]: sets the phase and says what the
-    /// host must do. Queued effects go out first; a flow that ends while
-    /// holding the record lock releases it first, whatever path got there.
+    /// host must do. Queued effects go out first. The one place the record
+    /// lock is released: before a new grant or the end, whatever path got
+    /// there.
     fn advance(&mut self, f: &mut Flow, now: u64, mut next: Next) -> Step {
         // Each round either returns or drains a queue it just filled; the
         // queue is refilled only by handlers that end in an effect, so a
@@ -300,12 +281,15 @@ impl Session {
                     f.phase = phase;
                     return Step::Effect(effect);
                 }
-                Next::Done(r) => match f.held_lock.take() {
-                    Some(key) => Next::Queue(alloc::vec![Effect::Unlock { key }], Then::Finish(r)),
-                    None => return Step::Done(r),
-                },
+                Next::Done(r) if f.held_lock.is_some() => Next::Queue(Vec::new(), Then::Finish(r)),
+                Next::Done(r) => return Step::Done(r),
                 Next::Queue(effects, then) => {
                     f.outbox.extend(effects);
+                    if then.releases_lock()
+                        && let Some(key) = f.held_lock.take()
+                    {
+                        f.outbox.push_back(Effect::Unlock { key });
+                    }
                     match f.outbox.pop_front() {
                         Some(effect) => {
                             f.phase = Phase::Draining(then);
@@ -316,8 +300,8 @@ impl Session {
                 }
             };
         }
-        Step::Done(Err(Error::UnexpectedInput {
-            expected: "a flow that ends",
+        Step::Done(Err(Error::Internal {
+            what: "a flow that does not end",
         }))
     }
 
@@ -334,8 +318,8 @@ impl Session {
     /// What runs once queued effects are out.
     fn resume(&mut self, f: &mut Flow, now: u64, then: Then) -> Next {
         match then {
-            Then::Listen => interactive::listen(&self.config),
-            Then::MachineGrant => self.machine_grant(f, now, Default::default()),
+            Then::Listen(authority) => interactive::listen(&self.config, authority),
+            Then::MachineGrant(authority) => self.machine_grant(f, now, MachineGrant::new(authority)),
             Then::ChooseClient(auth) => self.choose_client(f, auth),
             Then::AwaitCallback(pending) => interactive::await_callback(now, pending),
             Then::Reauthorize => self.reauthorize(f, now),
@@ -346,11 +330,6 @@ impl Session {
     // ---- dispatch, in flow order -------------------------------------------
 
     fn on_input(&mut self, f: &mut Flow, now: u64, input: Input) -> Next {
-        if let Input::Http(Ok(resp)) = &input
-            && let Some(next) = self.dpop_answer(f, now, resp)
-        {
-            return next;
-        }
         let phase = core::mem::replace(&mut f.phase, Phase::Idle);
         match (phase, input) {
             // A store that cannot be read is not an empty one (effect.rs).
@@ -368,30 +347,30 @@ impl Session {
 
             // stored records (stored.rs)
             (Phase::LoadBinding, Input::Loaded(b)) => self.loaded_binding(f, now, b.as_deref()),
-            (Phase::LoadMetadata, Input::Loaded(b)) => self.loaded_metadata(b.as_deref()),
-            (Phase::LoadRegistration, Input::Loaded(b)) => self.loaded_registration(b.as_deref()),
-            (Phase::LoadTokens, Input::Loaded(b)) => self.loaded_tokens(f, now, b.as_deref()),
+            (Phase::LoadMetadata(binding), Input::Loaded(b)) => self.loaded_metadata(binding, b.as_deref()),
+            (Phase::LoadRegistration(binding), Input::Loaded(b)) => self.loaded_registration(binding, b.as_deref()),
+            (Phase::LoadTokens(binding), Input::Loaded(b)) => self.loaded_tokens(f, now, binding, b.as_deref()),
 
             // refresh (refresh.rs)
             (Phase::Locking { key }, Input::Locked(r)) => refresh::locked(f, key, r),
             (Phase::ReloadBeforeRefresh, Input::Loaded(b)) => self.reloaded_before_refresh(f, now, b.as_deref()),
-            (Phase::Refreshing { used }, Input::Http(r)) => self.refreshed(f, now, used, r),
-            (Phase::ReloadAfterInvalidGrant { used }, Input::Loaded(b)) => {
-                self.reloaded_after_invalid_grant(f, now, &used, b.as_deref())
+            (Phase::Refreshing(refresh), Input::Http(r)) => self.refreshed(f, now, refresh, r),
+            (Phase::ReloadAfterInvalidGrant(refresh), Input::Loaded(b)) => {
+                self.reloaded_after_invalid_grant(f, now, refresh, b.as_deref())
             }
 
             // discovery (discovery.rs)
             (Phase::FetchPrm(c), Input::Http(r)) => self.fetched_prm(c, r),
-            (Phase::LoadCachedMetadata { issuer }, Input::Loaded(b)) => {
-                self.loaded_cached_metadata(issuer, b.as_deref())
+            (Phase::LoadCachedMetadata(binding), Input::Loaded(b)) => {
+                self.loaded_cached_metadata(binding, b.as_deref())
             }
-            (Phase::FetchMetadata { issuer, candidates }, Input::Http(r)) => {
-                self.fetched_metadata(issuer, candidates, r)
+            (Phase::FetchMetadata { binding, candidates }, Input::Http(r)) => {
+                self.fetched_metadata(binding, candidates, r)
             }
             (Phase::FetchLegacyMetadata, Input::Http(r)) => self.fetched_legacy_metadata(r),
 
             // interactive authorization (interactive.rs)
-            (Phase::Listening, Input::Listening(r)) => self.listening(f, r),
+            (Phase::Listening(authority), Input::Listening(r)) => self.listening(f, authority, r),
             (Phase::Consenting(auth), Input::Consent(yes)) => self.consented(f, auth, yes),
             (Phase::LoadRegistrationForFlow(auth), Input::Loaded(b)) => {
                 self.loaded_registration_for_flow(f, auth, b.as_deref())
@@ -404,12 +383,25 @@ impl Session {
             // machine grants (machine.rs)
             (Phase::ExchangingIdentity(grant), Input::Http(r)) => self.exchanged_identity(f, now, grant, r),
             (Phase::Signing { grant, input }, Input::Signed(r)) => self.signed(f, now, grant, &input, r),
-            (Phase::MachineToken { client_id, scopes }, Input::Http(r)) => {
-                self.machine_token(f, now, &client_id, &scopes, r)
-            }
+            (
+                Phase::MachineToken {
+                    authority,
+                    client_id,
+                    scopes,
+                },
+                Input::Http(r),
+            ) => self.machine_token(f, now, &authority, &client_id, &scopes, r),
 
-            // DPoP (dpop.rs)
-            (Phase::Proving { req, then }, Input::DpopProof(r)) => self.proved_token_request(f, req, *then, r),
+            // DPoP (dpop.rs): a proved request's answer is DPoP's first
+            (Phase::Proving(p), Input::DpopProof(r)) => Self::proved_token_request(p, r),
+            (Phase::Proved(p), Input::Http(r)) => match self.dpop_answer(f, now, p, &r) {
+                Ok(next) => next,
+                // `then` is never a DPoP phase: this recurses once.
+                Err(then) => {
+                    f.phase = *then;
+                    self.on_input(f, now, Input::Http(r))
+                }
+            },
             (Phase::ProvingResource, Input::DpopProof(r)) => Self::proved_resource(r),
 
             (phase, _) => Next::fail(Error::UnexpectedInput {
@@ -424,7 +416,7 @@ impl Session {
             Op::Inspect => return Next::Done(Ok(Outcome::Status(self.status()))),
             Op::Logout => {
                 let effects = match &self.binding {
-                    Some(_) => alloc::vec![Effect::Delete { key: self.tokens_key() }],
+                    Some(b) => alloc::vec![Effect::Delete { key: b.tokens_key() }],
                     None => Vec::new(),
                 };
                 self.tokens = None;
@@ -468,7 +460,12 @@ impl Session {
                 if matches!(trigger, Trigger::Unauthorized { .. }) {
                     self.refreshed_after_401 = true;
                 }
-                refresh::start(self.tokens_key())
+                match &self.binding {
+                    Some(b) => refresh::start(b.tokens_key()),
+                    None => Next::fail(Error::Internal {
+                        what: "a refresh with no binding read",
+                    }),
+                }
             }
             Decision::Fail(e) => {
                 if matches!(e, Error::TokenRefused { .. }) {
@@ -491,10 +488,13 @@ impl Session {
         }
     }
 
+    /// Hands out the current token (the decision found one).
     fn finish_with_token(&self) -> Next {
         match &self.tokens {
             Some(t) => Next::Done(Ok(Outcome::Token(t.access(self.config.expiry_skew_ms)))),
-            None => Next::fail(Error::UnexpectedInput { expected: "a token" }),
+            None => Next::fail(Error::Internal {
+                what: "a token handed out with none in memory",
+            }),
         }
     }
 }

@@ -6,10 +6,11 @@
 //! rotated (RFC 6749 §10.4); then the grant is dead and a new one is needed.
 
 use alloc::string::String;
+use alloc::vec::Vec;
 
 use super::Session;
-use super::state::{Flow, Next, Op, Phase, Then};
-use super::stored::load;
+use super::state::{Authority, Flow, Next, Op, Phase, Refresh, Then};
+use super::stored::{decode_stored_tokens, load};
 use crate::effect::{Effect, HttpResponse, TransportError};
 use crate::error::Error;
 use crate::policy::rejection::Trigger;
@@ -33,7 +34,7 @@ pub(super) fn locked(f: &mut Flow, key: String, r: Result<(), String>) -> Next {
 
 impl Session {
     pub(super) fn reloaded_before_refresh(&mut self, f: &mut Flow, now: u64, bytes: Option<&[u8]>) -> Next {
-        if let Some(stored) = self.decode_stored_tokens(bytes) {
+        if let Some(stored) = self.binding.as_ref().and_then(|b| decode_stored_tokens(b, bytes)) {
             let current = self.tokens.as_ref().map(|t| t.access_token.as_str());
             if current != Some(stored.access_token.as_str()) {
                 // Another process refreshed meanwhile: its token (and its
@@ -46,43 +47,50 @@ impl Session {
                 }
             }
         }
-        self.send_refresh(f, now)
+        self.send_refresh(f, now, false)
     }
 
-    pub(super) fn send_refresh(&mut self, f: &mut Flow, now: u64) -> Next {
-        let (Some(b), Some(md), Some(t)) = (&self.binding, &self.metadata, &self.tokens) else {
-            return self.reauthorize(f, now);
+    /// Sends the stored refresh token. With no metadata, refresh token or
+    /// client at hand, the grant cannot be refreshed: a new one is needed.
+    pub(super) fn send_refresh(&mut self, f: &mut Flow, now: u64, retried: bool) -> Next {
+        let (Some(authority), Some(t)) = (self.authority(), &self.tokens) else {
+            return Next::Queue(Vec::new(), Then::Reauthorize);
         };
-        let (Some(rt), Some(client)) = (t.refresh_token.clone(), self.client_for(&t.client_id)) else {
+        let (Some(used), Some(client)) = (t.refresh_token.clone(), self.client_for(&t.client_id)) else {
             self.tokens = None;
-            return self.reauthorize(f, now);
+            return Next::Queue(Vec::new(), Then::Reauthorize);
         };
-        let req = token::refresh_request(&md.token_endpoint, &rt, &b.prm.resource, &client);
+        let (md, b) = (&authority.metadata, &authority.binding);
+        let req = token::refresh_request(&md.token_endpoint, &used, &b.prm.resource, &client);
         // A bound grant's refresh token is bound too (public clients, RFC 9449 §5).
         f.dpop_key = t.dpop_key.clone().filter(|k| !k.is_empty());
-        self.send_token_request(f, now, req, Phase::Refreshing { used: rt })
+        let refresh = Refresh {
+            used,
+            client_id: t.client_id.clone(),
+            scope: t.scope.clone(),
+            retried,
+            authority,
+        };
+        self.send_token_request(f, now, req, Phase::Refreshing(refresh))
     }
 
     pub(super) fn refreshed(
         &mut self,
         f: &mut Flow,
         now: u64,
-        used: String,
+        refresh: Refresh,
         r: Result<HttpResponse, TransportError>,
     ) -> Next {
         let resp = match r {
             Ok(resp) => resp,
-            Err(e) => return Next::fail(self.token_transport(&e.message)),
+            Err(e) => return Next::fail(token_transport(&refresh.authority, &e.message)),
         };
-        let Some(t) = &self.tokens else {
-            return Next::fail(Error::UnexpectedInput { expected: "a token" });
-        };
-        let (client_id, scope) = (t.client_id.clone(), t.scope.clone());
-        match token::parse_token_response(&resp, now, &client_id, scope.as_deref(), Some(&used)) {
-            Ok(ts) => self.store_tokens(f, ts),
+        let (client_id, scope, used) = (&refresh.client_id, refresh.scope.as_deref(), refresh.used.as_str());
+        match token::parse_token_response(&resp, now, client_id, scope, Some(used)) {
+            Ok(ts) => self.store_tokens(f, &refresh.authority.binding, ts),
             Err(Error::TokenRequestFailed { error: Some(e), .. }) if e == "invalid_grant" => {
-                let key = self.tokens_key();
-                Next::Effect(Phase::ReloadAfterInvalidGrant { used }, load(key))
+                let key = refresh.authority.binding.tokens_key();
+                Next::Effect(Phase::ReloadAfterInvalidGrant(refresh), load(key))
             }
             Err(Error::TokenRequestFailed { error: Some(e), .. }) if e == "invalid_client" => {
                 // The registration is gone at the AS: drop it and the grant
@@ -96,7 +104,7 @@ impl Session {
                 status, error: Some(_), ..
             }) if (400..500).contains(&status) => {
                 self.tokens = None;
-                self.reauthorize(f, now)
+                Next::Queue(Vec::new(), Then::Reauthorize)
             }
             Err(e) => Next::fail(e),
         }
@@ -108,32 +116,29 @@ impl Session {
         &mut self,
         f: &mut Flow,
         now: u64,
-        used: &str,
+        refresh: Refresh,
         bytes: Option<&[u8]>,
     ) -> Next {
-        if let Some(stored) = self.decode_stored_tokens(bytes)
-            && stored.refresh_token.as_deref().is_some_and(|rt| rt != used)
-            && !f.refresh_retried
+        if let Some(stored) = decode_stored_tokens(&refresh.authority.binding, bytes)
+            && stored.refresh_token.as_deref().is_some_and(|rt| rt != refresh.used)
+            && !refresh.retried
         {
-            f.refresh_retried = true;
             let fresh = stored.is_fresh(now, self.config.expiry_skew_ms)
                 && f.rejected_token() != Some(stored.access_token.as_str());
             self.tokens = Some(stored);
             if fresh {
                 return self.finish_with_token();
             }
-            return self.send_refresh(f, now);
+            return self.send_refresh(f, now, true);
         }
         self.tokens = None;
-        self.reauthorize(f, now)
+        Next::Queue(Vec::new(), Then::Reauthorize)
     }
 
-    /// The stored grant is dead. After a 401 the binding may be stale too, so
-    /// discovery starts over; otherwise go straight to a new authorization.
+    /// The stored grant is dead (the lock is released by now). After a 401
+    /// the binding may be stale too, so discovery starts over; otherwise go
+    /// straight to a new authorization.
     pub(super) fn reauthorize(&mut self, f: &mut Flow, now: u64) -> Next {
-        if let Some(key) = f.held_lock.take() {
-            return Next::Queue(alloc::vec![Effect::Unlock { key }], Then::Reauthorize);
-        }
         if matches!(
             f.op,
             Op::Authorize {
@@ -178,9 +183,9 @@ impl Session {
             supported,
         ))
     }
+}
 
-    pub(super) fn token_transport(&self, message: &str) -> Error {
-        let url = self.metadata.as_ref().map(|m| m.token_endpoint.as_str()).unwrap_or("");
-        super::discovery::transport(url, message)
-    }
+/// The token endpoint could not be reached.
+pub(super) fn token_transport(authority: &Authority, message: &str) -> Error {
+    super::discovery::transport(&authority.metadata.token_endpoint, message)
 }

@@ -13,7 +13,9 @@ use crate::error::Error;
 use crate::policy::rejection::Trigger;
 use crate::primitives::entropy::Entropy;
 use crate::primitives::pkce::Pkce;
+use crate::records::Binding;
 use crate::wire::client_auth::ClientCredentials;
+use crate::wire::metadata::AsMetadata;
 
 /// What the caller asked for.
 #[derive(Debug, Clone)]
@@ -31,6 +33,20 @@ pub(super) enum Op {
     },
 }
 
+impl Op {
+    /// Whether a caller asking for `other` can take this running
+    /// operation's outcome as its own: a token for a token, from a flow
+    /// that may prompt whenever the caller may.
+    pub fn joinable_by(&self, other: &Op) -> bool {
+        match (self, other) {
+            (Op::Authorize { mode: running, .. }, Op::Authorize { mode: asking, .. }) => {
+                *running == Mode::Interactive || *asking == Mode::Silent
+            }
+            _ => false,
+        }
+    }
+}
+
 /// One operation in progress (single flight: at most one per session).
 pub(super) struct Flow {
     pub id: FlowId,
@@ -39,22 +55,15 @@ pub(super) struct Flow {
     pub phase: Phase,
     /// Fire-and-forget effects (save, delete, notify, unlock) still to go out.
     pub outbox: VecDeque<Effect>,
-    /// The record lock this flow holds; released before the flow ends.
+    /// The record lock this flow holds: taken by `refresh::locked`,
+    /// released only by `Session::advance` (before a new grant or the end).
     pub held_lock: Option<String>,
     /// What a new grant asks for, as the decision set it.
     pub wanted: Wanted,
     /// Authorization attempts so far (each derives a fresh verifier and state).
     pub attempt: u8,
-    /// A rejected dynamic client was registered again once already.
-    pub reregistered: bool,
-    /// A refresh token another process rotated was tried once already.
-    pub refresh_retried: bool,
     /// The DPoP key this flow's token request is bound to (RFC 9449).
     pub dpop_key: Option<String>,
-    /// The token request just sent with a proof, kept for a nonce retry.
-    pub dpop_sent: Option<HttpRequest>,
-    /// The AS's `use_dpop_nonce` was answered once already.
-    pub dpop_nonce_retried: bool,
     /// Proofs made in this flow (each gets its own `jti`).
     pub dpop_proofs: u8,
 }
@@ -90,6 +99,28 @@ pub(super) struct Wanted {
     pub challenge_scope: Option<String>,
     /// The 401 challenge's `resource_metadata`, first PRM candidate.
     pub challenge_prm: Option<String>,
+}
+
+/// What discovery established, or the stored records held: where
+/// authorization lives and its AS's validated metadata. The phases of a new
+/// grant and of a refresh own it, so none of them can run without it.
+#[derive(Debug, Clone)]
+pub(super) struct Authority {
+    pub binding: Binding,
+    pub metadata: AsMetadata,
+}
+
+/// A refresh on its way: what it was started with travels with it.
+#[derive(Debug, Clone)]
+pub(super) struct Refresh {
+    pub authority: Authority,
+    /// The refresh token sent (a rotated one is never sent twice).
+    pub used: String,
+    /// The client the grant was issued to, and the scope it holds.
+    pub client_id: String,
+    pub scope: Option<String>,
+    /// A refresh token another process rotated was tried once already.
+    pub retried: bool,
 }
 
 /// URLs tried in order until one answers with a usable document.
@@ -137,10 +168,13 @@ impl Candidates {
 /// An interactive authorization once the listener is up.
 #[derive(Debug, Clone)]
 pub(super) struct Authorization {
+    pub authority: Authority,
     /// The loopback redirect URI the listener answers on (checked).
     pub redirect_uri: String,
     /// The scopes consented to (empty: the AS's default).
     pub scopes: Vec<String>,
+    /// A rejected dynamic client was registered again once already.
+    pub reregistered: bool,
 }
 
 /// The browser is out: everything the redirect and code exchange need.
@@ -161,11 +195,23 @@ pub(super) struct Pending {
 
 /// A machine grant's progress: (ID-JAG from the IdP,) (signed assertion,)
 /// token request.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct MachineGrant {
+    pub authority: Authority,
     pub scopes: Vec<String>,
     pub id_jag: Option<String>,
     pub assertion: Option<String>,
+}
+
+impl MachineGrant {
+    pub fn new(authority: Authority) -> Self {
+        Self {
+            authority,
+            scopes: Vec::new(),
+            id_jag: None,
+            assertion: None,
+        }
+    }
 }
 
 /// Where a flow stands: which input it waits for, with what it needs.
@@ -175,32 +221,27 @@ pub(super) enum Phase {
     Idle,
     // stored records
     LoadBinding,
-    LoadMetadata,
-    LoadRegistration,
-    LoadTokens,
+    // the binding read travels until the last record is in
+    LoadMetadata(Binding),
+    LoadRegistration(Binding),
+    LoadTokens(Binding),
     // refresh
     Locking {
         key: String,
     },
     ReloadBeforeRefresh,
-    Refreshing {
-        used: String,
-    },
-    ReloadAfterInvalidGrant {
-        used: String,
-    },
+    Refreshing(Refresh),
+    ReloadAfterInvalidGrant(Refresh),
     // discovery
     FetchPrm(Candidates),
-    LoadCachedMetadata {
-        issuer: String,
-    },
+    LoadCachedMetadata(Binding),
     FetchMetadata {
-        issuer: String,
+        binding: Binding,
         candidates: Candidates,
     },
     FetchLegacyMetadata,
     // interactive authorization
-    Listening,
+    Listening(Authority),
     Consenting(Authorization),
     LoadRegistrationForFlow(Authorization),
     Registering(Authorization),
@@ -217,16 +258,16 @@ pub(super) enum Phase {
         input: Vec<u8>,
     },
     MachineToken {
+        authority: Authority,
         client_id: String,
         scopes: Vec<String>,
     },
     // DPoP (dpop.rs)
-    /// A token request waits for its proof, then goes out and `then` waits
-    /// for the answer.
-    Proving {
-        req: HttpRequest,
-        then: alloc::boxed::Box<Phase>,
-    },
+    /// A token request waits for its proof; then it goes out (`Proved`).
+    Proving(Proved),
+    /// A token request sent with a proof: its answer is DPoP's first (a
+    /// nonce to keep, `use_dpop_nonce` to answer once), then `then`'s.
+    Proved(Proved),
     /// A proof for a request to the MCP server.
     ProvingResource,
     /// Queued effects go out one by one, then `Then` runs.
@@ -238,14 +279,15 @@ impl Phase {
     pub fn expects(&self) -> &'static str {
         match self {
             Phase::LoadBinding
-            | Phase::LoadMetadata
-            | Phase::LoadRegistration
-            | Phase::LoadTokens
+            | Phase::LoadMetadata(_)
+            | Phase::LoadRegistration(_)
+            | Phase::LoadTokens(_)
             | Phase::ReloadBeforeRefresh
-            | Phase::ReloadAfterInvalidGrant { .. }
-            | Phase::LoadCachedMetadata { .. }
+            | Phase::ReloadAfterInvalidGrant(_)
+            | Phase::LoadCachedMetadata(_)
             | Phase::LoadRegistrationForFlow(_) => "Loaded",
-            Phase::Refreshing { .. }
+            Phase::Refreshing(_)
+            | Phase::Proved(_)
             | Phase::FetchPrm(_)
             | Phase::FetchMetadata { .. }
             | Phase::FetchLegacyMetadata
@@ -255,8 +297,8 @@ impl Phase {
             | Phase::MachineToken { .. } => "Http",
             Phase::Locking { .. } => "Locked",
             Phase::Signing { .. } => "Signed",
-            Phase::Proving { .. } | Phase::ProvingResource => "DpopProof",
-            Phase::Listening => "Listening",
+            Phase::Proving(_) | Phase::ProvingResource => "DpopProof",
+            Phase::Listening(_) => "Listening",
             Phase::Consenting(_) => "Consent",
             Phase::OpeningBrowser(_) => "Opened",
             Phase::AwaitingCallback(_) => "Callback",
@@ -266,16 +308,34 @@ impl Phase {
     }
 }
 
+/// A token request bound to a DPoP key, and the phase its answer is for.
+#[derive(Debug, Clone)]
+pub(super) struct Proved {
+    pub req: HttpRequest,
+    /// The AS's `use_dpop_nonce` was answered once already.
+    pub nonce_retried: bool,
+    /// Never `Proving` nor `Proved` (dpop.rs builds it from a request's phase).
+    pub then: alloc::boxed::Box<Phase>,
+}
+
 /// What runs once queued effects are out.
 #[derive(Debug, Clone)]
 pub(super) enum Then {
-    Listen,
-    MachineGrant,
+    Listen(Authority),
+    MachineGrant(Authority),
     ChooseClient(Authorization),
     AwaitCallback(Pending),
     /// The stored grant is dead: authorize anew (or say it is required).
     Reauthorize,
     Finish(Result<Outcome, Error>),
+}
+
+impl Then {
+    /// Whether the record lock is released before this runs: it is held
+    /// across a refresh only, never into a new grant nor past the end.
+    pub fn releases_lock(&self) -> bool {
+        matches!(self, Then::Reauthorize | Then::Finish(_))
+    }
 }
 
 /// What a handler decided; `Session::advance` carries it out.

@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use super::Session;
-use super::state::{Flow, Next, Phase, Then};
+use super::state::{Authority, Flow, Next, Phase, Then};
 use crate::effect::{Effect, Outcome, Status};
 use crate::records::{self, Binding, TokenRecord};
 use crate::wire::metadata::AsMetadata;
@@ -23,6 +23,11 @@ pub(super) fn save(key: String, value: Vec<u8>) -> Effect {
     Effect::Save { key, value }
 }
 
+/// The tokens stored for `b`, if they are its own.
+pub(super) fn decode_stored_tokens(b: &Binding, bytes: Option<&[u8]>) -> Option<TokenSet> {
+    records::decode_tokens(bytes, &b.prm.resource, &b.issuer)
+}
+
 /// The first read of a session.
 pub(super) fn load_binding(server_url: &str) -> Next {
     Next::Effect(Phase::LoadBinding, load(records::binding_key(server_url)))
@@ -33,8 +38,7 @@ impl Session {
         match records::decode_binding(bytes, &self.server_url) {
             Some(binding) => {
                 let key = records::metadata_key(&binding.issuer);
-                self.binding = Some(binding);
-                Next::Effect(Phase::LoadMetadata, load(key))
+                Next::Effect(Phase::LoadMetadata(binding), load(key))
             }
             None => {
                 self.loaded = true;
@@ -43,32 +47,32 @@ impl Session {
         }
     }
 
-    // The next three run only after a binding was decoded (LoadBinding).
+    // The binding read travels with the next three; it is the session's once
+    // the last record is in.
 
-    pub(super) fn loaded_metadata(&mut self, bytes: Option<&[u8]>) -> Next {
-        let issuer = self.binding.as_ref().map(|b| b.issuer.as_str()).unwrap_or_default();
-        self.metadata = self.stored_metadata(bytes, issuer);
-        Next::Effect(Phase::LoadRegistration, load(records::registration_key(issuer)))
+    pub(super) fn loaded_metadata(&mut self, binding: Binding, bytes: Option<&[u8]>) -> Next {
+        self.metadata = self.stored_metadata(bytes, &binding.issuer);
+        let key = records::registration_key(&binding.issuer);
+        Next::Effect(Phase::LoadRegistration(binding), load(key))
     }
 
-    pub(super) fn loaded_registration(&mut self, bytes: Option<&[u8]>) -> Next {
-        let issuer = self.binding.as_ref().map(|b| b.issuer.clone()).unwrap_or_default();
-        self.registration = records::decode_registration(bytes, &issuer);
-        self.registration_loaded_for = Some(issuer);
-        Next::Effect(Phase::LoadTokens, load(self.tokens_key()))
+    pub(super) fn loaded_registration(&mut self, binding: Binding, bytes: Option<&[u8]>) -> Next {
+        self.registration = records::decode_registration(bytes, &binding.issuer);
+        self.registration_loaded_for = Some(binding.issuer.clone());
+        let key = binding.tokens_key();
+        Next::Effect(Phase::LoadTokens(binding), load(key))
     }
 
-    pub(super) fn loaded_tokens(&mut self, f: &mut Flow, now: u64, bytes: Option<&[u8]>) -> Next {
-        self.tokens = self.decode_stored_tokens(bytes);
+    pub(super) fn loaded_tokens(&mut self, f: &mut Flow, now: u64, binding: Binding, bytes: Option<&[u8]>) -> Next {
+        self.tokens = decode_stored_tokens(&binding, bytes);
+        self.binding = Some(binding);
         self.loaded = true;
         self.dispatch(f, now)
     }
 
-    /// Keep the new grant, save it, release the lock, hand out the token.
-    pub(super) fn store_tokens(&mut self, f: &mut Flow, mut ts: TokenSet) -> Next {
-        let Some(b) = &self.binding else {
-            return Next::fail(crate::Error::UnexpectedInput { expected: "a binding" });
-        };
+    /// Keep the new grant, save it, hand out the token (`advance` releases
+    /// the lock after the save).
+    pub(super) fn store_tokens(&mut self, f: &mut Flow, b: &Binding, mut ts: TokenSet) -> Next {
         if ts.dpop_key.is_some() {
             // `token_type: DPoP`: bound to the key this flow proved with.
             match &f.dpop_key {
@@ -86,19 +90,20 @@ impl Session {
             issuer: b.issuer.clone(),
             tokens: ts.clone(),
         };
-        let mut effects = alloc::vec![save(self.tokens_key(), records::encode(&record))];
-        effects.extend(f.held_lock.take().map(|key| Effect::Unlock { key }));
+        let effects = alloc::vec![save(b.tokens_key(), records::encode(&record))];
         let token = ts.access(self.config.expiry_skew_ms);
         self.just_issued = Some(ts.access_token.clone());
         self.tokens = Some(ts);
         Next::Queue(effects, Then::Finish(Ok(Outcome::Token(token))))
     }
 
-    pub(super) fn tokens_key(&self) -> String {
-        self.binding
-            .as_ref()
-            .map(|b| records::tokens_key(&b.prm.resource, &b.issuer))
-            .unwrap_or_default()
+    /// What discovery or the stored records established, when both halves
+    /// are known.
+    pub(super) fn authority(&self) -> Option<Authority> {
+        Some(Authority {
+            binding: self.binding.clone()?,
+            metadata: self.metadata.clone()?,
+        })
     }
 
     /// Stored AS metadata, used only if it would still be accepted today:
@@ -107,11 +112,6 @@ impl Session {
         records::decode_metadata(bytes, issuer).filter(|m| {
             m.check_endpoints().is_ok() && (m.supports_s256() || self.config.allow_missing_s256.contains(&m.issuer))
         })
-    }
-
-    pub(super) fn decode_stored_tokens(&self, bytes: Option<&[u8]>) -> Option<TokenSet> {
-        let b = self.binding.as_ref()?;
-        records::decode_tokens(bytes, &b.prm.resource, &b.issuer)
     }
 
     /// Records where authorization lives; when the issuer changes, everything

@@ -318,7 +318,7 @@ impl Sim {
                     let input = self.perform(e);
                     s.handle(self.now, input)
                 }
-                Step::Wait(_) => panic!("single caller should never wait"),
+                Step::Wait(_) | Step::Busy(_) => panic!("single caller should never wait"),
                 Step::Done(r) => {
                     assert!(self.held_locks.is_empty(), "flow ended holding {:?}", self.held_locks);
                     return r;
