@@ -72,14 +72,21 @@ impl Session {
 
     fn fetch_next_prm(&self, mut c: Candidates) -> Next {
         match c.advance() {
-            Some(url) => Next::Effect(Phase::FetchPrm(c), Effect::Http(HttpRequest::get(&url))),
+            Some(url) => {
+                let get = Effect::Http(HttpRequest::get(&url));
+                Next::Effect(Phase::FetchPrm { url, candidates: c }, get)
+            }
             // No PRM anywhere: a 2025-03-26 server.
             None => self.fetch_legacy_metadata(),
         }
     }
 
-    pub(super) fn fetched_prm(&mut self, mut c: Candidates, r: Result<HttpResponse, TransportError>) -> Next {
-        let url = c.current();
+    pub(super) fn fetched_prm(
+        &mut self,
+        url: String,
+        mut c: Candidates,
+        r: Result<HttpResponse, TransportError>,
+    ) -> Next {
         let resp = match answer(&mut c, &url, r) {
             Ok(Some(resp)) => resp,
             Ok(None) => return self.fetch_next_prm(c),
@@ -109,15 +116,15 @@ impl Session {
             .as_ref()
             .and_then(|ci| usable.iter().find(|i| **i == ci));
         let Some(issuer) = preferred.or(usable.first()).map(|s| (*s).clone()) else {
-            let first = prm.authorization_servers.first().cloned().unwrap_or_default();
-            return Next::fail(
-                check_url(&first, "authorization server")
-                    .err()
-                    .unwrap_or(Error::DiscoveryFailed {
-                        what: "usable authorization server",
-                        tried: String::from("the protected resource metadata"),
-                    }),
-            );
+            // Why the first one was refused, when the PRM listed any.
+            let refused = prm
+                .authorization_servers
+                .first()
+                .and_then(|first| check_url(first, "authorization server").err());
+            return Next::fail(refused.unwrap_or(Error::DiscoveryFailed {
+                what: "usable authorization server",
+                tried: String::from("the protected resource metadata"),
+            }));
         };
         let binding = Binding {
             server_url: self.server_url.clone(),
@@ -148,9 +155,14 @@ impl Session {
 
     fn fetch_next_metadata(binding: Binding, mut candidates: Candidates) -> Next {
         if let Some(url) = candidates.advance() {
+            let get = Effect::Http(HttpRequest::get(&url));
             return Next::Effect(
-                Phase::FetchMetadata { binding, candidates },
-                Effect::Http(HttpRequest::get(&url)),
+                Phase::FetchMetadata {
+                    binding,
+                    url,
+                    candidates,
+                },
+                get,
             );
         }
         Next::fail(match candidates.issuer_mismatch.take() {
@@ -168,10 +180,10 @@ impl Session {
     pub(super) fn fetched_metadata(
         &mut self,
         binding: Binding,
+        url: String,
         mut c: Candidates,
         r: Result<HttpResponse, TransportError>,
     ) -> Next {
-        let url = c.current();
         let resp = match answer(&mut c, &url, r) {
             Ok(Some(resp)) => resp,
             Ok(None) => return Self::fetch_next_metadata(binding, c),

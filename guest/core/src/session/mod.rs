@@ -360,13 +360,18 @@ impl Session {
             }
 
             // discovery (discovery.rs)
-            (Phase::FetchPrm(c), Input::Http(r)) => self.fetched_prm(c, r),
+            (Phase::FetchPrm { url, candidates }, Input::Http(r)) => self.fetched_prm(url, candidates, r),
             (Phase::LoadCachedMetadata(binding), Input::Loaded(b)) => {
                 self.loaded_cached_metadata(binding, b.as_deref())
             }
-            (Phase::FetchMetadata { binding, candidates }, Input::Http(r)) => {
-                self.fetched_metadata(binding, candidates, r)
-            }
+            (
+                Phase::FetchMetadata {
+                    binding,
+                    url,
+                    candidates,
+                },
+                Input::Http(r),
+            ) => self.fetched_metadata(binding, url, candidates, r),
             (Phase::FetchLegacyMetadata, Input::Http(r)) => self.fetched_legacy_metadata(r),
 
             // interactive authorization (interactive.rs)
@@ -414,14 +419,7 @@ impl Session {
     fn dispatch(&mut self, f: &mut Flow, now: u64) -> Next {
         let trigger = match &f.op {
             Op::Inspect => return Next::Done(Ok(Outcome::Status(self.status()))),
-            Op::Logout => {
-                let effects = match &self.binding {
-                    Some(b) => alloc::vec![Effect::Delete { key: b.tokens_key() }],
-                    None => Vec::new(),
-                };
-                self.tokens = None;
-                return Next::Queue(effects, Then::Finish(Ok(Outcome::LoggedOut)));
-            }
+            Op::Logout => return self.forget_tokens(),
             Op::Proof { method, url } => {
                 let (method, url) = (method.clone(), url.clone());
                 return self.prove_resource(f, now, &method, &url);

@@ -151,15 +151,6 @@ impl Candidates {
         url
     }
 
-    /// The URL whose answer is being read.
-    pub fn current(&self) -> String {
-        self.next
-            .checked_sub(1)
-            .and_then(|i| self.urls.get(i))
-            .cloned()
-            .unwrap_or_default()
-    }
-
     pub fn reject(&mut self, why: String) {
         self.tried.push(why);
     }
@@ -233,10 +224,14 @@ pub(super) enum Phase {
     Refreshing(Refresh),
     ReloadAfterInvalidGrant(Refresh),
     // discovery
-    FetchPrm(Candidates),
+    FetchPrm {
+        url: String,
+        candidates: Candidates,
+    },
     LoadCachedMetadata(Binding),
     FetchMetadata {
         binding: Binding,
+        url: String,
         candidates: Candidates,
     },
     FetchLegacyMetadata,
@@ -288,7 +283,7 @@ impl Phase {
             | Phase::LoadRegistrationForFlow(_) => "Loaded",
             Phase::Refreshing(_)
             | Phase::Proved(_)
-            | Phase::FetchPrm(_)
+            | Phase::FetchPrm { .. }
             | Phase::FetchMetadata { .. }
             | Phase::FetchLegacyMetadata
             | Phase::Registering(_)
