@@ -248,6 +248,12 @@ impl Sim {
                 self.proofs.push((key_id, claims));
                 Input::DpopProof(Ok(format!("{input}.{}", b64(&fake_signature(input.as_bytes())))))
             }
+            // A new grant never holds the record lock: the user may take minutes.
+            Effect::Listen { .. } | Effect::Consent(_) | Effect::OpenBrowser { .. } | Effect::Http(_)
+                if !self.held_locks.is_empty() && !matches!(&effect, Effect::Http(r) if r.url.ends_with("/token")) =>
+            {
+                panic!("{effect:?} while holding {:?}", self.held_locks)
+            }
             Effect::Listen { port } => match &self.listen_error {
                 Some(e) => Input::Listening(Err(e.clone())),
                 None => Input::Listening(Ok(format!(
