@@ -230,7 +230,8 @@ impl Session {
                 expected: "nothing (no flow is running)",
             }));
         };
-        let next = self.on_input(&mut f, now, input);
+        let phase = core::mem::replace(&mut f.phase, Phase::Idle);
+        let next = self.on_input(&mut f, now, phase, input);
         let step = self.advance(&mut f, now, next);
         self.settle(f, step)
     }
@@ -329,8 +330,8 @@ impl Session {
 
     // ---- dispatch, in flow order -------------------------------------------
 
-    fn on_input(&mut self, f: &mut Flow, now: u64, input: Input) -> Next {
-        let phase = core::mem::replace(&mut f.phase, Phase::Idle);
+    /// The input for the phase the flow waits in (taken out while it runs).
+    fn on_input(&mut self, f: &mut Flow, now: u64, phase: Phase, input: Input) -> Next {
         match (phase, input) {
             // A store that cannot be read is not an empty one (effect.rs).
             (_, Input::LoadFailed(message)) => Next::fail(Error::Storage { message }),
@@ -402,10 +403,7 @@ impl Session {
             (Phase::Proved(p), Input::Http(r)) => match self.dpop_answer(f, now, p, &r) {
                 Ok(next) => next,
                 // `then` is never a DPoP phase: this recurses once.
-                Err(then) => {
-                    f.phase = *then;
-                    self.on_input(f, now, Input::Http(r))
-                }
+                Err(then) => self.on_input(f, now, *then, Input::Http(r)),
             },
             (Phase::ProvingResource, Input::DpopProof(r)) => Self::proved_resource(r),
 

@@ -195,6 +195,9 @@ impl Sim {
     fn perform_inner(&mut self, effect: Effect) -> Input {
         match effect {
             Effect::Http(req) => {
+                // Only the refresh itself runs under the record lock.
+                let under_lock = self.held_locks.is_empty() || req.url.ends_with("/token");
+                assert!(under_lock, "{} while holding {:?}", req.url, self.held_locks);
                 self.requests.push((req.method, req.url.clone()));
                 let resp = self.send(mcp_oauth_fake_server::Request {
                     method: method_name(req.method).into(),
@@ -249,9 +252,7 @@ impl Sim {
                 Input::DpopProof(Ok(format!("{input}.{}", b64(&fake_signature(input.as_bytes())))))
             }
             // A new grant never holds the record lock: the user may take minutes.
-            Effect::Listen { .. } | Effect::Consent(_) | Effect::OpenBrowser { .. } | Effect::Http(_)
-                if !self.held_locks.is_empty() && !matches!(&effect, Effect::Http(r) if r.url.ends_with("/token")) =>
-            {
+            Effect::Listen { .. } | Effect::Consent(_) | Effect::OpenBrowser { .. } if !self.held_locks.is_empty() => {
                 panic!("{effect:?} while holding {:?}", self.held_locks)
             }
             Effect::Listen { port } => match &self.listen_error {
