@@ -6,10 +6,17 @@
 //!    on PATH, or the pinned release in `.cache/binaryen`, installed from npm
 //!    on the first build), so a plain `cargo build` gives CI's bytes; without
 //!    it the component works, ~40 KB larger, and the build says so;
-//! 3. wit-component encodes the component from the module's embedded WIT.
+//! 3. wit-component encodes the component from the module's embedded WIT;
+//! 4. wasmtime precompiles the engine component (optimized, with the
+//!    runtime's own configuration, `src/runtime/engine_config.rs`), and the
+//!    host embeds the artifact too, so no run ever has to compile it while
+//!    the running wasmtime accepts it.
 
 use std::path::PathBuf;
 use std::process::Command;
+
+#[path = "src/runtime/engine_config.rs"]
+mod engine_config;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
@@ -31,6 +38,8 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     let engine = componentize(&root, &build_guest(&root, "guest-build", &[]), &out.join("engine.wasm"));
     println!("cargo:rustc-env=MCP_OAUTH_COMPONENT={}", engine.display());
+    let artifact = precompile(&engine, &out.join("engine.cwasm"));
+    println!("cargo:rustc-env=MCP_OAUTH_PRECOMPILED={}", artifact.display());
     // The sans-IO face (world `sans-io`), a second artifact, for the tests
     // that drive it with no imports at all.
     let sans_io = componentize(
@@ -39,6 +48,23 @@ fn main() {
         &out.join("sans-io.wasm"),
     );
     println!("cargo:rustc-env=MCP_OAUTH_SANS_IO_COMPONENT={}", sans_io.display());
+}
+
+/// The optimized engine, compiled for this machine with the runtime's
+/// configuration. A build that cannot make it embeds an empty file and says
+/// so: the binary then compiles (and caches) the engine on its first run.
+fn precompile(component: &std::path::Path, out: &std::path::Path) -> PathBuf {
+    let compiled = std::fs::read(component).map_err(|e| e.to_string()).and_then(|bytes| {
+        wasmtime::Engine::new(&engine_config::config(false))
+            .and_then(|engine| engine.precompile_component(&bytes))
+            .map_err(|e| e.to_string())
+    });
+    let bytes = compiled.unwrap_or_else(|e| {
+        println!("cargo:warning=not embedding a precompiled engine ({e}); the first run will compile it");
+        Vec::new()
+    });
+    std::fs::write(out, bytes).expect("writing the precompiled engine");
+    out.to_path_buf()
 }
 
 /// Installs the wasm32-wasip2 target when it is missing, so that the first

@@ -1,6 +1,9 @@
-//! The first run ever (no compiled engine cached): the CLI runs on Winch's
-//! quick compile and a detached process caches the optimized artifact,
-//! which later runs load. Behaviour only; the timings are in scripts/bench.
+//! The first run ever. The optimized engine compiled into the binary is
+//! used: nothing compiles, nothing is cached. When the running wasmtime
+//! refuses it (`MCP_OAUTH_TEST_NO_EMBEDDED_ENGINE` stands for that here),
+//! the CLI runs on Winch's quick compile and a detached process caches the
+//! optimized artifact, which later runs load. Behaviour only; the timings
+//! are in scripts/bench.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,6 +57,7 @@ fn login(server: &DemoServer, home: &Path, elsewhere: &Path) -> String {
     let rt = Runtime::new(RuntimeOptions {
         home: home.to_path_buf(),
         cache_dir: Some(elsewhere.to_path_buf()),
+        embedded_artifact: false,
         ..RuntimeOptions::default()
     })
     .unwrap();
@@ -68,6 +72,44 @@ fn login(server: &DemoServer, home: &Path, elsewhere: &Path) -> String {
 }
 
 #[test]
+fn the_first_cli_run_uses_the_embedded_engine_and_compiles_nothing() {
+    let server = DemoServer::start(Faults::default()).unwrap();
+    let (home, elsewhere) = (temp_dir("embedded"), temp_dir("embedded-elsewhere"));
+    let token = login(&server, &home, &elsewhere);
+    let out = Command::new(CLI)
+        .args(["token", &server.mcp_url()])
+        .env("MCP_OAUTH_HOME", &home)
+        .env_remove("MCP_OAUTH_TEST_NO_EMBEDDED_ENGINE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), token);
+    // No background writer was started: nothing appears in the cache.
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        names(&home.join("cache")).is_empty(),
+        "{:?}",
+        names(&home.join("cache"))
+    );
+
+    // The library likewise: optimized code (not Winch), no compile, no cache.
+    let rt = Runtime::new(RuntimeOptions {
+        home: home.clone(),
+        uncached: Uncached::Baseline,
+        ..RuntimeOptions::default()
+    })
+    .unwrap();
+    assert!(!rt.is_baseline());
+    let session = rt.session(&server.mcp_url(), Config::default(), io()).unwrap();
+    assert_eq!(session.authorize(Mode::Silent).unwrap().token, token);
+    assert!(artifacts(&home.join("cache")).is_empty());
+
+    let _ = std::fs::remove_dir_all(&home);
+    let _ = std::fs::remove_dir_all(&elsewhere);
+}
+
+#[test]
 fn the_first_cli_run_without_a_cache_works_and_leaves_a_usable_cache() {
     let server = DemoServer::start(Faults::default()).unwrap();
     let (home, elsewhere) = (temp_dir("home"), temp_dir("elsewhere"));
@@ -78,6 +120,7 @@ fn the_first_cli_run_without_a_cache_works_and_leaves_a_usable_cache() {
         Command::new(CLI)
             .args(["token", &server.mcp_url()])
             .env("MCP_OAUTH_HOME", &home)
+            .env("MCP_OAUTH_TEST_NO_EMBEDDED_ENGINE", "1")
             .stdin(Stdio::null())
             .output()
             .unwrap()
@@ -108,6 +151,7 @@ fn the_first_cli_run_without_a_cache_works_and_leaves_a_usable_cache() {
     // from Winch), and there is nothing left to write.
     let options = RuntimeOptions {
         home: home.clone(),
+        embedded_artifact: false,
         uncached: Uncached::Baseline,
         ..RuntimeOptions::default()
     };
@@ -135,6 +179,7 @@ fn a_baseline_runtime_runs_the_engine_and_write_cache_fills_the_cache() {
     let home = temp_dir("baseline");
     let options = RuntimeOptions {
         home: home.clone(),
+        embedded_artifact: false,
         uncached: Uncached::Baseline,
         ..RuntimeOptions::default()
     };
@@ -164,6 +209,7 @@ fn a_baseline_runtime_runs_the_engine_and_write_cache_fills_the_cache() {
     let home2 = temp_dir("optimize");
     let rt = Runtime::new(RuntimeOptions {
         home: home2.clone(),
+        embedded_artifact: false,
         ..RuntimeOptions::default()
     })
     .unwrap();

@@ -301,11 +301,14 @@ pub(crate) fn runtime(home: PathBuf, http: HttpOptions) -> Result<Runtime, Failu
         secrets: SECRETS.get().copied().unwrap_or_default(),
         place: place(),
         http,
+        // The tests of the fallback (a binary whose embedded engine the
+        // running wasmtime refuses) turn it off; unset in normal use.
+        embedded_artifact: std::env::var_os("MCP_OAUTH_TEST_NO_EMBEDDED_ENGINE").is_none(),
         uncached: Uncached::Baseline,
         ..RuntimeOptions::default()
     })?;
     if rt.is_baseline() {
-        // No usable compiled engine was cached: this run uses Winch's quick
+        // The embedded engine was refused and none was cached: this run uses Winch's quick
         // compile, and a detached process caches the optimized one for the
         // next runs.
         spawn_cache_writer(&rt.options().home);

@@ -20,17 +20,26 @@ pub(super) fn artifact_key(engine: &wasmtime::Engine) -> String {
 }
 
 pub(super) fn new_engine(baseline: bool) -> Result<wasmtime::Engine, Error> {
-    let mut config = wasmtime::Config::new();
-    config.consume_fuel(true);
-    if baseline {
-        // Winch compiles the functions; the trampolines it leaves to
-        // Cranelift are compiled the quick way too (-25% on this component).
-        config
-            .strategy(wasmtime::Strategy::Winch)
-            .cranelift_opt_level(wasmtime::OptLevel::None)
-            .cranelift_regalloc_algorithm(wasmtime::RegallocAlgorithm::SinglePass);
+    wasmtime::Engine::new(&super::engine_config::config(baseline)).map_err(|e| Error::Setup(e.to_string()))
+}
+
+/// The optimized artifact `build.rs` compiled from [`COMPONENT`] into this
+/// binary (empty when the build could not make one).
+static PRECOMPILED: &[u8] = include_bytes!(env!("MCP_OAUTH_PRECOMPILED"));
+
+/// The engine compiled at build time, when the running wasmtime accepts it:
+/// wasmtime checks the artifact's version, configuration and CPU features
+/// against `engine` and refuses it otherwise (a binary copied to an older
+/// CPU, say); then the cache or a compile takes over.
+pub(super) fn embedded(engine: &wasmtime::Engine) -> Option<Component> {
+    if PRECOMPILED.is_empty() {
+        return None;
     }
-    wasmtime::Engine::new(&config).map_err(|e| Error::Setup(e.to_string()))
+    // SAFETY: the bytes are part of this binary, made by
+    // `precompile_component` at build time from the component embedded
+    // beside them, with the configuration `engine` has; no input from
+    // outside the binary reaches them.
+    unsafe { Component::deserialize(engine, PRECOMPILED) }.ok()
 }
 
 pub(super) fn cache_dir_of(options: &RuntimeOptions) -> PathBuf {
@@ -86,12 +95,17 @@ pub(super) fn compile_and_cache(engine: &wasmtime::Engine, path: Option<&Path>) 
     Ok(bytes)
 }
 
-/// Loads the component from the artifact cache; without a usable copy,
-/// compiles it: with Winch and nothing cached for [`Uncached::Baseline`]
+/// Loads the component compiled into the binary, else from the artifact
+/// cache; without a usable copy, compiles it: with Winch and nothing cached for [`Uncached::Baseline`]
 /// (the returned flag), else optimized and cached (in memory only when the
 /// cache dir is not private).
 pub(super) fn load_component(options: &RuntimeOptions) -> Result<(wasmtime::Engine, Component, bool), Error> {
     let engine = new_engine(false)?;
+    if options.embedded_artifact
+        && let Some(c) = embedded(&engine)
+    {
+        return Ok((engine, c, false));
+    }
     let cache_dir = cache_dir_of(options);
     let cache_ok = usable_cache_dir(&cache_dir);
     let path = cache_dir.join(artifact_key(&engine));
@@ -109,4 +123,25 @@ pub(super) fn load_component(options: &RuntimeOptions) -> Result<(wasmtime::Engi
     let c = unsafe { Component::deserialize(&engine, &bytes) }
         .map_err(|e| Error::Setup(format!("loading the engine component: {e}")))?;
     Ok((engine, c, false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_binary_carries_an_artifact_its_own_engine_accepts() {
+        assert!(!PRECOMPILED.is_empty(), "build.rs made no artifact");
+        assert!(embedded(&new_engine(false).unwrap()).is_some());
+    }
+
+    #[test]
+    fn an_engine_configured_otherwise_refuses_it() {
+        // Winch's engine stands for any wasmtime the artifact was not made
+        // for: the refusal is wasmtime's own check, and the caller falls back.
+        assert!(embedded(&new_engine(true).unwrap()).is_none());
+        let mut other = super::super::engine_config::config(false);
+        other.consume_fuel(false);
+        assert!(embedded(&wasmtime::Engine::new(&other).unwrap()).is_none());
+    }
 }

@@ -1,10 +1,13 @@
 //! Loading the engine component and running sessions.
 //!
-//! - One `wasmtime::Engine`, `Linker` and `InstancePre` per [`Runtime`]; the
-//!   compiled artifact is cached on disk (`Engine::precompile_component`,
-//!   `Component::deserialize_file`), keyed by the component's hash and the
-//!   engine's compatibility hash, so a CLI start does not recompile.
-//!   With [`Uncached::Baseline`], a start without a usable cached artifact
+//! - One `wasmtime::Engine`, `Linker` and `InstancePre` per [`Runtime`].
+//!   The optimized engine is compiled into the binary at build time
+//!   (`build.rs`, with `engine_config`'s configuration) and used whenever the
+//!   running wasmtime accepts it, so not even a first run compiles. When it
+//!   refuses (another CPU, say), the compiled artifact is cached on disk
+//!   (`Engine::precompile_component`, `Component::deserialize_file`), keyed
+//!   by the component's hash and the engine's compatibility hash, so a CLI
+//!   start does not recompile. With [`Uncached::Baseline`], a start without a usable cached artifact
 //!   compiles with Winch, wasmtime's baseline compiler (several times faster
 //!   to compile, slower code), writes nothing, and leaves the optimized
 //!   artifact to [`Runtime::write_cache`] (the CLI runs it in a detached
@@ -38,6 +41,7 @@ use crate::storage::select::{self, StorePlace};
 use crate::storage::{Store as RecordStore, StoreError, private};
 
 mod cache;
+mod engine_config;
 use cache::{artifact_key, cache_dir_of, compile_and_cache, load_cached, load_component, new_engine, usable_cache_dir};
 
 /// The engine component, built by `build.rs` from guest/component.
@@ -106,6 +110,11 @@ pub struct RuntimeOptions {
     pub fuel_per_call: u64,
     /// Guest linear memory cap, bytes.
     pub memory_limit: usize,
+    /// Use the optimized engine compiled into this binary at build time
+    /// when the running wasmtime accepts it (it checks version,
+    /// configuration and CPU): no compile and no cache, even on the first
+    /// run. Off, or refused: the artifact cache, then `uncached`.
+    pub embedded_artifact: bool,
     /// What to do when the artifact cache has no usable copy.
     pub uncached: Uncached,
     /// Drop a session's engine instance (most of its memory) once a silent
@@ -143,6 +152,7 @@ impl Default for RuntimeOptions {
             http: HttpOptions::default(),
             fuel_per_call: 20_000_000_000,
             memory_limit: 64 << 20,
+            embedded_artifact: true,
             uncached: Uncached::Optimize,
             release_idle: false,
         }
