@@ -6,32 +6,14 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Child, ChildStderr, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use mcp_oauth_host::demo_server::{DemoServer, Faults};
-
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
-const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
-
-fn temp_home(tag: &str) -> PathBuf {
-    support::temp_home(&format!("cli-{tag}"))
-}
-
-fn cli(home: &Path, browser: &str, args: &[&str]) -> Output {
-    Command::new(CLI)
-        .args(args)
-        .env("MCP_OAUTH_HOME", home)
-        .env("BROWSER", browser)
-        .env_remove("SSH_CONNECTION")
-        .env_remove("SSH_TTY")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mcp-oauth")
-}
+use support::{BROWSER, Cli, cli, temp_home};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -103,19 +85,15 @@ fn wait_with_deadline(child: &mut Child, secs: u64) -> std::process::ExitStatus 
 #[test]
 fn login_shows_the_url_and_sends_extra_parameters() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("url");
+    let home = temp_home("cli-url");
     let record = home.join("opened.txt");
     let browser = format!("{BROWSER} --record {}", record.display());
-    let out = cli(
-        &home,
-        &browser,
-        &[
-            "login",
-            &server.mcp_url(),
-            "--authorize-param",
-            "audience=https://api.example/",
-        ],
-    );
+    let out = Cli::new(&home).browser(&browser).run(&[
+        "login",
+        &server.mcp_url(),
+        "--authorize-param",
+        "audience=https://api.example/",
+    ]);
     let err = stderr(&out);
     assert!(out.status.success(), "{err}");
     let opened = std::fs::read_to_string(&record).unwrap();
@@ -133,12 +111,8 @@ fn login_shows_the_url_and_sends_extra_parameters() {
 #[test]
 fn authorize_params_never_override_the_engines() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("reserved");
-    let out = cli(
-        &home,
-        BROWSER,
-        &["login", &server.mcp_url(), "--authorize-param", "state=mine"],
-    );
+    let home = temp_home("cli-reserved");
+    let out = cli(&home, &["login", &server.mcp_url(), "--authorize-param", "state=mine"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("'state' is set by the engine"),
@@ -146,11 +120,7 @@ fn authorize_params_never_override_the_engines() {
         stderr(&out)
     );
     assert!(server.log().is_empty(), "{:?}", server.log());
-    let out = cli(
-        &home,
-        BROWSER,
-        &["login", &server.mcp_url(), "--authorize-param", "nothing"],
-    );
+    let out = cli(&home, &["login", &server.mcp_url(), "--authorize-param", "nothing"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("name=value"), "{}", stderr(&out));
 }
@@ -160,14 +130,13 @@ fn authorize_params_never_override_the_engines() {
 #[test]
 fn ssh_without_a_display_asks_for_the_address_pasted_back() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("ssh");
-    let mut child = Command::new(CLI)
-        .args(["login", &server.mcp_url(), "--timeout", "60"])
-        .env("MCP_OAUTH_HOME", &home)
+    let home = temp_home("cli-ssh");
+    let mut child = Cli::new(&home)
         .env("SSH_CONNECTION", "10.0.0.2 50000 10.0.0.1 22")
         .env_remove("DISPLAY")
         .env_remove("WAYLAND_DISPLAY")
         .env_remove("BROWSER")
+        .command(&["login", &server.mcp_url(), "--timeout", "60"])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -199,14 +168,11 @@ fn ssh_without_a_display_asks_for_the_address_pasted_back() {
 #[test]
 fn ctrl_c_stops_the_wait_with_exit_130() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("ctrlc");
+    let home = temp_home("cli-ctrlc");
     // A browser that "opens" and never comes back.
-    let mut child = Command::new(CLI)
-        .args(["login", &server.mcp_url(), "--timeout", "60"])
-        .env("MCP_OAUTH_HOME", &home)
-        .env("BROWSER", "true")
-        .env_remove("SSH_CONNECTION")
-        .stdin(Stdio::null())
+    let mut child = Cli::new(&home)
+        .browser("true")
+        .command(&["login", &server.mcp_url(), "--timeout", "60"])
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -248,20 +214,16 @@ fn ctrl_c_stops_the_wait_with_exit_130() {
 fn client_credentials_login_and_token() {
     let server = DemoServer::start(Faults::default()).unwrap();
     server.preregister("svc-1", "svc-secret");
-    let home = temp_home("cc");
+    let home = temp_home("cli-cc");
     let url = server.mcp_url();
-    let out = Command::new(CLI)
-        .args(["login", &url, "--client-credentials", "--client-id", "svc-1"])
-        .env("MCP_OAUTH_HOME", &home)
+    let out = Cli::new(&home)
         .env("MCP_OAUTH_CLIENT_SECRET", "svc-secret")
-        .env("BROWSER", "false")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .browser("false")
+        .run(&["login", &url, "--client-credentials", "--client-id", "svc-1"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(server.count("/authorize"), 0);
     assert!(!stderr(&out).contains("svc-secret"));
-    let out = cli(&home, "false", &["token", &url]);
+    let out = Cli::new(&home).browser("false").run(&["token", &url]);
     assert!(out.status.success(), "{}", stderr(&out));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
@@ -275,22 +237,20 @@ fn client_credentials_login_and_token() {
         .as_u16();
     assert_eq!(status, 200);
 
-    let out = cli(
-        &home,
-        "false",
-        &[
-            "login",
-            &url,
-            "--client-credentials",
-            "--client-id",
-            "svc-1",
-            "--private-key",
-            "/nonexistent/k.pem",
-        ],
-    );
+    let out = Cli::new(&home).browser("false").run(&[
+        "login",
+        &url,
+        "--client-credentials",
+        "--client-id",
+        "svc-1",
+        "--private-key",
+        "/nonexistent/k.pem",
+    ]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("/nonexistent/k.pem"), "{}", stderr(&out));
-    let out = cli(&home, "false", &["login", &url, "--id-token-file", "/tmp/x"]);
+    let out = Cli::new(&home)
+        .browser("false")
+        .run(&["login", &url, "--id-token-file", "/tmp/x"]);
     assert_eq!(out.status.code(), Some(2), "--id-token-file needs --idp-token-endpoint");
 }
 
@@ -302,17 +262,15 @@ fn workload_identity_login_reads_the_token_file() {
     let server = DemoServer::start(Faults::default()).unwrap();
     server.preregister("wl-1", "wl-secret");
     server.accept_workload_jwt(JWT);
-    let home = temp_home("wif");
+    let home = temp_home("cli-wif");
     let token_file = home.join("workload.jwt");
     std::fs::write(&token_file, format!("{JWT}\n")).unwrap();
     let url = server.mcp_url();
-    let out = Command::new(CLI)
-        .args(["login", &url, "--client-id", "wl-1", "--workload-token-file"])
-        .arg(&token_file)
-        .env("MCP_OAUTH_HOME", &home)
+    let out = Cli::new(&home)
         .env("MCP_OAUTH_CLIENT_SECRET", "wl-secret")
-        .env("BROWSER", "false")
-        .stdin(Stdio::null())
+        .browser("false")
+        .command(&["login", &url, "--client-id", "wl-1", "--workload-token-file"])
+        .arg(&token_file)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
@@ -325,7 +283,7 @@ fn workload_identity_login_reads_the_token_file() {
     let text = std::fs::read_to_string(home.join(&profile[0])).unwrap();
     assert!(!text.contains(JWT), "the profile keeps the path, not the token");
     // `token` reads the profile and prints the stored token, not the JWT.
-    let out = cli(&home, "false", &["token", &url]);
+    let out = Cli::new(&home).browser("false").run(&["token", &url]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!String::from_utf8_lossy(&out.stdout).contains(JWT));
 }
@@ -333,7 +291,7 @@ fn workload_identity_login_reads_the_token_file() {
 // A CA bundle that cannot be read is the user's to fix: exit 2, naming it.
 #[test]
 fn an_unreadable_ca_bundle_is_a_usage_error() {
-    let home = temp_home("ca");
+    let home = temp_home("cli-ca");
     let bad = home.join("not-a-bundle.pem");
     std::fs::write(&bad, "hello").unwrap();
     for args in [
@@ -345,13 +303,7 @@ fn an_unreadable_ca_bundle_is_a_usage_error() {
         ],
         vec!["token", "https://mcp.example.com/mcp"],
     ] {
-        let out = Command::new(CLI)
-            .args(&args)
-            .env("MCP_OAUTH_HOME", &home)
-            .env("SSL_CERT_FILE", &bad)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+        let out = Cli::new(&home).env("SSL_CERT_FILE", &bad).run(&args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains("holds no PEM certificate"), "{}", stderr(&out));
     }
@@ -393,21 +345,17 @@ fn recording_proxy() -> (u16, Arc<AtomicBool>, std::thread::JoinHandle<Vec<Strin
 // NO_PROXY exempts a host.
 #[test]
 fn proxy_variables_are_followed_and_no_proxy_exempts() {
-    let home = temp_home("proxyenv");
+    let home = temp_home("cli-proxyenv");
     for (no_proxy, expect_seen) in [("", true), ("127.0.0.1", false)] {
         let (port, stop, proxy) = recording_proxy();
-        let out = Command::new(CLI)
-            .args(["login", "http://127.0.0.1:9/mcp", "--timeout", "5"])
-            .env("MCP_OAUTH_HOME", &home)
+        let out = Cli::new(&home)
             .env("HTTPS_PROXY", format!("http://127.0.0.1:{port}"))
             .env("NO_PROXY", no_proxy)
             .env("MCP_OAUTH_HTTP_TIMEOUT", "5")
-            .env("BROWSER", "false")
+            .browser("false")
             .env_remove("ALL_PROXY")
             .env_remove("all_proxy")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
+            .run(&["login", "http://127.0.0.1:9/mcp", "--timeout", "5"]);
         assert!(!out.status.success());
         stop.store(true, Ordering::SeqCst);
         let seen = proxy.join().unwrap();

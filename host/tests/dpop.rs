@@ -6,27 +6,10 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use mcp_oauth_host::demo_server::{DemoServer, Faults};
-
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
-const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
-
-fn temp_home(tag: &str) -> PathBuf {
-    support::temp_home(&format!("dpop-{tag}"))
-}
-
-fn cli(home: &Path, args: &[&str]) -> Output {
-    Command::new(CLI)
-        .args(args)
-        .env("MCP_OAUTH_HOME", home)
-        .env("BROWSER", BROWSER)
-        .env_remove("SSH_CONNECTION")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mcp-oauth")
-}
+use support::{cli, temp_home};
 
 fn ok(o: &Output) -> String {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -52,7 +35,7 @@ fn login_with_nonces_binds_the_grant_to_a_stored_key() {
         ..Faults::default()
     })
     .unwrap();
-    let home = temp_home("login");
+    let home = temp_home("dpop-login");
     ok(&cli(&home, &["login", &server.mcp_url()]));
     assert!(server.violations().is_empty(), "{:?}", server.violations());
     // Two token requests (the first answered use_dpop_nonce), two probes.
@@ -80,7 +63,7 @@ fn headers_give_scripts_a_working_dpop_request() {
         ..Faults::default()
     })
     .unwrap();
-    let home = temp_home("headers");
+    let home = temp_home("dpop-headers");
     ok(&cli(&home, &["login", &server.mcp_url()]));
     let out = ok(&cli(&home, &["headers", &server.mcp_url()]));
     let lines: Vec<&str> = out.lines().collect();
@@ -121,7 +104,7 @@ fn headers_give_scripts_a_working_dpop_request() {
 #[test]
 fn bearer_servers_get_no_keys() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("bearer");
+    let home = temp_home("dpop-bearer");
     ok(&cli(&home, &["login", &server.mcp_url()]));
     let t: serde_json::Value = serde_json::from_str(&ok(&cli(&home, &["token", &server.mcp_url(), "--json"]))).unwrap();
     assert_eq!(t["token_type"], "Bearer");

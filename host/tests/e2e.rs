@@ -5,7 +5,7 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,23 +17,7 @@ use mcp_oauth_host::demo_server::{DemoServer, Faults};
 use mcp_oauth_host::headless::HeadlessBrowser;
 use mcp_oauth_host::prompts::Prompter;
 use mcp_oauth_host::{AuthError, AuthorizedClient, Config, Error, Mode, Runtime, RuntimeOptions, SessionIo};
-
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
-const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
-
-fn temp_home(tag: &str) -> PathBuf {
-    support::temp_home(&format!("e2e-{tag}"))
-}
-
-fn cli(home: &Path, browser: &str, args: &[&str]) -> Output {
-    Command::new(CLI)
-        .args(args)
-        .env("MCP_OAUTH_HOME", home)
-        .env("BROWSER", browser)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mcp-oauth")
-}
+use support::{BROWSER, CLI, Cli, cli, temp_home};
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
@@ -67,25 +51,25 @@ fn mcp_accepts(server: &DemoServer, token: &str) -> u16 {
 #[test]
 fn cold_login_then_token_from_a_new_process() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("cold");
-    let out = cli(&home, BROWSER, &["login", &server.mcp_url()]);
+    let home = temp_home("e2e-cold");
+    let out = cli(&home, &["login", &server.mcp_url()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(server.count("/register"), 1);
     assert_eq!(server.count("/authorize"), 1);
     let as_before = server.as_requests();
-    let out = cli(&home, BROWSER, &["token", &server.mcp_url()]);
+    let out = cli(&home, &["token", &server.mcp_url()]);
     assert!(out.status.success(), "{}", stderr(&out));
     let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
     assert!(token.starts_with("at-"), "{token}");
     assert_eq!(server.as_requests(), as_before, "token made an AS request");
     assert_eq!(mcp_accepts(&server, &token), 200);
     // A second process: still nothing.
-    let out = cli(&home, BROWSER, &["token", &server.mcp_url()]);
+    let out = cli(&home, &["token", &server.mcp_url()]);
     assert!(out.status.success());
     assert_eq!(server.as_requests(), as_before);
     assert_eq!(server.count("/authorize"), 1, "no second browser");
     // status shows no secret
-    let out = cli(&home, BROWSER, &["status", "--json"]);
+    let out = cli(&home, &["status", "--json"]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v[0]["has_token"], true);
@@ -104,17 +88,17 @@ fn expired_token_is_refreshed_once_and_rotation_is_kept() {
         ..Faults::default()
     })
     .unwrap();
-    let home = temp_home("refresh");
-    assert!(cli(&home, BROWSER, &["login", &server.mcp_url()]).status.success());
+    let home = temp_home("e2e-refresh");
+    assert!(cli(&home, &["login", &server.mcp_url()]).status.success());
     let rt1 = tokens_record(&home).unwrap()["refresh_token"].clone();
     std::thread::sleep(std::time::Duration::from_millis(1_100));
     let before = server.count("/token");
-    let out = cli(&home, BROWSER, &["token", &server.mcp_url()]);
+    let out = cli(&home, &["token", &server.mcp_url()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(server.count("/token"), before + 1, "exactly one refresh");
     let rt2 = tokens_record(&home).unwrap()["refresh_token"].clone();
     assert_ne!(rt1, rt2, "the rotated refresh token is stored");
-    let out = cli(&home, BROWSER, &["token", &server.mcp_url()]);
+    let out = cli(&home, &["token", &server.mcp_url()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(!server.reuse_detected(), "an old refresh token was reused");
 }
@@ -127,13 +111,13 @@ fn access_denied_exits_4_and_stores_nothing() {
         ..Faults::default()
     })
     .unwrap();
-    let home = temp_home("deny");
-    let out = cli(&home, BROWSER, &["login", &server.mcp_url()]);
+    let home = temp_home("e2e-deny");
+    let out = cli(&home, &["login", &server.mcp_url()]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("declined"));
     assert!(tokens_record(&home).is_none());
     assert_eq!(server.count("/authorize"), 1);
-    let out = cli(&home, BROWSER, &["token", &server.mcp_url()]);
+    let out = cli(&home, &["token", &server.mcp_url()]);
     assert_eq!(
         out.status.code(),
         Some(3),
@@ -208,7 +192,7 @@ fn concurrent_requests_share_one_declined_flow_until_retry() {
         ..Faults::default()
     })
     .unwrap();
-    let home = temp_home("latch");
+    let home = temp_home("e2e-latch");
     let (session, prompter, browser) = library_session(&home, &server);
     let client = AuthorizedClient::new(session, Default::default());
     let handles: Vec<_> = (0..4)
@@ -247,7 +231,7 @@ fn concurrent_requests_share_one_declined_flow_until_retry() {
 #[test]
 fn concurrent_cold_requests_cause_one_flow() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("single");
+    let home = temp_home("e2e-single");
     let (session, prompter, browser) = library_session(&home, &server);
     let client = AuthorizedClient::new(session, Default::default());
     let handles: Vec<_> = (0..4)
@@ -274,7 +258,7 @@ fn concurrent_cold_requests_cause_one_flow() {
 #[test]
 fn unauthorized_mid_session_reauthorizes_once() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("mid401");
+    let home = temp_home("e2e-mid401");
     let (session, _p, browser) = library_session(&home, &server);
     let client = AuthorizedClient::new(session, Default::default());
     assert_eq!(client.post_json(&server.mcp_url(), LIST).unwrap().status, 200);
@@ -288,9 +272,9 @@ fn unauthorized_mid_session_reauthorizes_once() {
 #[test]
 fn stray_requests_do_not_end_the_flow() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("strays");
+    let home = temp_home("e2e-strays");
     let browser = format!("{BROWSER} --stray-requests");
-    let out = cli(&home, &browser, &["login", &server.mcp_url()]);
+    let out = Cli::new(&home).browser(&browser).run(&["login", &server.mcp_url()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(tokens_record(&home).is_some());
     assert_eq!(server.count("/token"), 1, "only the real code was exchanged");
@@ -301,9 +285,11 @@ fn stray_requests_do_not_end_the_flow() {
 #[test]
 fn no_redirect_times_out_with_exit_5() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("timeout");
+    let home = temp_home("e2e-timeout");
     let started = std::time::Instant::now();
-    let out = cli(&home, "true", &["login", &server.mcp_url(), "--timeout", "2"]);
+    let out = Cli::new(&home)
+        .browser("true")
+        .run(&["login", &server.mcp_url(), "--timeout", "2"]);
     assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
     assert!(stderr(&out).contains("timed out"));
@@ -313,10 +299,10 @@ fn no_redirect_times_out_with_exit_5() {
 #[test]
 fn taken_pinned_port_is_a_clear_error() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("port");
+    let home = temp_home("e2e-port");
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port().to_string();
-    let out = cli(&home, BROWSER, &["login", &server.mcp_url(), "--callback-port", &port]);
+    let out = cli(&home, &["login", &server.mcp_url(), "--callback-port", &port]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains(&port), "{}", stderr(&out));
     assert_eq!(server.count("/authorize"), 0);
@@ -326,10 +312,9 @@ fn taken_pinned_port_is_a_clear_error() {
 #[test]
 fn paste_fallback_rejects_bad_input_then_completes() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("paste");
-    let mut child = Command::new(CLI)
-        .args(["login", &server.mcp_url(), "--no-browser", "--timeout", "60"])
-        .env("MCP_OAUTH_HOME", &home)
+    let home = temp_home("e2e-paste");
+    let mut child = Cli::new(&home)
+        .command(&["login", &server.mcp_url(), "--no-browser", "--timeout", "60"])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -386,10 +371,10 @@ fn malicious_endpoints_never_reach_the_browser() {
             ..Faults::default()
         })
         .unwrap();
-        let home = temp_home("evil");
+        let home = temp_home("e2e-evil");
         let record = home.join("argv");
         let browser = format!("{BROWSER} --record {}", record.display());
-        let out = cli(&home, &browser, &["login", &server.mcp_url()]);
+        let out = Cli::new(&home).browser(&browser).run(&["login", &server.mcp_url()]);
         assert_eq!(out.status.code(), Some(1), "{endpoint}: {}", stderr(&out));
         assert!(stderr(&out).contains("refused"), "{}", stderr(&out));
         assert!(!record.exists(), "{endpoint} reached the browser");
@@ -401,7 +386,7 @@ fn malicious_endpoints_never_reach_the_browser() {
 #[test]
 fn shell_metacharacters_reach_the_browser_as_one_argument() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("meta");
+    let home = temp_home("e2e-meta");
     let marker = home.join("pwned");
     let evil = format!(
         "{}/authorize;$(touch${{IFS}}{});`id`|x&y",
@@ -411,7 +396,9 @@ fn shell_metacharacters_reach_the_browser_as_one_argument() {
     server.set_faults(|f| f.authorization_endpoint = Some(evil.clone()));
     let record = home.join("argv");
     let browser = format!("{BROWSER} --record {}", record.display());
-    let _ = cli(&home, &browser, &["login", &server.mcp_url(), "--timeout", "3"]);
+    let _ = Cli::new(&home)
+        .browser(&browser)
+        .run(&["login", &server.mcp_url(), "--timeout", "3"]);
     let argv = std::fs::read_to_string(&record).expect("the browser was run");
     let lines: Vec<&str> = argv.lines().collect();
     assert_eq!(lines.len(), 1, "one argument: {argv:?}");
@@ -433,8 +420,8 @@ fn shell_metacharacters_reach_the_browser_as_one_argument() {
 fn storage_permissions_corruption_and_crashes() {
     use std::os::unix::fs::PermissionsExt;
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("store");
-    assert!(cli(&home, BROWSER, &["login", &server.mcp_url()]).status.success());
+    let home = temp_home("e2e-store");
+    assert!(cli(&home, &["login", &server.mcp_url()]).status.success());
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&home), 0o700);
     for e in std::fs::read_dir(&home).unwrap().flatten() {
@@ -444,7 +431,7 @@ fn storage_permissions_corruption_and_crashes() {
     }
     // A crashed write leaves a temp file next to the record: ignored.
     std::fs::write(home.join(".tokens-x.1.0000000000000001.tmp"), b"{\"half").unwrap();
-    assert!(cli(&home, BROWSER, &["token", &server.mcp_url()]).status.success());
+    assert!(cli(&home, &["token", &server.mcp_url()]).status.success());
     // Corrupt the token record: it reads as absent (exit 3), with a warning, no crash.
     for e in std::fs::read_dir(&home).unwrap().flatten() {
         let n = e.file_name().to_string_lossy().to_string();
@@ -452,12 +439,12 @@ fn storage_permissions_corruption_and_crashes() {
             std::fs::write(e.path(), b"{\"v\":1,\"rec").unwrap();
         }
     }
-    let out = cli(&home, BROWSER, &["token", &server.mcp_url()]);
+    let out = cli(&home, &["token", &server.mcp_url()]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("corrupt"), "{}", stderr(&out));
     // Logging in again repairs it.
-    assert!(cli(&home, BROWSER, &["login", &server.mcp_url()]).status.success());
-    assert!(cli(&home, BROWSER, &["token", &server.mcp_url()]).status.success());
+    assert!(cli(&home, &["login", &server.mcp_url()]).status.success());
+    assert!(cli(&home, &["token", &server.mcp_url()]).status.success());
 }
 
 // 9b: two processes refreshing at once keep a working refresh token.
@@ -468,14 +455,13 @@ fn two_processes_refreshing_at_once_keep_a_working_refresh_token() {
         ..Faults::default()
     })
     .unwrap();
-    let home = temp_home("race");
-    assert!(cli(&home, BROWSER, &["login", &server.mcp_url()]).status.success());
+    let home = temp_home("e2e-race");
+    assert!(cli(&home, &["login", &server.mcp_url()]).status.success());
     for _ in 0..3 {
         std::thread::sleep(std::time::Duration::from_millis(1_100));
         let spawn = || {
-            Command::new(CLI)
-                .args(["token", &server.mcp_url()])
-                .env("MCP_OAUTH_HOME", &home)
+            Cli::new(&home)
+                .command(&["token", &server.mcp_url()])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
                 .spawn()
@@ -491,7 +477,7 @@ fn two_processes_refreshing_at_once_keep_a_working_refresh_token() {
         );
     }
     assert!(!server.reuse_detected(), "a rotated refresh token was spent twice");
-    let out = cli(&home, BROWSER, &["token", &server.mcp_url()]);
+    let out = cli(&home, &["token", &server.mcp_url()]);
     assert!(
         out.status.success(),
         "the stored refresh token still works: {}",
@@ -504,7 +490,7 @@ fn two_processes_refreshing_at_once_keep_a_working_refresh_token() {
 #[test]
 fn a_guest_trap_is_survived() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("trap");
+    let home = temp_home("e2e-trap");
     let (session, _p, _b) = library_session(&home, &server);
     session.authorize(Mode::Interactive).unwrap();
     session.set_fuel_per_call(1_000);
@@ -534,7 +520,7 @@ fn usage_and_help() {
 fn two_servers_authorize_at_the_same_time() {
     let a = DemoServer::start(Faults::default()).unwrap();
     let b = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("two");
+    let home = temp_home("e2e-two");
     let (sa, _, browser_a) = library_session(&home, &a);
     let (sb, _, browser_b) = library_session(&home, &b);
     let ta = std::thread::spawn(move || sa.authorize(Mode::Interactive).map(|t| t.token));
@@ -558,7 +544,7 @@ fn two_servers_authorize_at_the_same_time() {
 #[test]
 fn mcp_client_initializes_lists_and_calls_tools() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("mcp");
+    let home = temp_home("e2e-mcp");
     let (session, _, browser) = library_session(&home, &server);
     let mcp = mcp_oauth_host::mcp::McpClient::new(
         AuthorizedClient::new(session, Default::default()),

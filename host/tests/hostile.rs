@@ -9,26 +9,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use mcp_oauth_host::demo_server::{DemoServer, Faults};
-
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
-const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
+use support::{BROWSER, Cli, cli, temp_home};
 
 /// ESC, CSI, OSC, BEL, CR/LF and the C1 controls U+009B (CSI) and U+009D (OSC).
 const HOSTILE: &str = "\u{1b}[2J\u{1b}]52;c;cHduZWQ=\u{7}\u{9b}31m\u{9d}0;title\u{7}\r\nFAKE: ok";
-
-fn temp_home(tag: &str) -> PathBuf {
-    support::temp_home(&format!("hostile-{tag}"))
-}
-
-fn cli(home: &Path, args: &[&str]) -> Output {
-    Command::new(CLI)
-        .args(args)
-        .env("MCP_OAUTH_HOME", home)
-        .env("BROWSER", BROWSER)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run mcp-oauth")
-}
 
 /// Nothing a terminal would act on: no C0 (but newline), DEL or C1 control.
 fn assert_terminal_safe(what: &str, bytes: &[u8]) {
@@ -55,7 +39,7 @@ fn server_text_never_reaches_the_terminal_raw() {
         ..Faults::default()
     })
     .unwrap();
-    let home = temp_home("deny");
+    let home = temp_home("hostile-deny");
     let out = cli(&home, &["login", &server.mcp_url()]);
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert_terminal_safe("login stderr", &out.stderr);
@@ -68,7 +52,7 @@ fn server_text_never_reaches_the_terminal_raw() {
     // The same AS lets the user in but registers a client id with controls:
     // `status` shows it escaped.
     server.set_faults(|f| f.deny = false);
-    let home = temp_home("status");
+    let home = temp_home("hostile-status");
     let out = cli(&home, &["login", &server.mcp_url()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_terminal_safe("login stderr", &out.stderr);
@@ -108,7 +92,7 @@ fn a_registration_for_other_redirect_uris_fails_after_one_request() {
             ..Faults::default()
         })
         .unwrap();
-        let home = temp_home("dcr-loop");
+        let home = temp_home("hostile-dcr-loop");
         let t = Instant::now();
         let out = cli(&home, &["login", &server.mcp_url(), "--timeout", "20"]);
         assert_eq!(out.status.code(), Some(1), "{claimed:?}");
@@ -135,16 +119,11 @@ fn a_server_that_never_answers_costs_one_deadline() {
             std::thread::sleep(Duration::from_millis(20));
         }
     });
-    let home = temp_home("silent");
+    let home = temp_home("hostile-silent");
     let t = Instant::now();
-    let out = Command::new(CLI)
-        .args(["login", &format!("http://127.0.0.1:{port}/mcp")])
-        .env("MCP_OAUTH_HOME", &home)
-        .env("BROWSER", BROWSER)
+    let out = Cli::new(&home)
         .env("MCP_OAUTH_HTTP_TIMEOUT", "2")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        .run(&["login", &format!("http://127.0.0.1:{port}/mcp")]);
     let took = t.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(
@@ -157,7 +136,7 @@ fn a_server_that_never_answers_costs_one_deadline() {
 
 #[test]
 fn a_bad_url_on_the_command_line_is_a_usage_error() {
-    let home = temp_home("usage");
+    let home = temp_home("hostile-usage");
     for url in [
         "ftp://x/y",
         "http://evil.example/mcp",
@@ -182,7 +161,7 @@ fn a_bad_url_on_the_command_line_is_a_usage_error() {
 #[test]
 fn a_fifo_or_a_huge_file_in_place_of_a_record_neither_blocks_nor_fills_memory() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("fifo");
+    let home = temp_home("hostile-fifo");
     assert!(cli(&home, &["login", &server.mcp_url()]).status.success());
     let tokens = record_path(&home, "tokens-");
     std::fs::remove_file(&tokens).unwrap();
@@ -212,11 +191,15 @@ fn a_fifo_or_a_huge_file_in_place_of_a_record_neither_blocks_nor_fills_memory() 
 #[test]
 fn planted_symlinks_for_the_cache_and_the_locks_are_not_followed() {
     use std::os::unix::fs::symlink;
-    let elsewhere = temp_home("elsewhere");
-    // The compiled-engine cache: the runtime compiles in memory instead.
-    let home = temp_home("cache-link");
+    let elsewhere = temp_home("hostile-elsewhere");
+    // The compiled-engine cache (consulted when the embedded engine is
+    // refused, which the test variable stands for): the runtime compiles in
+    // memory instead.
+    let home = temp_home("hostile-cache-link");
     symlink(&elsewhere, home.join("cache")).unwrap();
-    let out = cli(&home, &["token", "https://mcp.example.com/mcp"]);
+    let out = Cli::new(&home)
+        .env("MCP_OAUTH_TEST_NO_EMBEDDED_ENGINE", "1")
+        .run(&["token", "https://mcp.example.com/mcp"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not caching the compiled engine"));
     assert_eq!(
@@ -227,7 +210,7 @@ fn planted_symlinks_for_the_cache_and_the_locks_are_not_followed() {
     // The locks directory: the store refuses it, and chmods nothing.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let home = temp_home("locks-link");
+    let home = temp_home("hostile-locks-link");
     symlink(&elsewhere, home.join("locks")).unwrap();
     let out = cli(&home, &["token", "https://mcp.example.com/mcp"]);
     assert_eq!(out.status.code(), Some(1));
@@ -243,14 +226,11 @@ fn planted_symlinks_for_the_cache_and_the_locks_are_not_followed() {
 #[test]
 fn junk_on_the_callback_never_ends_a_sign_in() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("junk");
-    let out = Command::new(CLI)
-        .args(["login", &server.mcp_url(), "--timeout", "60"])
-        .env("MCP_OAUTH_HOME", &home)
-        .env("BROWSER", format!("{BROWSER} --junk 150"))
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let home = temp_home("hostile-junk");
+    let out =
+        Cli::new(&home)
+            .browser(&format!("{BROWSER} --junk 150"))
+            .run(&["login", &server.mcp_url(), "--timeout", "60"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let notices = stderr
@@ -276,7 +256,7 @@ fn a_server_that_refuses_every_token_ends_login_at_once() {
         ..Faults::default()
     })
     .unwrap();
-    let home = temp_home("refuses");
+    let home = temp_home("hostile-refuses");
     let url = server.mcp_url();
     let out = cli(&home, &["login", &url]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -307,7 +287,7 @@ fn a_short_token_is_not_stale_on_arrival() {
         ..Faults::default()
     })
     .unwrap();
-    let home = temp_home("short");
+    let home = temp_home("hostile-short");
     let out = cli(&home, &["login", &server.mcp_url()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(cli(&home, &["token", &server.mcp_url()]).status.success());
@@ -319,9 +299,10 @@ const CONFORMANCE: &str = env!("CARGO_BIN_EXE_conformance-client");
 /// Runs the conformance client (the library's AuthorizedClient and MCP
 /// client) once against `url` with a fresh store.
 fn conformance_client(url: &str, tag: &str) -> Output {
+    let home = temp_home(&format!("hostile-{tag}"));
     Command::new(CONFORMANCE)
         .arg(url)
-        .env("MCP_OAUTH_HOME", temp_home(tag))
+        .env("MCP_OAUTH_HOME", &home)
         .env("MCP_CONFORMANCE_SCENARIO", "auth/basic")
         .stdin(Stdio::null())
         .output()

@@ -3,6 +3,8 @@
 //! `initialize` handshake, version selection and `resultType` handling.
 //! The servers never ask for authorization, so the engine stays out of it.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -10,6 +12,7 @@ use std::time::Duration;
 use mcp_oauth_host::mcp::{Era, McpClient, McpError};
 use mcp_oauth_host::{AuthorizedClient, Config, Runtime, RuntimeOptions, SessionIo};
 use serde_json::{Value, json};
+use support::{TempHome, temp_home};
 
 /// One request as the server saw it.
 #[derive(Debug, Clone)]
@@ -121,12 +124,11 @@ fn error(status: u16, id: Value, code: i64, data: Value) -> Answer {
     )
 }
 
-fn client(server: &Server) -> (McpClient, std::path::PathBuf) {
-    let mut n = [0u8; 8];
-    getrandom::fill(&mut n).unwrap();
-    let home = std::env::temp_dir().join(format!("mcp-oauth-mcp-client-{:016x}", u64::from_le_bytes(n)));
+/// A client for `server` on a store of its own, which goes with the home.
+fn client(server: &Server) -> (TempHome, McpClient) {
+    let home = temp_home("mcp-client");
     let rt = Runtime::new(RuntimeOptions {
-        home: home.clone(),
+        home: home.to_path_buf(),
         ..RuntimeOptions::default()
     })
     .unwrap();
@@ -134,7 +136,7 @@ fn client(server: &Server) -> (McpClient, std::path::PathBuf) {
         .session(&server.url, Config::default(), SessionIo::terminal(false))
         .unwrap();
     let http = AuthorizedClient::new(Arc::new(session), Default::default()).silent();
-    (McpClient::new(http, &server.url, "test-client"), home)
+    (home, McpClient::new(http, &server.url, "test-client"))
 }
 
 /// A 2026-07-28 server: discover, tools/list (one tool with a valid
@@ -166,7 +168,7 @@ fn modern(req: &Seen, _: &[Seen]) -> Answer {
 #[test]
 fn modern_requests_carry_meta_and_headers_and_no_handshake() {
     let server = Server::start(modern);
-    let (mcp, home) = client(&server);
+    let (_home, mcp) = client(&server);
     let discovered = mcp.initialize().unwrap();
     assert_eq!(discovered["supportedVersions"][0], "2026-07-28");
     assert_eq!(mcp.era(), Era::Modern("2026-07-28".into()));
@@ -199,13 +201,12 @@ fn modern_requests_carry_meta_and_headers_and_no_handshake() {
     assert_eq!(seen[2].header("mcp-param-region"), Some("=?base64?WsO8cmljaA==?="));
     assert_eq!(seen[2].body["params"]["arguments"]["region"], "Zürich");
     drop(server);
-    let _ = std::fs::remove_dir_all(home);
 }
 
 #[test]
 fn the_first_request_negotiates_when_initialize_was_not_called() {
     let server = Server::start(modern);
-    let (mcp, home) = client(&server);
+    let (_home, mcp) = client(&server);
     assert_eq!(mcp.era(), Era::Unknown);
     let r = mcp
         .request("resources/read", json!({"uri": "file:///a b/ü"}))
@@ -217,7 +218,6 @@ fn the_first_request_negotiates_when_initialize_was_not_called() {
         Some("=?base64?ZmlsZTovLy9hIGIvw7w=?=")
     );
     drop(server);
-    let _ = std::fs::remove_dir_all(home);
 }
 
 /// A 2025-11-25 server that refuses what comes before `initialize` in one of
@@ -252,7 +252,7 @@ fn legacy(refusal: u8) -> impl Fn(&Seen, &[Seen]) -> Answer + Send + 'static {
 fn legacy_servers_get_the_initialize_handshake() {
     for refusal in 0..4 {
         let server = Server::start(legacy(refusal));
-        let (mcp, home) = client(&server);
+        let (_home, mcp) = client(&server);
         let init = mcp.initialize().unwrap();
         assert_eq!(init["protocolVersion"], "2025-11-25");
         assert_eq!(mcp.era(), Era::Legacy("2025-11-25".into()));
@@ -282,7 +282,6 @@ fn legacy_servers_get_the_initialize_handshake() {
             assert_eq!(s.header("mcp-protocol-version"), Some("2025-11-25"));
         }
         drop(server);
-        let _ = std::fs::remove_dir_all(home);
     }
 }
 
@@ -295,7 +294,7 @@ fn an_expired_legacy_session_is_started_again_once() {
             _ => legacy(0)(req, before),
         }
     });
-    let (mcp, home) = client(&server);
+    let (_home, mcp) = client(&server);
     mcp.initialize().unwrap();
     assert_eq!(mcp.list_tools().unwrap().len(), 1);
     assert_eq!(
@@ -312,7 +311,6 @@ fn an_expired_legacy_session_is_started_again_once() {
         ]
     );
     drop(server);
-    let _ = std::fs::remove_dir_all(home);
 }
 
 #[test]
@@ -335,12 +333,11 @@ fn unsupported_version_errors_select_a_listed_version_or_fail() {
             }
         }
     });
-    let (mcp, home) = client(&server);
+    let (_home, mcp) = client(&server);
     mcp.initialize().unwrap();
     assert_eq!(mcp.era(), Era::Legacy("2025-06-18".into()));
     assert_eq!(server.seen()[1].body["params"]["protocolVersion"], "2025-06-18");
     drop(server);
-    let _ = std::fs::remove_dir_all(home);
 
     // Lists nothing this client speaks: a clear error, and no initialize.
     let server = Server::start(|req, _| {
@@ -351,7 +348,7 @@ fn unsupported_version_errors_select_a_listed_version_or_fail() {
             json!({"supported": ["2099-01-01"]}),
         )
     });
-    let (mcp, home) = client(&server);
+    let (_home, mcp) = client(&server);
     let e = mcp.initialize().unwrap_err();
     assert!(
         matches!(&e, McpError::UnsupportedVersion { supported } if supported == &["2099-01-01"]),
@@ -359,18 +356,16 @@ fn unsupported_version_errors_select_a_listed_version_or_fail() {
     );
     assert_eq!(server.methods(), ["server/discover"]);
     drop(server);
-    let _ = std::fs::remove_dir_all(home);
 
     // Another modern error is not a reason to fall back either.
     let server = Server::start(|req, _| error(400, req.body["id"].clone(), -32020, Value::Null));
-    let (mcp, home) = client(&server);
+    let (_home, mcp) = client(&server);
     assert!(matches!(
         mcp.initialize().unwrap_err(),
         McpError::Rpc { code: -32020, .. }
     ));
     assert_eq!(server.methods(), ["server/discover"]);
     drop(server);
-    let _ = std::fs::remove_dir_all(home);
 }
 
 #[test]
@@ -393,7 +388,7 @@ fn result_types_are_checked() {
             },
         }
     });
-    let (mcp, home) = client(&server);
+    let (_home, mcp) = client(&server);
     let e = mcp.call_tool("task", json!({})).unwrap_err();
     assert!(matches!(&e, McpError::UnsupportedResultType(t) if t == "task"), "{e}");
     assert_eq!(mcp.call_tool("plain", json!({})).unwrap()["content"][0]["text"], "ok");
@@ -411,7 +406,6 @@ fn result_types_are_checked() {
     assert_ne!(first.body["id"], retry.body["id"]);
     assert_eq!(server.methods().len(), 6, "discover, task, plain, elicit, state twice");
     drop(server);
-    let _ = std::fs::remove_dir_all(home);
 }
 
 #[test]
@@ -428,13 +422,12 @@ fn a_refused_version_the_server_lists_is_retried_once() {
         }
         modern(req, before)
     });
-    let (mcp, home) = client(&server);
+    let (_home, mcp) = client(&server);
     mcp.initialize().unwrap();
     assert_eq!(mcp.era(), Era::Modern("2026-07-28".into()));
     assert_eq!(server.methods(), ["server/discover", "server/discover"]);
     assert_ne!(server.seen()[0].body["id"], server.seen()[1].body["id"]);
     drop(server);
-    let _ = std::fs::remove_dir_all(home);
 
     // Refused every time: one retry, then a clear error.
     let server = Server::start(|req, _| {
@@ -445,12 +438,11 @@ fn a_refused_version_the_server_lists_is_retried_once() {
             json!({"supported": ["2026-07-28"]}),
         )
     });
-    let (mcp, home) = client(&server);
+    let (_home, mcp) = client(&server);
     assert!(matches!(
         mcp.initialize().unwrap_err(),
         McpError::UnsupportedVersion { .. }
     ));
     assert_eq!(server.methods(), ["server/discover", "server/discover"]);
     drop(server);
-    let _ = std::fs::remove_dir_all(home);
 }

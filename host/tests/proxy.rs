@@ -4,6 +4,7 @@
 //! stream, sessions, the HTTP+SSE transport).
 
 mod proxy_support;
+mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,20 +16,12 @@ use std::time::Duration;
 use mcp_oauth_host::demo_server::{DemoServer, Faults};
 use proxy_support::{respond, serve, sse_event, sse_open};
 use serde_json::{Value, json};
+use support::{BROWSER, CLI, Cli, temp_home};
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
-const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
 const WAIT: Duration = Duration::from_secs(30);
 
-fn temp_home(tag: &str) -> PathBuf {
-    let mut n = [0u8; 8];
-    getrandom::fill(&mut n).unwrap();
-    let p = std::env::temp_dir().join(format!("mcp-oauth-proxy-{tag}-{:016x}", u64::from_le_bytes(n)));
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
-
-/// A running proxy and the client's end of its stdio.
+/// A running proxy and the client's end of its stdio; killed if dropped
+/// before it ended (a failed test), so its home can go.
 struct Proxy {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -38,18 +31,17 @@ struct Proxy {
 
 impl Proxy {
     fn start(home: &Path, browser: &str, args: &[&str], env: &[(&str, &str)]) -> Proxy {
-        let mut cmd = Command::new(CLI);
-        cmd.arg("proxy")
+        let cli = env
+            .iter()
+            .fold(Cli::new(home).browser(browser), |c, (k, v)| c.env(k, v));
+        let mut child = cli
+            .command(&["proxy"])
             .args(args)
-            .env("MCP_OAUTH_HOME", home)
-            .env("BROWSER", browser)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("start mcp-oauth proxy");
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start mcp-oauth proxy");
         let stdout = child.stdout.take().unwrap();
         let (tx, lines) = channel();
         std::thread::spawn(move || {
@@ -151,6 +143,13 @@ impl Proxy {
     }
 }
 
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn record_browser(home: &Path, name: &str) -> (String, PathBuf) {
     let record = home.join(name);
     (format!("{BROWSER} --record {}", record.display()), record)
@@ -161,7 +160,7 @@ fn record_browser(home: &Path, name: &str) -> (String, PathBuf) {
 #[test]
 fn cold_then_warm() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("cold");
+    let home = temp_home("proxy-cold");
     let (browser, record) = record_browser(&home, "opened");
     let mut p = Proxy::start(&home, &browser, &[&server.mcp_url()], &[]);
     let init = p.initialize();
@@ -195,7 +194,7 @@ fn cold_then_warm() {
 #[test]
 fn two_proxies_at_once_open_the_browser_once() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("two");
+    let home = temp_home("proxy-two");
     let (b1, r1) = record_browser(&home, "opened-1");
     let (b2, r2) = record_browser(&home, "opened-2");
     let mut a = Proxy::start(&home, &b1, &[&server.mcp_url()], &[]);
@@ -220,7 +219,7 @@ fn decline_answers_with_an_error_and_latches() {
         ..Faults::default()
     })
     .unwrap();
-    let home = temp_home("deny");
+    let home = temp_home("proxy-deny");
     let mut p = Proxy::start(&home, BROWSER, &[&server.mcp_url()], &[]);
     let r = p.request(
         1,
@@ -247,7 +246,7 @@ fn decline_answers_with_an_error_and_latches() {
 #[test]
 fn unauthorized_mid_session_is_retried() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("mid401");
+    let home = temp_home("proxy-mid401");
     let mut p = Proxy::start(&home, BROWSER, &[&server.mcp_url()], &[]);
     p.initialize();
     server.revoke_all();
@@ -268,7 +267,7 @@ fn dpop_servers_work_through_the_proxy() {
         ..Faults::default()
     })
     .unwrap();
-    let home = temp_home("dpop");
+    let home = temp_home("proxy-dpop");
     let mut p = Proxy::start(&home, BROWSER, &[&server.mcp_url()], &[]);
     p.initialize();
     let r = p.request(2, "tools/list", json!({}));
@@ -281,19 +280,13 @@ fn dpop_servers_work_through_the_proxy() {
 // An unset ${VAR} in --header is a usage error naming it, before anything runs.
 #[test]
 fn unset_header_variable_fails_at_start() {
-    let home = temp_home("hdr");
-    let out = Command::new(CLI)
-        .args([
-            "proxy",
-            "http://127.0.0.1:9/mcp",
-            "--header",
-            "X-Api-Key: ${MCP_OAUTH_TEST_UNSET_VAR}",
-        ])
-        .env("MCP_OAUTH_HOME", &home)
-        .env_remove("MCP_OAUTH_TEST_UNSET_VAR")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let home = temp_home("proxy-hdr");
+    let out = Cli::new(&home).env_remove("MCP_OAUTH_TEST_UNSET_VAR").run(&[
+        "proxy",
+        "http://127.0.0.1:9/mcp",
+        "--header",
+        "X-Api-Key: ${MCP_OAUTH_TEST_UNSET_VAR}",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -395,7 +388,7 @@ fn streamable_server() -> (String, Arc<Mutex<Seen>>) {
 #[test]
 fn streamable_http_relays_streams_sessions_and_headers() {
     let (url, seen) = streamable_server();
-    let home = temp_home("stream");
+    let home = temp_home("proxy-stream");
     let mut p = Proxy::start(
         &home,
         BROWSER,
@@ -480,7 +473,7 @@ fn http_sse_transport_for_old_servers() {
         }
         _ => respond(&mut s, 405, &[], b"Method Not Allowed"),
     });
-    let home = temp_home("legacy");
+    let home = temp_home("proxy-legacy");
     let mut p = Proxy::start(&home, BROWSER, &[&format!("{base}/sse")], &[]);
     let init = p.request(
         1,
@@ -507,7 +500,7 @@ fn http_sse_endpoint_on_another_origin_is_refused() {
             respond(&mut s, 405, &[], b"");
         }
     });
-    let home = temp_home("origin");
+    let home = temp_home("proxy-origin");
     let mut p = Proxy::start(
         &home,
         BROWSER,
@@ -531,7 +524,7 @@ fn http_sse_endpoint_on_another_origin_is_refused() {
 #[test]
 fn parse_errors_and_config_snippet() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("misc");
+    let home = temp_home("proxy-misc");
     let mut p = Proxy::start(&home, BROWSER, &[&server.mcp_url()], &[]);
     writeln!(p.stdin.as_mut().unwrap(), "this is not json").unwrap();
     let r = p.recv();
@@ -589,7 +582,7 @@ fn a_forgotten_session_is_reopened_transparently() {
             );
         })
     );
-    let home = temp_home("reopen");
+    let home = temp_home("proxy-reopen");
     let mut p = Proxy::start(&home, BROWSER, &[&url], &[]);
     p.initialize();
     assert_eq!(p.request(2, "tools/list", json!({}))["result"]["session"], "s-1");

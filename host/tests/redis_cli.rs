@@ -6,8 +6,8 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use std::sync::Arc;
@@ -20,39 +20,15 @@ use mcp_oauth_host::storage::mode::SecretsChoice;
 use mcp_oauth_host::storage::redis::url::StoreUrl;
 use mcp_oauth_host::storage::redis::{RedisOptions, RedisStore};
 use mcp_oauth_host::{Config, Mode, Runtime, RuntimeOptions, SessionIo};
-use support::RedisServer;
+use support::{Cli, RedisServer, TempHome, key_file, temp_home};
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
-const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
-
+/// The CLI on `home` with the variables `env` (the store's).
 fn cli(home: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut c = Command::new(CLI);
-    c.args(args)
-        .env("MCP_OAUTH_HOME", home)
-        .env("BROWSER", BROWSER)
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .env_remove("MCP_OAUTH_SECRETS")
-        .env_remove("MCP_OAUTH_STORE_KEY_FILE")
-        .env_remove("MCP_OAUTH_STORE")
-        .env_remove("MCP_OAUTH_USER")
-        .stdin(Stdio::null());
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
+    env.iter().fold(Cli::new(home), |c, (k, v)| c.env(k, v)).run(args)
 }
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn key_file(tag: &str) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let path = support::temp_home(tag).join("store.key");
-    let key = mcp_oauth_host::storage::key::StoreKey::generate().unwrap();
-    std::fs::write(&path, key.to_base64()).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
 }
 
 fn commands_served(server: &RedisServer) -> u64 {
@@ -65,8 +41,8 @@ fn commands_served(server: &RedisServer) -> u64 {
 }
 
 /// A library session on the shared store at `url` (sealed with `key`, else
-/// plain), signing in through the headless browser.
-fn library_session(url: &str, key: Option<&PathBuf>, demo: &DemoServer) -> (Runtime, mcp_oauth_host::Session) {
+/// plain), signing in through the headless browser; its home goes last.
+fn library_session(url: &str, key: Option<&Path>, demo: &DemoServer) -> (TempHome, Runtime, mcp_oauth_host::Session) {
     let store = RedisStore::open(RedisOptions {
         url: StoreUrl::parse(url, None).unwrap(),
         user: None,
@@ -75,12 +51,13 @@ fn library_session(url: &str, key: Option<&PathBuf>, demo: &DemoServer) -> (Runt
         } else {
             SecretsChoice::File
         },
-        key_file: key.cloned(),
+        key_file: key.map(Path::to_path_buf),
         ca_pem: None,
     })
     .unwrap();
+    let home = temp_home("redis-lib");
     let rt = Runtime::new(RuntimeOptions {
-        home: support::temp_home("redis-lib"),
+        home: home.to_path_buf(),
         store: Some(Arc::new(store)),
         ..RuntimeOptions::default()
     })
@@ -92,7 +69,7 @@ fn library_session(url: &str, key: Option<&PathBuf>, demo: &DemoServer) -> (Runt
         signer: None,
     };
     let session = rt.session(&demo.mcp_url(), Config::default(), io).unwrap();
-    (rt, session)
+    (home, rt, session)
 }
 
 #[test]
@@ -107,12 +84,13 @@ fn one_sign_in_serves_every_home_and_a_warm_token_costs_no_store_command() {
         ("MCP_OAUTH_STORE_KEY_FILE", key_s.as_str()),
     ];
 
-    let out = cli(&support::temp_home("redis-a"), &env, &["login", &demo.mcp_url()]);
+    let home = temp_home("redis-a");
+    let out = cli(&home, &env, &["login", &demo.mcp_url()]);
     assert!(out.status.success(), "{}", err(&out));
     let as_after_login = demo.as_requests();
 
     // Another machine's home: the token comes from the shared store.
-    let other = support::temp_home("redis-b");
+    let other = temp_home("redis-b");
     let out = cli(&other, &env, &["token", &demo.mcp_url()]);
     assert!(out.status.success(), "{}", err(&out));
     assert_eq!(demo.as_requests(), as_after_login, "{:?}", demo.log());
@@ -139,7 +117,7 @@ fn one_sign_in_serves_every_home_and_a_warm_token_costs_no_store_command() {
     }
 
     // The library: memory first. A second silent authorize asks the store nothing.
-    let (_rt, session) = library_session(&url, Some(&key), &demo);
+    let (_home, _rt, session) = library_session(&url, Some(&key), &demo);
     let first = session.authorize(Mode::Silent).unwrap();
     let before = commands_served(&redis);
     let second = session.authorize(Mode::Silent).unwrap();
@@ -151,7 +129,7 @@ fn one_sign_in_serves_every_home_and_a_warm_token_costs_no_store_command() {
 
 #[test]
 fn usage_errors_exit_2_and_never_show_the_password() {
-    let home = support::temp_home("redis-usage");
+    let home = temp_home("redis-usage");
     for (store, word) in [
         ("http://u:pw-secret-1@127.0.0.1:1", "scheme"),
         ("redis://u:pw-secret-1@127.0.0.1:1/99", "db"),
@@ -196,7 +174,7 @@ fn usage_errors_exit_2_and_never_show_the_password() {
 
 #[test]
 fn unreachable_exits_1_in_time_and_plain_records_are_said_once() {
-    let home = support::temp_home("redis-down");
+    let home = temp_home("redis-down");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -247,7 +225,7 @@ fn a_store_down_mid_session_is_an_error_not_a_new_sign_in() {
     })
     .unwrap();
     let mut redis = RedisServer::start();
-    let (_rt, session) = library_session(&redis.url(""), None, &demo);
+    let (_home, _rt, session) = library_session(&redis.url(""), None, &demo);
     session.authorize(Mode::Interactive).unwrap();
     std::thread::sleep(Duration::from_millis(1200));
     redis.stop();

@@ -10,16 +10,14 @@
 mod support;
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use mcp_oauth_host::demo_server::{DemoServer, Faults};
-use support::RedisServer;
+use support::{Cli, RedisServer, TempFile, TempHome, key_file, temp_home};
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
-const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
 const LEASE_MS: u64 = 2000;
 /// The holder's pause: under the lease, so only a stop makes it lose it.
 const HOLD_MS: u64 = 1500;
@@ -28,7 +26,7 @@ const TTL_S: u64 = 4;
 struct Fleet {
     demo: DemoServer,
     redis: RedisServer,
-    key: PathBuf,
+    key: TempFile,
 }
 
 impl Fleet {
@@ -39,43 +37,24 @@ impl Fleet {
         })
         .unwrap();
         let redis = RedisServer::start();
-        let key = support::temp_home(tag).join("store.key");
-        std::fs::write(
-            &key,
-            mcp_oauth_host::storage::key::StoreKey::generate().unwrap().to_base64(),
-        )
-        .unwrap();
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
-        }
+        let key = key_file(tag);
         let f = Self { demo, redis, key };
-        let out = f
-            .cli(&support::temp_home(tag), None)
-            .arg("login")
-            .arg(f.demo.mcp_url())
-            .output()
-            .unwrap();
+        let home = temp_home(tag);
+        let out = f.cli(&home, None).arg("login").arg(f.demo.mcp_url()).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         f
     }
 
     /// A replica: the CLI on its own home, on the shared store.
     fn cli(&self, home: &Path, hold_ms: Option<u64>) -> Command {
-        let mut c = Command::new(CLI);
-        c.env("MCP_OAUTH_HOME", home)
+        let mut cli = Cli::new(home)
             .env("MCP_OAUTH_STORE", self.redis.url(&format!("/0?lease_ms={LEASE_MS}")))
-            .env("MCP_OAUTH_STORE_KEY_FILE", &self.key)
-            .env("BROWSER", BROWSER)
-            .env_remove("MCP_OAUTH_SECRETS")
-            .env_remove("MCP_OAUTH_USER")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        match hold_ms {
-            Some(ms) => c.env("MCP_OAUTH_TEST_HOLD_LOCK_MS", ms.to_string()),
-            None => c.env_remove("MCP_OAUTH_TEST_HOLD_LOCK_MS"),
-        };
+            .env("MCP_OAUTH_STORE_KEY_FILE", &self.key);
+        if let Some(ms) = hold_ms {
+            cli = cli.env("MCP_OAUTH_TEST_HOLD_LOCK_MS", ms.to_string());
+        }
+        let mut c = cli.command(&[]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
         c
     }
 
@@ -88,7 +67,8 @@ impl Fleet {
     /// A replica that refreshes and pauses under the lock, once it says it
     /// is in the pause (and the lock on the store is its own).
     fn holding(&self, tag: &str) -> Holder {
-        let mut child = self.token(&support::temp_home(tag), Some(HOLD_MS)).spawn().unwrap();
+        let home = temp_home(tag);
+        let mut child = self.token(&home, Some(HOLD_MS)).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         let reader = std::thread::spawn(move || {
@@ -111,7 +91,11 @@ impl Fleet {
             panic!("the replica never paused under a lock: {}", reader.join().unwrap());
         }
         assert_eq!(self.lock_owner(), Some(child.id()));
-        Holder { child, reader }
+        Holder {
+            child,
+            reader,
+            _home: home,
+        }
     }
 
     /// The PID of the process that holds a lock on the store, if any.
@@ -140,6 +124,7 @@ fn signal(pid: u32, sig: i32) {
 struct Holder {
     child: Child,
     reader: std::thread::JoinHandle<String>,
+    _home: TempHome,
 }
 
 impl Holder {
@@ -172,8 +157,9 @@ fn a_holder_stopped_past_its_lease_sends_nothing_and_nothing_is_revoked() {
     signal(slow.pid(), libc::SIGSTOP);
 
     // Another replica waits out the lease, then refreshes once.
+    let other_home = temp_home("fault-stop-other");
     let t = Instant::now();
-    let other = f.token(&support::temp_home("fault-stop-other"), None).output().unwrap();
+    let other = f.token(&other_home, None).output().unwrap();
     assert!(other.status.success(), "{}", text(&other));
     assert!(t.elapsed() >= Duration::from_millis(LEASE_MS / 2), "{:?}", t.elapsed());
     assert_eq!(f.refreshes(), refreshes + 1);
@@ -188,7 +174,8 @@ fn a_holder_stopped_past_its_lease_sends_nothing_and_nothing_is_revoked() {
     assert!(!f.demo.reuse_detected(), "a refresh token was used twice");
 
     // Everyone goes on with the rotation the other replica stored.
-    let again = f.token(&support::temp_home("fault-stop-again"), None).output().unwrap();
+    let again_home = temp_home("fault-stop-again");
+    let again = f.token(&again_home, None).output().unwrap();
     assert!(again.status.success(), "{}", text(&again));
     assert_eq!(again.stdout, other.stdout);
     assert_eq!(f.demo.count("/authorize"), 1, "nobody signed in again");
@@ -203,8 +190,9 @@ fn a_holder_killed_frees_the_lock_after_its_lease() {
     signal(doomed.pid(), libc::SIGKILL);
     let _ = doomed.finish();
 
+    let other_home = temp_home("fault-kill-other");
     let t = Instant::now();
-    let other = f.token(&support::temp_home("fault-kill-other"), None).output().unwrap();
+    let other = f.token(&other_home, None).output().unwrap();
     assert!(other.status.success(), "{}", text(&other));
     assert!(
         t.elapsed() < Duration::from_millis(LEASE_MS + 3000),

@@ -6,29 +6,16 @@
 
 mod support;
 
-use std::fs;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mcp_oauth_host::storage::key::StoreKey;
 use mcp_oauth_host::storage::mode::SecretsChoice;
 use mcp_oauth_host::storage::redis::url::StoreUrl;
 use mcp_oauth_host::storage::redis::{RedisOptions, RedisStore};
 use mcp_oauth_host::storage::{Store, StoreError};
-use support::RedisServer;
+use support::{RedisServer, key_file};
 
-fn key_file(tag: &str) -> PathBuf {
-    let p = support::temp_home(tag).join("store.key");
-    fs::write(&p, StoreKey::generate().unwrap().to_base64()).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&p, fs::Permissions::from_mode(0o600)).unwrap();
-    }
-    p
-}
-
-fn open(url: &str, user: Option<&str>, key: Option<&PathBuf>) -> Result<RedisStore, StoreError> {
+fn open(url: &str, user: Option<&str>, key: Option<&Path>) -> Result<RedisStore, StoreError> {
     RedisStore::open(RedisOptions {
         url: StoreUrl::parse(url, None).unwrap(),
         user: user.map(str::to_string),
@@ -37,7 +24,7 @@ fn open(url: &str, user: Option<&str>, key: Option<&PathBuf>) -> Result<RedisSto
         } else {
             SecretsChoice::File
         },
-        key_file: key.cloned(),
+        key_file: key.map(Path::to_path_buf),
         ca_pem: None,
     })
 }

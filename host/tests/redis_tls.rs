@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,18 +13,19 @@ use mcp_oauth_host::storage::mode::SecretsChoice;
 use mcp_oauth_host::storage::redis::url::StoreUrl;
 use mcp_oauth_host::storage::redis::{RedisOptions, RedisStore};
 use mcp_oauth_host::storage::{Store, StoreError};
+use support::{Cli, TempHome, temp_home};
 
+/// The server, its CA and keys in `dir` (removed after the server stops).
 struct TlsServer {
     child: Child,
     port: u16,
-    dir: PathBuf,
+    dir: TempHome,
 }
 
 impl Drop for TlsServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -49,7 +50,7 @@ fn free_port() -> u16 {
 }
 
 fn tls_server() -> TlsServer {
-    let dir = support::temp_home("redis-tls");
+    let dir = temp_home("redis-tls");
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
     let mut ca = vec!["req", "-x509"];
     ca.extend(ec);
@@ -159,21 +160,17 @@ fn rediss_with_the_ca_works_and_without_it_says_tls() {
 #[test]
 fn the_cli_takes_the_ca_from_mcp_oauth_ca_file_and_exits_2_without_it() {
     let s = tls_server();
-    let home = support::temp_home("redis-tls-cli");
+    let home = temp_home("redis-tls-cli");
     let run = |ca: Option<&Path>| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_mcp-oauth"));
-        c.arg("status")
-            .env("MCP_OAUTH_HOME", &home)
+        let cli = Cli::new(&home)
             .env("MCP_OAUTH_STORE", format!("rediss://127.0.0.1:{}/0", s.port))
             .env("MCP_OAUTH_SECRETS", "file")
-            .env_remove("SSL_CERT_FILE")
-            .env_remove("MCP_OAUTH_STORE_KEY_FILE")
-            .stdin(Stdio::null());
+            .env_remove("SSL_CERT_FILE");
         match ca {
-            Some(p) => c.env("MCP_OAUTH_CA_FILE", p),
-            None => c.env_remove("MCP_OAUTH_CA_FILE"),
-        };
-        c.output().unwrap()
+            Some(p) => cli.env("MCP_OAUTH_CA_FILE", p),
+            None => cli.env_remove("MCP_OAUTH_CA_FILE"),
+        }
+        .run(&["status"])
     };
     let ok = run(Some(&s.dir.join("ca.pem")));
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));

@@ -6,44 +6,36 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Output;
 
 use mcp_oauth_host::demo_server::{DemoServer, Faults};
+use support::{Cli, TempFile, temp_home};
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
-const BROWSER: &str = env!("CARGO_BIN_EXE_mcp-oauth-headless-browser");
-
-/// The CLI with no session bus (no keychain) and, when given, a key file.
+/// The CLI with no keychain (no session bus, an empty runtime directory of
+/// its own in the home) and, when given, a key file.
 fn cli(home: &Path, key_file: Option<&Path>, args: &[&str]) -> Output {
-    let runtime_dir = home.with_extension("run");
+    let runtime_dir = home.join("xdg-runtime");
     std::fs::create_dir_all(&runtime_dir).unwrap();
-    let mut c = Command::new(CLI);
-    c.args(args)
-        .env("MCP_OAUTH_HOME", home)
-        .env("BROWSER", BROWSER)
-        .env_remove("DBUS_SESSION_BUS_ADDRESS")
-        .env_remove("MCP_OAUTH_SECRETS")
-        .env("XDG_RUNTIME_DIR", &runtime_dir)
-        .stdin(Stdio::null());
+    let cli = Cli::new(home).env("XDG_RUNTIME_DIR", &runtime_dir);
     match key_file {
-        Some(k) => c.env("MCP_OAUTH_STORE_KEY_FILE", k),
-        None => c.env_remove("MCP_OAUTH_STORE_KEY_FILE"),
-    };
-    c.output().unwrap()
+        Some(k) => cli.env("MCP_OAUTH_STORE_KEY_FILE", k),
+        None => cli,
+    }
+    .run(args)
 }
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn key_file(tag: &str, mode: u32) -> PathBuf {
+/// A key file as a person writes one (a line), with `mode`.
+fn key_file(tag: &str, mode: u32) -> TempFile {
     use std::os::unix::fs::PermissionsExt;
-    let dir = support::temp_home(tag);
-    let path = dir.join("store.key");
+    let path = TempFile::new(tag, "store.key");
     let key = mcp_oauth_host::storage::key::StoreKey::generate().unwrap();
-    std::fs::write(&path, format!("{}\n", key.to_base64())).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::fs::write(&*path, format!("{}\n", key.to_base64())).unwrap();
+    std::fs::set_permissions(&*path, std::fs::Permissions::from_mode(mode)).unwrap();
     path
 }
 
@@ -73,7 +65,7 @@ fn secrets_on_disk(dir: &Path, secrets: &[String]) -> Vec<String> {
 #[test]
 fn no_keychain_in_auto_means_plain_files_said_once() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = support::temp_home("secrets-auto");
+    let home = temp_home("secrets-auto");
     let out = cli(&home, None, &["login", &server.mcp_url()]);
     assert!(out.status.success(), "{}", err(&out));
     let lines: Vec<_> = err(&out)
@@ -107,7 +99,7 @@ fn no_keychain_in_auto_means_plain_files_said_once() {
 #[test]
 fn keychain_mode_without_a_keychain_fails_and_writes_nothing() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = support::temp_home("secrets-keychain");
+    let home = temp_home("secrets-keychain");
     let out = cli(&home, None, &["--secrets", "keychain", "login", &server.mcp_url()]);
     assert_eq!(out.status.code(), Some(1), "{}", err(&out));
     assert!(err(&out).contains("nothing was written"), "{}", err(&out));
@@ -123,7 +115,7 @@ fn keychain_mode_without_a_keychain_fails_and_writes_nothing() {
 #[test]
 fn a_key_file_seals_everything_and_the_mode_is_pinned() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = support::temp_home("secrets-keyfile");
+    let home = temp_home("secrets-keyfile");
     let key = key_file("secrets-keyfile-key", 0o600);
     let url = server.mcp_url();
     let out = cli(&home, Some(&key), &["login", &url]);
@@ -156,7 +148,7 @@ fn a_key_file_seals_everything_and_the_mode_is_pinned() {
 #[test]
 fn a_changed_key_reads_as_absent_and_sign_in_replaces_the_records() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = support::temp_home("secrets-changed");
+    let home = temp_home("secrets-changed");
     let url = server.mcp_url();
     let old = key_file("secrets-changed-old", 0o600);
     assert!(cli(&home, Some(&old), &["login", &url]).status.success());
@@ -175,7 +167,7 @@ fn a_changed_key_reads_as_absent_and_sign_in_replaces_the_records() {
 #[test]
 fn store_seal_and_unseal_convert_in_place() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = support::temp_home("secrets-convert");
+    let home = temp_home("secrets-convert");
     let url = server.mcp_url();
     let plain = cli(&home, None, &["--secrets", "file", "login", &url]);
     assert!(plain.status.success(), "{}", err(&plain));
@@ -202,7 +194,7 @@ fn logout_removes_the_dpop_key_file() {
         ..Faults::default()
     })
     .unwrap();
-    let home = support::temp_home("secrets-logout");
+    let home = temp_home("secrets-logout");
     let key = key_file("secrets-logout-key", 0o600);
     let url = server.mcp_url();
     assert!(cli(&home, Some(&key), &["login", &url]).status.success());

@@ -2,6 +2,8 @@
 //! last token is fresh. With no fuel, any call into the engine traps: that
 //! tells a host answer from an engine answer.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,12 +16,7 @@ use mcp_oauth_host::{
     AccessToken, AuthError, ChallengeOutcome, Config, Error, Mode, Runtime, RuntimeOptions, ServerResponse, Session,
     SessionIo,
 };
-
-fn temp_home(tag: &str) -> std::path::PathBuf {
-    let mut n = [0u8; 8];
-    getrandom::fill(&mut n).unwrap();
-    std::env::temp_dir().join(format!("mcp-oauth-fast-{tag}-{:016x}", u64::from_le_bytes(n)))
-}
+use support::{TempHome, temp_home};
 
 fn io() -> SessionIo {
     SessionIo {
@@ -44,22 +41,23 @@ fn is_trap<T>(r: &Result<T, Error>) -> bool {
     matches!(r, Err(Error::Trapped(_)))
 }
 
-fn setup(faults: Faults, tag: &str) -> (DemoServer, Runtime, Session, std::path::PathBuf) {
+/// A session signed in at a new demo server; the home goes last.
+fn setup(faults: Faults, tag: &str) -> (TempHome, DemoServer, Runtime, Session) {
     let server = DemoServer::start(faults).unwrap();
-    let home = temp_home(tag);
+    let home = temp_home(&format!("fast-{tag}"));
     let rt = Runtime::new(RuntimeOptions {
-        home: home.clone(),
+        home: home.to_path_buf(),
         ..RuntimeOptions::default()
     })
     .unwrap();
     let session = rt.session(&server.mcp_url(), Config::default(), io()).unwrap();
     session.authorize(Mode::Interactive).unwrap();
-    (server, rt, session, home)
+    (home, server, rt, session)
 }
 
 #[test]
 fn a_fresh_token_is_served_by_the_host_and_a_trap_or_logout_forgets_it() {
-    let (_server, _rt, session, home) = setup(Faults::default(), "fresh");
+    let (_home, _server, _rt, session) = setup(Faults::default(), "fresh");
     // Interactive authorize does not fill the fast path: the engine answers.
     assert!(is_trap(&silent_without_engine(&session)));
     let t1 = session.authorize(Mode::Silent).unwrap();
@@ -80,12 +78,11 @@ fn a_fresh_token_is_served_by_the_host_and_a_trap_or_logout_forgets_it() {
         session.authorize(Mode::Silent),
         Err(Error::Auth(AuthError::AuthorizationRequired))
     ));
-    let _ = std::fs::remove_dir_all(&home);
 }
 
 #[test]
 fn the_cached_token_is_dropped_after_a_401_is_handled() {
-    let (_server, _rt, session, home) = setup(Faults::default(), "401");
+    let (_home, _server, _rt, session) = setup(Faults::default(), "401");
     let t1 = session.authorize(Mode::Silent).unwrap();
     assert_eq!(silent_without_engine(&session).unwrap().token, t1.token);
 
@@ -119,7 +116,6 @@ fn the_cached_token_is_dropped_after_a_401_is_handled() {
     // ...and then it is the new token, never the rejected one.
     assert_eq!(session.authorize(Mode::Silent).unwrap().token, t2.token);
     assert_eq!(silent_without_engine(&session).unwrap().token, t2.token);
-    let _ = std::fs::remove_dir_all(&home);
 }
 
 #[test]
@@ -130,9 +126,9 @@ fn an_expired_token_is_not_served() {
         ..Faults::default()
     })
     .unwrap();
-    let home = temp_home("expired");
+    let home = temp_home("fast-expired");
     let rt = Runtime::new(RuntimeOptions {
-        home: home.clone(),
+        home: home.to_path_buf(),
         ..RuntimeOptions::default()
     })
     .unwrap();
@@ -160,12 +156,11 @@ fn an_expired_token_is_not_served() {
     assert!(is_trap(&silent_without_engine(&session)));
     let t2 = session.authorize(Mode::Silent).unwrap();
     assert_ne!(t2.token, t1.token);
-    let _ = std::fs::remove_dir_all(&home);
 }
 
 #[test]
 fn a_token_of_unknown_lifetime_is_never_served_by_the_host() {
-    let (server, rt, session, home) = setup(Faults::default(), "unknown");
+    let (home, server, rt, session) = setup(Faults::default(), "unknown");
     let url = server.mcp_url();
     drop(session);
     // The stored token loses its expiry; a new session reads it.
@@ -181,7 +176,6 @@ fn a_token_of_unknown_lifetime_is_never_served_by_the_host() {
     assert_eq!(t.expires_at, None);
     assert_eq!(session.authorize(Mode::Silent).unwrap().token, t.token);
     assert!(is_trap(&silent_without_engine(&session)));
-    let _ = std::fs::remove_dir_all(&home);
 }
 
 // RuntimeOptions::release_idle: after a silent authorize with a fresh token
@@ -190,9 +184,9 @@ fn a_token_of_unknown_lifetime_is_never_served_by_the_host() {
 #[test]
 fn released_instances_come_back_from_the_store() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_home("release");
+    let home = temp_home("fast-release");
     let rt = Runtime::new(RuntimeOptions {
-        home: home.clone(),
+        home: home.to_path_buf(),
         release_idle: true,
         ..RuntimeOptions::default()
     })

@@ -18,7 +18,8 @@ use mcp_oauth_host::storage::redis::{RedisOptions, RedisStore};
 use mcp_oauth_host::storage::sealed::{self, Kind, SealedStore};
 use mcp_oauth_host::storage::{FileStore, Secrets, Store};
 
-/// What must live as long as a backend: its directory, its Redis server.
+/// What must live as long as a backend: its directory, its Redis server and
+/// key file (each removed when dropped).
 type Keep = Box<dyn std::any::Any>;
 
 /// Every backend, each with what it needs kept.
@@ -27,9 +28,7 @@ fn backends(tag: &str) -> Vec<(&'static str, Arc<dyn Store>, Keep)> {
     let b = support::temp_home(&format!("contract-sealed-{tag}"));
     let key = StoreKey::generate().unwrap();
     let server = Arc::new(support::RedisServer::start());
-    let key_file = support::temp_home(&format!("contract-redis-{tag}")).join("key");
-    fs::write(&key_file, StoreKey::generate().unwrap().to_base64()).unwrap();
-    set_private(&key_file);
+    let key_file = support::key_file(&format!("contract-redis-{tag}"));
     let redis = |prefix: &str, sealed: bool| -> Arc<dyn Store> {
         let url = StoreUrl::parse(&server.url(&format!("/0?prefix={prefix}")), None).unwrap();
         Arc::new(
@@ -41,12 +40,13 @@ fn backends(tag: &str) -> Vec<(&'static str, Arc<dyn Store>, Keep)> {
                 } else {
                     SecretsChoice::File
                 },
-                key_file: sealed.then(|| key_file.clone()),
+                key_file: sealed.then(|| key_file.to_path_buf()),
                 ca_pem: None,
             })
             .unwrap(),
         )
     };
+    let (sealed, plain) = (redis("sealed:", true), redis("plain:", false));
     vec![
         (
             "file",
@@ -58,17 +58,9 @@ fn backends(tag: &str) -> Vec<(&'static str, Arc<dyn Store>, Keep)> {
             Arc::new(SealedStore::new(FileStore::open(&b).unwrap(), key, "a test key")) as Arc<dyn Store>,
             Box::new(b),
         ),
-        ("redis-sealed", redis("sealed:", true), Box::new(server.clone())),
-        ("redis-plain", redis("plain:", false), Box::new(server)),
+        ("redis-sealed", sealed, Box::new((server.clone(), key_file))),
+        ("redis-plain", plain, Box::new(server)),
     ]
-}
-
-fn set_private(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
-    }
 }
 
 #[test]

@@ -7,25 +7,8 @@ mod sim;
 use mcp_oauth_core::*;
 use sim::*;
 
-const PRM_HDR: &str = "https://mcp.example.com/prm";
-const ASM: &str = "https://auth.example.com/.well-known/oauth-authorization-server";
-const REG: &str = "https://auth.example.com/register";
-const TOK: &str = "https://auth.example.com/token";
-
-fn urls(sim: &Sim) -> Vec<String> {
-    sim.requests.iter().map(|(_, u)| u.clone()).collect()
-}
-
 fn claims(sim: &Sim, i: usize) -> serde_json::Value {
     serde_json::from_str(&sim.proofs[i].1).unwrap()
-}
-
-/// A resource server that wants DPoP, an AS that binds with ES256.
-fn dpop_world() -> Sim {
-    let mut sim = Sim::new();
-    sim.mcp.dpop = true;
-    sim.asc.dpop_algs = Some(vec!["ES256".into()]);
-    sim
 }
 
 // The `DPoP` challenge makes the grant a bound one: a proof on the code

@@ -9,13 +9,6 @@ mod sim;
 use mcp_oauth_core::*;
 use sim::*;
 
-fn dpop_world() -> Sim {
-    let mut sim = Sim::new();
-    sim.mcp.dpop = true;
-    sim.asc.dpop_algs = Some(vec!["ES256".into()]);
-    sim
-}
-
 /// Signs in, lets the token expire and starts a silent refresh: the session
 /// with its flow running, and that flow's first step (taking the lock).
 fn refresh_running(sim: &mut Sim) -> (Session, FlowId, Step) {

@@ -466,3 +466,25 @@ pub fn session() -> Session {
 pub fn session_with(config: Config) -> Session {
     Session::new(MCP, config).unwrap()
 }
+
+/// The URLs of every request so far, in order: what flow tests compare.
+pub fn urls(sim: &Sim) -> Vec<String> {
+    sim.requests.iter().map(|(_, u)| u.clone()).collect()
+}
+
+/// The protected resource metadata the MCP server's 401 points to.
+pub const PRM_HDR: &str = "https://mcp.example.com/prm";
+/// The protected resource metadata at its path-aware well-known URL.
+pub const PRM_PATH: &str = "https://mcp.example.com/.well-known/oauth-protected-resource/mcp";
+/// The authorization server's metadata (RFC 8414), registration and token endpoints.
+pub const ASM: &str = "https://auth.example.com/.well-known/oauth-authorization-server";
+pub const REG: &str = "https://auth.example.com/register";
+pub const TOK: &str = "https://auth.example.com/token";
+
+/// A resource server that wants DPoP, an AS that binds with ES256.
+pub fn dpop_world() -> Sim {
+    let mut sim = Sim::new();
+    sim.mcp.dpop = true;
+    sim.asc.dpop_algs = Some(vec!["ES256".into()]);
+    sim
+}
