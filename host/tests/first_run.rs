@@ -5,7 +5,7 @@
 //! optimized artifact, which later runs load. Behaviour only; the timings
 //! are in scripts/bench.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -17,13 +17,11 @@ use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
 use mcp_oauth_host::runtime::Uncached;
 use mcp_oauth_host::{Config, Mode, Runtime, RuntimeOptions, SessionIo};
 
-const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
+mod support;
 
-fn temp_dir(tag: &str) -> PathBuf {
-    let mut n = [0u8; 8];
-    getrandom::fill(&mut n).unwrap();
-    std::env::temp_dir().join(format!("mcp-oauth-first-run-{tag}-{:016x}", u64::from_le_bytes(n)))
-}
+use support::temp_home;
+
+const CLI: &str = env!("CARGO_BIN_EXE_mcp-oauth");
 
 fn io() -> SessionIo {
     SessionIo {
@@ -74,7 +72,10 @@ fn login(server: &DemoServer, home: &Path, elsewhere: &Path) -> String {
 #[test]
 fn the_first_cli_run_uses_the_embedded_engine_and_compiles_nothing() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let (home, elsewhere) = (temp_dir("embedded"), temp_dir("embedded-elsewhere"));
+    let (home, elsewhere) = (
+        temp_home("first-run-embedded"),
+        temp_home("first-run-embedded-elsewhere"),
+    );
     let token = login(&server, &home, &elsewhere);
     let out = Command::new(CLI)
         .args(["token", &server.mcp_url()])
@@ -95,7 +96,7 @@ fn the_first_cli_run_uses_the_embedded_engine_and_compiles_nothing() {
 
     // The library likewise: optimized code (not Winch), no compile, no cache.
     let rt = Runtime::new(RuntimeOptions {
-        home: home.clone(),
+        home: home.to_path_buf(),
         uncached: Uncached::Baseline,
         ..RuntimeOptions::default()
     })
@@ -104,15 +105,12 @@ fn the_first_cli_run_uses_the_embedded_engine_and_compiles_nothing() {
     let session = rt.session(&server.mcp_url(), Config::default(), io()).unwrap();
     assert_eq!(session.authorize(Mode::Silent).unwrap().token, token);
     assert!(artifacts(&home.join("cache")).is_empty());
-
-    let _ = std::fs::remove_dir_all(&home);
-    let _ = std::fs::remove_dir_all(&elsewhere);
 }
 
 #[test]
 fn the_first_cli_run_without_a_cache_works_and_leaves_a_usable_cache() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let (home, elsewhere) = (temp_dir("home"), temp_dir("elsewhere"));
+    let (home, elsewhere) = (temp_home("first-run-home"), temp_home("first-run-elsewhere"));
     let token = login(&server, &home, &elsewhere);
     let cache = home.join("cache");
 
@@ -150,7 +148,7 @@ fn the_first_cli_run_without_a_cache_works_and_leaves_a_usable_cache() {
     // It is the artifact this build loads: a runtime starts from it (not
     // from Winch), and there is nothing left to write.
     let options = RuntimeOptions {
-        home: home.clone(),
+        home: home.to_path_buf(),
         embedded_artifact: false,
         uncached: Uncached::Baseline,
         ..RuntimeOptions::default()
@@ -168,17 +166,14 @@ fn the_first_cli_run_without_a_cache_works_and_leaves_a_usable_cache() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), token);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(names(&cache), before);
-
-    let _ = std::fs::remove_dir_all(&home);
-    let _ = std::fs::remove_dir_all(&elsewhere);
 }
 
 #[test]
 fn a_baseline_runtime_runs_the_engine_and_write_cache_fills_the_cache() {
     let server = DemoServer::start(Faults::default()).unwrap();
-    let home = temp_dir("baseline");
+    let home = temp_home("first-run-baseline");
     let options = RuntimeOptions {
-        home: home.clone(),
+        home: home.to_path_buf(),
         embedded_artifact: false,
         uncached: Uncached::Baseline,
         ..RuntimeOptions::default()
@@ -206,16 +201,13 @@ fn a_baseline_runtime_runs_the_engine_and_write_cache_fills_the_cache() {
     assert_eq!(session.authorize(Mode::Silent).unwrap().token, token);
 
     // The default compiles optimized code and caches it itself.
-    let home2 = temp_dir("optimize");
+    let home2 = temp_home("first-run-optimize");
     let rt = Runtime::new(RuntimeOptions {
-        home: home2.clone(),
+        home: home2.to_path_buf(),
         embedded_artifact: false,
         ..RuntimeOptions::default()
     })
     .unwrap();
     assert!(!rt.is_baseline());
     assert_eq!(artifacts(&home2.join("cache")).len(), 1);
-
-    let _ = std::fs::remove_dir_all(&home);
-    let _ = std::fs::remove_dir_all(&home2);
 }
