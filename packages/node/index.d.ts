@@ -342,7 +342,11 @@ export class McpOAuth {
    * `new StreamableHTTPClientTransport(url, { fetch: auth.fetch })`.
    */
   readonly fetch: typeof globalThis.fetch;
-  /** A usable access token: stored, refreshed, or (interactive) newly authorized. */
+  /**
+   * A usable access token: stored, refreshed, or (interactive) newly authorized.
+   * A fresh Bearer token on a warm store is served before the engine loads
+   * (the silent fast path, README "Start-up").
+   */
   token(): Promise<string>;
   /** Clears the decline latch: the next call may ask again. */
   retry(): Promise<void>;

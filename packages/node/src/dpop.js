@@ -6,7 +6,7 @@
 // never replaced: a token bound to it is useless without it, and the user
 // decides what to do with the file.
 
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, sign } from 'node:crypto';
+import { nodeCrypto } from './builtins.js';
 
 /** Loaded keys, per process: `<store id>\n<key id>` -> Promise<{ key, header }>. */
 const shared = new Map();
@@ -16,7 +16,7 @@ const b64url = (bytes) => Buffer.from(bytes).toString('base64url');
 /** The private key in `pem` when it is a P-256 key, else null. */
 function parseKey(pem) {
   try {
-    const key = createPrivateKey({ key: pem, format: 'pem' });
+    const key = nodeCrypto().createPrivateKey({ key: pem, format: 'pem' });
     if (key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'prime256v1') return key;
   } catch {
     // not a key: the caller refuses the file
@@ -26,7 +26,7 @@ function parseKey(pem) {
 
 /** The proof's protected header, base64url: typ, alg and the public key only. */
 function headerFor(key) {
-  const { x, y } = createPublicKey(key).export({ format: 'jwk' });
+  const { x, y } = nodeCrypto().createPublicKey(key).export({ format: 'jwk' });
   return b64url(JSON.stringify({ typ: 'dpop+jwt', alg: 'ES256', jwk: { kty: 'EC', crv: 'P-256', x, y } }));
 }
 
@@ -37,7 +37,7 @@ function headerFor(key) {
  * key file: keep it in step with `key_id` in guest/core/src/wire/dpop.rs.
  */
 export function dpopKeyId(issuer, resource) {
-  return `dpop-${createHash('sha256').update(`${issuer}\n${resource}`, 'utf8').digest('hex').slice(0, 40)}`;
+  return `dpop-${nodeCrypto().createHash('sha256').update(`${issuer}\n${resource}`, 'utf8').digest('hex').slice(0, 40)}`;
 }
 
 export class DpopKeys {
@@ -55,7 +55,7 @@ export class DpopKeys {
     const { key, header } = await this.#load(keyId);
     const input = `${header}.${b64url(claims)}`;
     // ES256: the raw 64-byte r || s, as JWS wants.
-    const sig = sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
+    const sig = nodeCrypto().sign('sha256', Buffer.from(input), { key, dsaEncoding: 'ieee-p1363' });
     return `${input}.${b64url(sig)}`;
   }
 
@@ -80,7 +80,7 @@ export class DpopKeys {
       new Error(`the DPoP key file ${this.store.keyPath?.(keyId) ?? keyId} is not a P-256 private key (PKCS#8 PEM); it is left as it is: move it away to make a new key (tokens bound to it then need a new sign-in)`);
     let stored = await this.store.getKey(keyId); // an unsafe file is an error, never absent
     if (stored === null) {
-      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const { privateKey } = nodeCrypto().generateKeyPairSync('ec', { namedCurve: 'P-256' });
       const pem = privateKey.export({ format: 'pem', type: 'pkcs8' });
       // Created only if no other process made it meanwhile (then its key is the one to use).
       stored = await this.store.putKeyOnce(keyId, pem);

@@ -4,13 +4,13 @@
 // to tell the user. Only the values shown in `onProgress` leave this module,
 // escaped, and none is a secret.
 
-import { sign as cryptoSign } from 'node:crypto';
 import { sendEngineRequest } from './http.js';
 import { Listener } from './callback.js';
 import { refuseToOpen } from './browser.js';
 import { printable } from './terminal.js';
 import { DpopKeys } from './dpop.js';
 import { McpOAuthError } from './errors.js';
+import { nodeCrypto } from './builtins.js';
 
 const OK = { tag: 'ok', val: undefined };
 const err = (message) => ({ tag: 'err', val: String(message) });
@@ -194,7 +194,7 @@ export class Host {
     if (!this.io.signingKey) return err('no signing key is configured (pass the privateKey option for private_key_jwt)');
     try {
       // ES256: the raw 64-byte r || s, as JWS wants.
-      return { tag: 'ok', val: new Uint8Array(cryptoSign('sha256', input, { key: this.io.signingKey, dsaEncoding: 'ieee-p1363' })) };
+      return { tag: 'ok', val: new Uint8Array(nodeCrypto().sign('sha256', input, { key: this.io.signingKey, dsaEncoding: 'ieee-p1363' })) };
     } catch (e) {
       return err(`signing failed: ${e.code || 'error'}`);
     }

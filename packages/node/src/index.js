@@ -8,84 +8,49 @@
 // driver, then calls again). The decline latch inside the engine makes later
 // calls fail fast until retry().
 
-import { createPrivateKey, getRandomValues } from 'node:crypto';
-import { loadMachine } from './engine.js';
-import { Host } from './host.js';
-import { missingMethods } from './store.js';
-import { selectStore } from './store/select.js';
-import { dpopKeyId } from './dpop.js';
+import { missingMethods, selectStore } from './store/select.js';
 import { DEFAULT_HTTP, dpopNonceSignal } from './http.js';
-import { systemOpenBrowser } from './browser.js';
+import { fastToken } from './fast.js';
+import { engineConfig, fastPathSkew, loadSigningKey } from './config.js';
+import { nodeCrypto } from './builtins.js';
+import { enableCompileCache } from './compile-cache.js';
 import { McpOAuthError, fromAuthError } from './errors.js';
 import { defaultProgress, printable } from './terminal.js';
 
 export { McpOAuthError } from './errors.js';
-export { defaultHome, FileStore, SealedStore, openStore } from './store.js';
+export { defaultHome, FileStore } from './store/file.js';
+export { SealedStore } from './store/sealed.js';
+export { openStore } from './store/choose.js';
 export { escapeTerminal } from './terminal.js';
-export { systemOpenBrowser } from './browser.js';
+
+// The engine, the host and the rest load on first need (./lazy.js), with
+// Node's compile cache on from then (./compile-cache.js).
+let lazyModules = null;
+const lazy = () => (lazyModules ??= (enableCompileCache(), import('./lazy.js')));
+/** Starts compiling the engine in the background: a flow will need it. */
+const compileEngine = () => lazy().then((m) => m.compileEngine(), () => {});
+
+/** Opens an http(s) URL in the system browser ($BROWSER, else xdg-open / open). */
+export async function systemOpenBrowser(...args) {
+  return (await lazy()).systemOpenBrowser(...args);
+}
 
 const MAX_EFFECTS_PER_FLOW = 1000;
 const MAX_WAIT_ROUNDS = 8;
 const now = () => BigInt(Date.now());
 // Entropy for each engine call (64 bytes; the engine uses it only when a
 // flow needs a verifier or state). Drawn from a pool refilled 1024 calls at a
-// time: one getRandomValues call costs about as much as the warm engine call.
+// time: one fill costs about as much as the warm engine call. randomFillSync,
+// not getRandomValues: the same CSPRNG without loading Web Crypto (~1 ms).
 const pool = new Uint8Array(65_536);
 let poolAt = pool.length;
 function entropy() {
   if (poolAt === pool.length) {
-    getRandomValues(pool); // 65536 bytes: the most one call may fill
+    nodeCrypto().randomFillSync(pool);
     poolAt = 0;
   }
   poolAt += 64;
   return pool.subarray(poolAt - 64, poolAt); // each slice is handed out once
-}
-
-/** The WIT `config` record from the options. */
-function engineConfig(o, signingKey) {
-  let grant;
-  if (o.grant === 'client-credentials') grant = { tag: 'client-credentials' };
-  else if (o.grant && typeof o.grant === 'object' && 'workloadToken' in o.grant) {
-    grant = { tag: 'workload-identity', val: String(o.grant.workloadToken) };
-  }
-  else if (o.grant && typeof o.grant === 'object') {
-    grant = {
-      tag: 'identity-assertion',
-      val: { idpTokenEndpoint: o.grant.idpTokenEndpoint, idToken: o.grant.idToken, idpClientId: o.grant.idpClientId },
-    };
-  } else if (o.grant === undefined || o.grant === 'authorization-code') grant = undefined;
-  else throw new McpOAuthError('invalid-config', `unknown grant ${JSON.stringify(o.grant)}; use 'authorization-code', 'client-credentials', { idToken, idpTokenEndpoint } or { workloadToken }`);
-  return {
-    clientId: o.clientId,
-    clientSecret: o.clientSecret,
-    clientIssuer: o.clientIssuer,
-    clientMetadataUrl: o.clientMetadataUrl,
-    clientName: o.clientName,
-    scope: o.scope,
-    callbackPort: o.callbackPort,
-    callbackTimeoutMs: o.callbackTimeoutMs === undefined ? undefined : BigInt(o.callbackTimeoutMs),
-    allowMissingS256: o.allowMissingS256 ?? [],
-    grant,
-    privateKeyJwt: Boolean(signingKey),
-    expirySkewMs: o.expirySkewMs === undefined ? undefined : BigInt(o.expirySkewMs),
-    maxStepUps: o.maxStepUps,
-    requestOfflineAccess: o.requestOfflineAccess,
-    authorizeParams: Object.entries(o.authorizeParams ?? {}).map(([name, value]) => ({ name, value: String(value) })),
-  };
-}
-
-function loadSigningKey(pk) {
-  if (pk === undefined) return undefined;
-  let key;
-  try {
-    key = typeof pk === 'string' || Buffer.isBuffer(pk) ? createPrivateKey(pk) : pk;
-  } catch {
-    throw new McpOAuthError('invalid-config', 'privateKey is not a private key in PEM; give a P-256 key (-----BEGIN PRIVATE KEY-----)');
-  }
-  if (key.asymmetricKeyType !== 'ec' || key.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {
-    throw new McpOAuthError('invalid-config', 'privateKey must be a P-256 (ES256) private key');
-  }
-  return key;
 }
 
 /**
@@ -129,8 +94,12 @@ export class McpOAuth {
   #config;
   #machine = null; // a SessionMachine, or null after a trap
   #running = Promise.resolve(); // the driver of the flow in progress
-  #host = null; // made by open(), once the store is settled
+  #host = null; // a promise of the Host, made when a flow first needs one
   #store = null;
+  #fastSkew; // the silent fast path's skew (ms), or null: this config goes to the engine
+  #fastRead = null; // the fast path's one read of the store: a token to serve, or null
+  #engineStarted = false; // no fast path once the engine has had a call
+  #quiet = false; // the fast path's reads warn nothing: the engine reads again and says it
   #ownsStore = false; // opened here (a Redis connection, a file store): closed by close()
   #progress;
   #hostOptions;
@@ -144,15 +113,21 @@ export class McpOAuth {
    */
   static async open(serverUrl, options = {}) {
     const auth = new McpOAuth(String(serverUrl), options);
+    // A config only the engine can judge (a machine grant, a client secret,
+    // extra parameters, a URL the host's rules refuse) starts the engine
+    // now, so open() reports what it refuses, as it always has. Otherwise
+    // the engine loads when a call first needs it.
+    const eager = auth.#fastSkew === null;
     // Side by side: a keychain read (a child process on Linux) overlaps the engine's compilation.
-    const engine = auth.#instance();
-    engine.catch(() => {}); // reported below, after the store's error if any
+    if (eager) compileEngine();
     await auth.#openStore(options);
-    try {
-      await engine;
-    } catch (e) {
-      await auth.close(); // the store's connection is not left open
-      throw e;
+    if (eager) {
+      try {
+        await auth.#instance();
+      } catch (e) {
+        await auth.close(); // the store's connection is not left open
+        throw e;
+      }
     }
     return auth;
   }
@@ -168,12 +143,23 @@ export class McpOAuth {
       const missing = missingMethods(options.store);
       if (missing.length) throw new McpOAuthError('invalid-config', `the store option lacks ${missing.join(', ')}; give a store URL, a FileStore, a SealedStore, or an object with the same methods`);
     }
-    const warn = (m) => this.#progress({ kind: 'storage-warning', record: 'record', reason: printable(m) });
+    const warn = (m) => this.#quiet || this.#progress({ kind: 'storage-warning', record: 'record', reason: printable(m) });
     const { store, owned, home } = await selectStore(options, { warn });
     this.#store = store;
     this.#ownsStore = owned;
     this.home = home;
-    this.#host = new Host({ store, ...this.#hostOptions });
+  }
+
+  /** The host that performs effects (its modules load with the first flow). */
+  #getHost() {
+    this.#host ??= lazy().then(
+      ({ Host }) => new Host({ store: this.#store, ...this.#hostOptions }),
+      (e) => {
+        this.#host = null;
+        throw e;
+      },
+    );
+    return this.#host;
   }
 
   constructor(serverUrl, options) {
@@ -185,6 +171,7 @@ export class McpOAuth {
     }
     const signingKey = loadSigningKey(options.privateKey);
     this.#config = engineConfig(options, signingKey);
+    this.#fastSkew = fastPathSkew(serverUrl, options);
     this.#mode = options.interactive === false ? 'silent' : 'interactive';
     this.#fetchImpl = options.fetch ?? ((...a) => globalThis.fetch(...a));
     const progress = options.onProgress ?? defaultProgress;
@@ -231,8 +218,9 @@ export class McpOAuth {
     const { issuer, resource } = await this.#engineStatus();
     await this.#run((m) => m.logout(now()));
     if (issuer !== undefined && resource !== undefined) {
+      const { dpopKeyId } = await lazy();
       const keyId = dpopKeyId(issuer, resource);
-      this.#host.dpop.forget(keyId);
+      (await this.#getHost()).dpop.forget(keyId);
       try {
         await this.#store.deleteKey(keyId);
       } catch (e) {
@@ -280,14 +268,41 @@ export class McpOAuth {
   }
 
   async #authorize(mode) {
-    return (await this.#run((m) => m.authorize(now(), mode, entropy()))).val;
+    return (await this.#fastPath()) ?? (await this.#run((m) => m.authorize(now(), mode, entropy()))).val;
+  }
+
+  /**
+   * The silent fast path (./fast.js): until the engine has had a call, the
+   * store is read once (concurrent callers share the read) and a fresh
+   * Bearer token is served while now < its refresh_at, as the engine would
+   * serve it from memory. Null: ask the engine.
+   */
+  async #fastPath() {
+    if (this.#fastSkew === null || this.#engineStarted) return null;
+    this.#fastRead ??= (async () => {
+      this.#quiet = true;
+      try {
+        return await fastToken(this.#store, this.#serverUrl, Date.now(), this.#fastSkew);
+      } finally {
+        this.#quiet = false;
+      }
+    })().then((t) => {
+      if (!t) compileEngine(); // the engine answers this one: its compilation starts now
+      return t;
+    });
+    const t = await this.#fastRead;
+    // A call that reached the engine meanwhile (a 401) ends the fast path.
+    return t && !this.#engineStarted && Date.now() < Number(t.refreshAt) ? t : null;
   }
 
   async #instance() {
+    this.#engineStarted = true;
+    this.#fastRead = null;
     if (this.#machine) return this.#machine;
-    const api = await loadMachine();
-    if (this.#machine) return this.#machine; // a concurrent caller won
+    this.#getHost().catch(() => {}); // its modules load beside the engine's; a flow reports a failure
     try {
+      const api = await (await lazy()).loadMachine();
+      if (this.#machine) return this.#machine; // a concurrent caller won
       this.#machine = api.SessionMachine.open(this.#serverUrl, this.#config);
     } catch (e) {
       // jco throws a result's error case as a ComponentError with `payload`.
@@ -343,11 +358,13 @@ export class McpOAuth {
   async #drive(m, first) {
     const ctx = { locks: new Map(), listener: null };
     let step = first;
+    let host = null;
     try {
       for (let n = 0; step.tag === 'effect' && n < MAX_EFFECTS_PER_FLOW; n++) {
         let input;
         try {
-          input = await this.#host.perform(step.val, ctx);
+          host ??= await this.#getHost();
+          input = await host.perform(step.val, ctx);
         } catch (e) {
           // A store fault mid-flow (Redis unreachable): the instance is left
           // waiting for an answer, so a fresh one takes the next call.
@@ -369,7 +386,7 @@ export class McpOAuth {
           // a store's release that fails must not hide the flow's outcome
         }
       }
-      await this.#host.closeListener(ctx);
+      await host?.closeListener(ctx);
     }
   }
 

@@ -25,11 +25,4 @@ export { SealedStore, seal, sealWithNonce, open, isSealed, keyId, keyFromBase64 
 export { openStore, readManifest, readKeyFile, secretsChoice } from './store/choose.js';
 export { keychainAccount, keychainName, keychainGet, keychainSet, keychainDelete, KEYCHAIN_DEADLINE_MS } from './store/keychain.js';
 
-const REQUIRED = ['get', 'set', 'delete', 'list', 'lock', 'getKey', 'putKeyOnce', 'deleteKey', 'describe'];
-
-/** The names of the seam's methods `store` lacks (for a clear error on a store given by the program). */
-export function missingMethods(store) {
-  if (!store || typeof store !== 'object') return ['id', ...REQUIRED];
-  const missing = REQUIRED.filter((m) => typeof store[m] !== 'function');
-  return typeof store.id === 'string' ? missing : ['id (a string)', ...missing];
-}
+export { missingMethods } from './store/select.js';

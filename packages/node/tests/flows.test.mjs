@@ -17,7 +17,7 @@ const TTL_S = 6;
 const STALE_AFTER_MS = 3300;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // Internals, by file (the package's exports map covers only the public API).
-const { dpopKeyId } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src', 'dpop.js'));
+const { dpopKeyId } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'dist', 'lazy.js'));
 
 let demo, shortLived;
 const homes = [];

@@ -12,9 +12,7 @@ import path from 'node:path';
 import { McpOAuthError } from 'mcp-oauth';
 import { tempHome, removeHome } from './helpers.mjs';
 
-const internal = (file) => import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src', 'store', file));
-const { openRedisStore } = await internal('redis.js');
-const { parseStoreUrl } = await internal('redis-url.js');
+const { openRedisStore, parseStoreUrl } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'dist', 'lazy.js'));
 
 const have = (cmd, arg) => {
   try {

@@ -16,10 +16,7 @@ import path from 'node:path';
 import { McpOAuth, McpOAuthError } from 'mcp-oauth';
 import { startRedis, tempHome, removeHome, runNode } from './helpers.mjs';
 
-const internal = (...p) => import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src', ...p));
-const { openRedisStore } = await internal('store', 'redis.js');
-const { parseStoreUrl } = await internal('store', 'redis-url.js');
-const { Host } = await internal('host.js');
+const { openRedisStore, parseStoreUrl, Host } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'dist', 'lazy.js'));
 
 const SERVER = 'https://mcp.example.com/mcp'; // opening makes no request to it
 const enc = (s) => new TextEncoder().encode(s);

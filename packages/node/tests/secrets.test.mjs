@@ -20,7 +20,7 @@ import { McpOAuth, McpOAuthError, FileStore, SealedStore, openStore } from 'mcp-
 import { startDemo, headlessBrowser, noBrowser, tempHome, removeHome, runNode, filesContaining, isAsRequest, pingStatus } from './helpers.mjs';
 
 // Internals, by file (the package's exports map covers only the public API).
-const { dpopKeyId } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src', 'dpop.js'));
+const { dpopKeyId } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'dist', 'lazy.js'));
 
 const URL_ = 'https://mcp.example.com/mcp'; // opening makes no request
 // Installed with the package unless npm could not fetch it (offline): then the

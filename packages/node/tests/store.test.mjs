@@ -12,8 +12,7 @@ import path from 'node:path';
 import { FileStore, SealedStore, openStore } from 'mcp-oauth';
 import { tempHome, removeHome, filesContaining as filesWith, startRedis } from './helpers.mjs';
 
-const { openRedisStore } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src', 'store', 'redis.js'));
-const { parseStoreUrl } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src', 'store', 'redis-url.js'));
+const { openRedisStore, parseStoreUrl } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'dist', 'lazy.js'));
 
 const homes = [];
 const opened = []; // Redis stores, closed at the end

@@ -11,14 +11,8 @@ import path from 'node:path';
 import { escapeTerminal, defaultHome, systemOpenBrowser } from 'mcp-oauth';
 import { tempHome, removeHome, rawRequest, GET, callbackJunk } from './helpers.mjs';
 
-// Internals, by file (the package's exports map covers only the public API).
-const pkg = path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src');
-const { checkPolicy } = await import(path.join(pkg, 'http.js'));
-const { FileStore } = await import(path.join(pkg, 'store.js'));
-const { Listener, MAX_QUEUE } = await import(path.join(pkg, 'callback.js'));
-const { browserCommand } = await import(path.join(pkg, 'browser.js'));
-const { DpopKeys } = await import(path.join(pkg, 'dpop.js'));
-const { Host } = await import(path.join(pkg, 'host.js'));
+// Internals, from the bundle's lazy.js (the package's exports map covers only the public API).
+const { checkPolicy, FileStore, Listener, MAX_QUEUE, browserCommand, DpopKeys, Host } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'dist', 'lazy.js'));
 
 const homes = [];
 after(() => Promise.all(homes.map(removeHome)));

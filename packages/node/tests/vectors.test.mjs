@@ -19,19 +19,15 @@ const VECTORS = path.join(root, 'tests', 'vectors');
 const vectors = (name) => JSON.parse(readFileSync(path.join(VECTORS, name), 'utf8'));
 
 // Internals, by file (the package's exports map covers only the public API).
-const pkg = path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'src');
-const { FileStore, lockVerdict, breakStale, alive } = await import(path.join(pkg, 'store.js'));
-const { Host } = await import(path.join(pkg, 'host.js'));
-const { printable, escapeTerminal } = await import(path.join(pkg, 'terminal.js'));
-const { McpOAuthError } = await import(path.join(pkg, 'errors.js'));
-const { dpopNonceSignal } = await import(path.join(pkg, 'http.js'));
-const { SealedStore, sealWithNonce, open: openSealed, keyId, keyFromBase64 } = await import(path.join(pkg, 'store.js'));
-const { parseStoreUrl, keysFor, userNamespace } = await import(path.join(pkg, 'store', 'redis-url.js'));
-const { storeSpec } = await import(path.join(pkg, 'store', 'select.js'));
+const internal = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'dist', 'lazy.js'));
+const { FileStore, lockVerdict, breakStale, alive, Host, printable, escapeTerminal, McpOAuthError, dpopNonceSignal } = internal;
+const { SealedStore, sealWithNonce, open: openSealed, keyId, keyFromBase64, parseStoreUrl, keysFor, userNamespace, storeSpec } = internal;
+const fast = internal; // sha256Hex, recordKey, fastToken
 const { McpOAuth } = await import('mcp-oauth');
 
 const COVERED = [
   'dpop_nonce_signals.json',
+  'fast_path.json',
   'key_files.json',
   'lock_verdicts.json',
   'record_files.json',
@@ -399,4 +395,74 @@ test('the store option wins over MCP_OAUTH_STORE; an empty option means the file
     if (saved === undefined) delete process.env.MCP_OAUTH_STORE;
     else process.env.MCP_OAUTH_STORE = saved;
   }
+});
+
+// The silent fast path (fast_path.json): the rule over each case's records,
+// through a plain map, the file store and the sealed store. McpOAuth itself
+// runs every case in fast-path.test.mjs.
+const FAST = vectors('fast_path.json');
+const served = (t) => t && { access_token: t.token, expires_at: Number(t.expiresAt), refresh_at: Number(t.refreshAt), scopes: t.scopes };
+const bytesOf = (text) => new TextEncoder().encode(text);
+
+test('fast_path.json: the record keys (SHA-256 in JS, as the engine derives them)', () => {
+  for (let n = 0; n < 200; n += 7) {
+    const b = Buffer.alloc(n, n % 251);
+    assert.equal(fast.sha256Hex(b), createHash('sha256').update(b).digest('hex'), `${n} bytes`);
+  }
+  assert.equal(fast.sha256Hex(new Uint8Array()), createHash('sha256').digest('hex'));
+  for (const c of FAST.cases) {
+    const want = new Set(Object.keys(c.records));
+    const keys = [
+      fast.recordKey('binding', [c.server_url]),
+      fast.recordKey('tokens', ['https://mcp.example.com/mcp', 'https://auth.example.com']),
+      fast.recordKey('metadata', ['https://auth.example.com']),
+    ];
+    for (const k of want) assert.ok(keys.includes(k), `${c.name}: ${k}`);
+  }
+  // Parts are separated by a 0 byte and hashed as UTF-8.
+  const h = createHash('sha256').update('tokens').update(Buffer.from([0])).update('https://é.example/').update(Buffer.from([0])).update('i');
+  assert.equal(fast.recordKey('tokens', ['https://é.example/', 'i']), `tokens-${h.digest('hex').slice(0, 40)}`);
+});
+
+test('fast_path.json: every case served exactly as the vectors say (a map, the file store, the sealed store)', async () => {
+  const key = keyFromBase64(vectors('sealed_records.json').key_base64);
+  for (const c of FAST.cases) {
+    const map = { get: async (k) => (k in c.records ? bytesOf(c.records[k]) : null) };
+    assert.deepEqual(served(await fast.fastToken(map, c.server_url, c.now, FAST.skew_ms)), c.serve, c.name);
+    const plain = await home();
+    const sealedDir = await home();
+    for (const [k, text] of Object.entries(c.records)) {
+      await fs.writeFile(path.join(plain, `${k}.json`), text, { mode: 0o600 });
+      await fs.writeFile(path.join(sealedDir, `${k}.json`), sealWithNonce(key, 'record', k, Buffer.from(text), Buffer.alloc(12, 1)), { mode: 0o600 });
+    }
+    const stores = [new FileStore(plain, () => {}), new SealedStore(new FileStore(sealedDir, () => {}), key)];
+    for (const store of stores) {
+      assert.deepEqual(served(await fast.fastToken(store, c.server_url, c.now, FAST.skew_ms)), c.serve, `${c.name} (${store.describe().mode})`);
+    }
+  }
+});
+
+test('fast_path.json: the skew is the instance\'s, and anything odd goes to the engine', async () => {
+  const c = FAST.cases.find((x) => x.name.includes('60 s before expiry'));
+  const map = (records) => ({ get: async (k) => (k in records ? bytesOf(records[k]) : null) });
+  assert.equal(await fast.fastToken(map(c.records), c.server_url, c.now, FAST.skew_ms), null);
+  const t = await fast.fastToken(map(c.records), c.server_url, c.now, 0);
+  assert.equal(Number(t.refreshAt), Number(t.expiresAt), 'no margin with no skew');
+  const fresh = FAST.cases.find((x) => x.name === 'fresh bearer token');
+  const tokensKey = Object.keys(fresh.records).find((k) => k.startsWith('tokens-'));
+  const edit = (from, to) => map({ ...fresh.records, [tokensKey]: fresh.records[tokensKey].replace(from, to) });
+  // Numbers the engine does not read as u64, strings it cannot hold, fields of the wrong type, a store that throws.
+  for (const [from, to] of [
+    ['"expires_at":1800003600000', '"expires_at":1800003600000.0'],
+    ['"expires_at":1800003600000', '"expires_at":1.8000036e12'],
+    ['"expires_at":1800003600000', '"expires_at":18000036000000000000'],
+    ['"expires_at":1800003600000', '"expires_at":"1800003600000"'],
+    ['"access_token":"at-1"', '"access_token":"at-\\ud800"'],
+    ['"client_id":"client-1",', ''],
+    ['"scope":"mcp:tools offline_access"', '"scope":["mcp:tools"]'],
+  ]) {
+    assert.equal(await fast.fastToken(edit(from, to), fresh.server_url, fresh.now, FAST.skew_ms), null, to);
+  }
+  assert.equal(await fast.fastToken({ get: async () => { throw new Error('down'); } }, fresh.server_url, fresh.now, FAST.skew_ms), null);
+  assert.deepEqual(served(await fast.fastToken(edit('"scope":"mcp:tools offline_access"', '"scope":" a  a b "'), fresh.server_url, fresh.now, FAST.skew_ms)).scopes, ['a', 'b']);
 });

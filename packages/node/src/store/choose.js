@@ -6,16 +6,17 @@
 // converts the store. Every write of `store.json` (and the key it names) is
 // made under the store lock (`locks/store.lock`), so two first users agree.
 
-import { constants as C } from 'node:fs';
-import fs from 'node:fs/promises';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { nodeCrypto, nodeFs } from '../builtins.js';
 import { FileStore, Refused } from './file.js';
 import { SealedStore, isSealed, keyFromBase64, keyId, seal } from './sealed.js';
-import { keychainAccount, keychainGet, keychainName, keychainSet } from './keychain.js';
 import { McpOAuthError } from '../errors.js';
 import { printable } from '../terminal.js';
 
+const fs = () => nodeFs().promises; // loaded only off the plain store's path
+const C = nodeFs().constants;
+// The keychain's module (and the child process it may start) loads only for a sealed store or a first use.
+const keychain = async () => (await import('../lazy.js')).keychain;
 const MANIFEST = 'store.json';
 const PLAIN = '{"format":1,"mode":"plain"}';
 const sealedManifest = (kid) => `{"format":1,"mode":"sealed","key_id":"${kid}"}`;
@@ -76,7 +77,7 @@ export async function readKeyFile(file) {
   const refuse = (why) => new McpOAuthError('store-key', `the store key file ${file} (MCP_OAUTH_STORE_KEY_FILE) ${why}`);
   let fh;
   try {
-    fh = await fs.open(file, C.O_RDONLY | (C.O_NONBLOCK ?? 0)); // a FIFO cannot block
+    fh = await fs().open(file, C.O_RDONLY | (C.O_NONBLOCK ?? 0)); // a FIFO cannot block
   } catch (e) {
     throw refuse(e.code === 'ENOENT' ? 'does not exist' : `cannot be opened (${e.code || 'error'})`);
   }
@@ -105,13 +106,14 @@ export async function readKeyFile(file) {
 async function keySource(file, env) {
   const keyFile = env.MCP_OAUTH_STORE_KEY_FILE;
   if (keyFile) return { key: await readKeyFile(keyFile), from: `the key file ${keyFile}`, source: 'key-file' };
-  const account = keychainAccount(file.dir);
-  const got = await keychainGet(account, { env });
-  if (got.unavailable) return { unavailable: got.unavailable };
-  return { key: got.key ?? null, account, from: keychainName(), source: 'keychain' };
+  const kc = await keychain();
+  const account = kc.keychainAccount(file.dir);
+  const got = await kc.keychainGet(account, { env });
+  if (got.unavailable) return { unavailable: got.unavailable, from: kc.keychainName() };
+  return { key: got.key ?? null, account, from: kc.keychainName(), source: 'keychain' };
 }
 
-const exists = (p) => fs.lstat(p).then(
+const exists = (p) => fs().lstat(p).then(
   () => true,
   () => false,
 );
@@ -175,8 +177,8 @@ async function firstUse(file, choice, env) {
   const fallBack = async (why) => {
     if (choice === 'keychain') {
       // The store lock may have made the directories: take back what this call made.
-      if (made.locks) await fs.rmdir(file.locks).catch(() => {});
-      if (made.dir) await fs.rmdir(file.dir).catch(() => {});
+      if (made.locks) await fs().rmdir(file.locks).catch(() => {});
+      if (made.dir) await fs().rmdir(file.dir).catch(() => {});
       throw noKeychain(why);
     }
     noticeOnce('plain', `keeping secrets in plain files under ${file.dir} (${why}); set MCP_OAUTH_SECRETS=file to silence this`);
@@ -189,15 +191,16 @@ async function firstUse(file, choice, env) {
     if (!key) {
       // No item yet: look again under the lock (another process may have just
       // made one), else make the key and keep it in the keychain.
-      const again = await keychainGet(src.account, { fresh: true, env });
+      const kc = await keychain();
+      const again = await kc.keychainGet(src.account, { fresh: true, env });
       if (again.unavailable) return { why: again.unavailable };
       key = again.key;
       if (!key) {
-        key = randomBytes(32);
+        key = nodeCrypto().randomBytes(32);
         try {
-          await keychainSet(src.account, key, { env });
+          await kc.keychainSet(src.account, key, { env });
         } catch (e) {
-          return { why: `${keychainName()} did not keep the key: ${e.message}` };
+          return { why: `${src.from} did not keep the key: ${e.message}` };
         }
       }
     }
@@ -221,7 +224,7 @@ async function openSealed(file, m, env) {
   if (src.unavailable) {
     throw new McpOAuthError(
       'keychain-unavailable',
-      `the store ${file.dir} is sealed and its key is kept in ${keychainName()}, which cannot be reached (${src.unavailable}); run where the keychain is unlocked, or set MCP_OAUTH_STORE_KEY_FILE`,
+      `the store ${file.dir} is sealed and its key is kept in ${src.from}, which cannot be reached (${src.unavailable}); run where the keychain is unlocked, or set MCP_OAUTH_STORE_KEY_FILE`,
     );
   }
   if (src.key && keyId(src.key) === m.keyId) return new SealedStore(file, src.key, { keyFrom: src.from, source: src.source });
@@ -231,14 +234,15 @@ async function openSealed(file, m, env) {
     let key = src.key;
     let made = false;
     if (src.account) {
-      const again = await keychainGet(src.account, { fresh: true, env });
+      const kc = await keychain();
+      const again = await kc.keychainGet(src.account, { fresh: true, env });
       if (again.unavailable) throw noKeychain(again.unavailable);
       key = again.key;
       if (!key) {
-        key = randomBytes(32);
+        key = nodeCrypto().randomBytes(32);
         made = true;
         try {
-          await keychainSet(src.account, key, { env });
+          await kc.keychainSet(src.account, key, { env });
         } catch (e) {
           throw noKeychain(e.message);
         }
@@ -248,7 +252,7 @@ async function openSealed(file, m, env) {
     const store = new SealedStore(file, key, { keyFrom: src.from, source: src.source });
     const n = await store.unreadable();
     if (n > 0) {
-      const what = made || src.source === 'keychain' ? `the store's key is not in ${keychainName()}` : `the store key from ${src.from} is not the one this store was sealed with`;
+      const what = made || src.source === 'keychain' ? `the store's key is not in ${src.from}` : `the store key from ${src.from} is not the one this store was sealed with`;
       noticeOnce('lost', `${what}: ${n} records cannot be read; sign in again`);
     }
     return store;

@@ -6,11 +6,16 @@
 // disk is trusted: a record or key file is read only when it is a regular file
 // of this user and small (a planted symlink, FIFO or huge file is refused).
 
-import fs from 'node:fs/promises';
-import { constants as C } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { nodeCrypto, nodeFs, nodeOs } from '../builtins.js';
+
+// node:fs/promises is loaded on first write (it loads readline with it);
+// reads use the callback API of node:fs, which Node has loaded already.
+const fsc = nodeFs();
+const fsp = () => fsc.promises;
+const C = fsc.constants;
+/** A node:fs callback call as a promise (its first result). */
+const call = (f, ...args) => new Promise((resolve, reject) => f(...args, (e, v) => (e ? reject(e) : resolve(v))));
 
 const KEY = /^[A-Za-z0-9_-]{1,128}$/;
 const LOCK_DEADLINE_MS = 30_000;
@@ -30,7 +35,7 @@ const NONBLOCK = C.O_NONBLOCK ?? 0;
 /** `$MCP_OAUTH_HOME` when set and not empty, else `<platform data dir>/mcp-oauth`. */
 export function defaultHome(env = process.env) {
   if (env.MCP_OAUTH_HOME) return env.MCP_OAUTH_HOME;
-  const home = os.homedir();
+  const home = nodeOs().homedir();
   let data;
   if (process.platform === 'darwin') data = path.join(home, 'Library', 'Application Support');
   else if (process.platform === 'win32') data = env.APPDATA || path.join(home, 'AppData', 'Roaming');
@@ -56,13 +61,13 @@ export class Refused extends Error {}
  */
 export async function readSmall(file, cap) {
   if (!NOFOLLOW) {
-    const st = await fs.lstat(file).catch((e) => (e.code === 'ENOENT' ? null : Promise.reject(new Refused(e.code || 'error'))));
+    const st = await fsp().lstat(file).catch((e) => (e.code === 'ENOENT' ? null : Promise.reject(new Refused(e.code || 'error'))));
     if (!st) return null;
     if (st.isSymbolicLink()) throw new Refused('it is a symbolic link');
   }
-  let fh;
+  let fd;
   try {
-    fh = await fs.open(file, C.O_RDONLY | NOFOLLOW | NONBLOCK);
+    fd = await call(fsc.open, file, C.O_RDONLY | NOFOLLOW | NONBLOCK);
   } catch (e) {
     if (e.code === 'ENOENT') return null;
     if (e.code === 'ELOOP' || e.code === 'EMLINK') throw new Refused('it is a symbolic link');
@@ -70,18 +75,20 @@ export async function readSmall(file, cap) {
     throw new Refused(e.code || 'error');
   }
   try {
-    const st = await fh.stat();
+    const st = await call(fsc.fstat, fd);
     if (!st.isFile()) throw new Refused('it is not a regular file');
     if (process.geteuid && st.uid !== process.geteuid()) throw new Refused('it belongs to another user');
     if (st.size > cap) throw new Refused(`it is larger than ${cap} bytes`);
     // The size may change under us: never read past cap + 1. Each round
-    // reads more bytes or ends, so the loop is bounded by the cap.
+    // reads more bytes or ends, so the loop is bounded by the cap. A short
+    // read of a regular file is its end: no round trip to read nothing.
     let buf = Buffer.allocUnsafe(st.size + 1);
     let at = 0;
     for (;;) {
-      const { bytesRead } = await fh.read(buf, at, buf.length - at, at);
-      if (bytesRead === 0) break;
+      const want = buf.length - at;
+      const bytesRead = await call(fsc.read, fd, buf, at, want, at);
       at += bytesRead;
+      if (bytesRead < want) break;
       if (at > cap) throw new Refused(`it is larger than ${cap} bytes`);
       if (at === buf.length) {
         const grown = Buffer.allocUnsafe(Math.min(buf.length * 2, cap + 1));
@@ -94,7 +101,7 @@ export async function readSmall(file, cap) {
     if (e instanceof Refused) throw e;
     throw new Refused(e.code || 'error');
   } finally {
-    await fh.close().catch(() => {});
+    fsc.close(fd, () => {}); // nothing waits on it: the bytes are read, or refused
   }
 }
 
@@ -141,8 +148,8 @@ export class FileStore {
   async open() {
     this.ready ??= (async () => {
       for (const d of [this.dir, this.locks]) {
-        await fs.mkdir(d, { recursive: true, mode: 0o700 });
-        if (process.platform !== 'win32') await fs.chmod(d, 0o700);
+        await fsp().mkdir(d, { recursive: true, mode: 0o700 });
+        if (process.platform !== 'win32') await fsp().chmod(d, 0o700);
       }
     })();
     try {
@@ -201,7 +208,7 @@ export class FileStore {
   async #names(ext) {
     let names;
     try {
-      names = await fs.readdir(this.dir);
+      names = await fsp().readdir(this.dir);
     } catch (e) {
       if (e.code === 'ENOENT') return [];
       throw new Error(`listing ${this.dir}: ${e.code || e.message}`);
@@ -242,11 +249,14 @@ export class FileStore {
    */
   async putKeyOnce(key, text) {
     const file = this.keyPath(key);
-    if (await this.#createOnce(file, key, text)) return text;
-    // Another process made it first: its key is the one to use.
-    const kept = await this.getKey(key);
-    if (kept === null) throw new Error(`the DPoP key file ${file} vanished as it was written; try again`);
-    return kept;
+    for (let round = 0; round < 3; round++) {
+      if (await this.#createOnce(file, key, text)) return text;
+      // Another process made it first: its key is the one to use.
+      const kept = await this.getKey(key);
+      if (kept !== null) return kept;
+      // Removed in between (a sealed store replacing a lost key's file under its lock): again.
+    }
+    throw new Error(`the DPoP key file ${file} vanished as it was written; try again`);
   }
 
   /** Replaces a key file's content (converting a store to sealed only: key files are otherwise written once). */
@@ -277,14 +287,14 @@ export class FileStore {
   /** A temp file beside the store's files, written and fsynced (0600, O_EXCL). */
   async #temp(base, value) {
     await this.open();
-    const tmp = path.join(this.dir, `.${base}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`);
+    const tmp = path.join(this.dir, `.${base}.${process.pid}.${nodeCrypto().randomBytes(8).toString('hex')}.tmp`);
     let fh;
     try {
-      fh = await fs.open(tmp, C.O_CREAT | C.O_EXCL | C.O_WRONLY, 0o600);
+      fh = await fsp().open(tmp, C.O_CREAT | C.O_EXCL | C.O_WRONLY, 0o600);
       await fh.writeFile(value);
       await fh.sync();
     } catch (e) {
-      await fs.rm(tmp, { force: true }).catch(() => {});
+      await fsp().rm(tmp, { force: true }).catch(() => {});
       throw new Error(`writing ${tmp}: ${e.code || 'error'}`);
     } finally {
       await fh?.close().catch(() => {});
@@ -295,9 +305,9 @@ export class FileStore {
   async #replace(file, base, value) {
     const tmp = await this.#temp(base, value);
     try {
-      await fs.rename(tmp, file);
+      await fsp().rename(tmp, file);
     } catch (e) {
-      await fs.rm(tmp, { force: true }).catch(() => {});
+      await fsp().rm(tmp, { force: true }).catch(() => {});
       throw new Error(`writing ${file}: ${e.code || e.message}`);
     }
     await syncDir(this.dir);
@@ -307,12 +317,12 @@ export class FileStore {
   async #createOnce(file, base, value) {
     const tmp = await this.#temp(base, value);
     try {
-      await fs.link(tmp, file);
+      await fsp().link(tmp, file);
     } catch (e) {
       if (e.code === 'EEXIST') return false;
       throw new Error(`writing ${file}: ${e.code || 'error'}`);
     } finally {
-      await fs.rm(tmp, { force: true }).catch(() => {});
+      await fsp().rm(tmp, { force: true }).catch(() => {});
     }
     await syncDir(this.dir);
     return true;
@@ -337,7 +347,7 @@ export class FileStore {
     for (;;) {
       let fh;
       try {
-        fh = await fs.open(file, C.O_CREAT | C.O_EXCL | C.O_WRONLY, 0o600);
+        fh = await fsp().open(file, C.O_CREAT | C.O_EXCL | C.O_WRONLY, 0o600);
       } catch (e) {
         if (e.code !== 'EEXIST') throw new Error(`creating the lock file ${file}: ${e.code || e.message}`);
       }
@@ -379,15 +389,15 @@ function lockHandle(key, file, ours) {
       if (released) return;
       released = true;
       // A lock broken as stale (held past 60 s) may be another holder's by now.
-      const now = await fs.lstat(file).catch(() => null);
-      if (now && now.ino === ours.ino && now.dev === ours.dev) await fs.rm(file, { force: true }).catch(() => {});
+      const now = await fsp().lstat(file).catch(() => null);
+      if (now && now.ino === ours.ino && now.dev === ours.dev) await fsp().rm(file, { force: true }).catch(() => {});
     },
   };
 }
 
 async function removeFile(file) {
   try {
-    await fs.unlink(file);
+    await fsp().unlink(file);
   } catch (e) {
     if (e.code !== 'ENOENT') throw new Error(`removing ${file}: ${e.code || e.message}`);
   }
@@ -426,7 +436,7 @@ export function lockVerdict(content, ageMs, isAlive = alive) {
 async function breakIfStale(file) {
   let st;
   try {
-    st = await fs.lstat(file);
+    st = await fsp().lstat(file);
   } catch {
     return; // gone already: the next create will tell
   }
@@ -445,21 +455,21 @@ async function breakIfStale(file) {
  * by then, nothing), and only the moved name is removed.
  */
 export async function breakStale(file, judged, judgedContent) {
-  const aside = `${file}.stale-${process.pid}-${randomBytes(6).toString('hex')}`;
+  const aside = `${file}.stale-${process.pid}-${nodeCrypto().randomBytes(6).toString('hex')}`;
   try {
-    await fs.rename(file, aside);
+    await fsp().rename(file, aside);
   } catch {
     return; // someone else broke it first
   }
   try {
-    const moved = await fs.lstat(aside);
+    const moved = await fsp().lstat(aside);
     const movedContent = await readSmall(aside, MAX_LOCK_BYTES).catch(() => null);
     const same = moved.ino === judged.ino && moved.dev === judged.dev && sameBytes(movedContent, judgedContent);
-    if (!same) await fs.link(aside, file).catch(() => {});
+    if (!same) await fsp().link(aside, file).catch(() => {});
   } catch {
     // the aside name is removed below regardless
   } finally {
-    await fs.rm(aside, { force: true }).catch(() => {});
+    await fsp().rm(aside, { force: true }).catch(() => {});
   }
 }
 
@@ -473,7 +483,7 @@ async function syncDir(dir) {
   if (process.platform === 'win32') return;
   let fh;
   try {
-    fh = await fs.open(dir, 'r');
+    fh = await fsp().open(dir, 'r');
     await fh.sync();
   } catch {
     // best effort, as in the Rust host

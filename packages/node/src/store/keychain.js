@@ -14,19 +14,19 @@
 // answer locally, or show the user a prompt (a wait for the user, not a
 // hang), so there the call runs in-process.
 
-import { spawn } from 'node:child_process';
-import { existsSync, realpathSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { keyFromBase64 } from './sealed.js';
 import { printable } from '../terminal.js';
+import { nodeChildProcess, nodeFs } from '../builtins.js';
 
 /** How long the keychain may take to answer. */
 export const KEYCHAIN_DEADLINE_MS = 2000;
 const MODULE = '@napi-rs/keyring';
 const CHILD = fileURLToPath(new URL('./keychain-child.cjs', import.meta.url));
-const require = createRequire(import.meta.url);
+let requireHere; // made on first use: createRequire is not free, and most processes never ask a keychain
+const require = () => (requireHere ??= createRequire(import.meta.url));
 const OVER_DBUS = !['darwin', 'win32'].includes(process.platform);
 
 /** Keys read or made in this process, by account (never written anywhere else). */
@@ -52,7 +52,7 @@ export function keychainAccount(dir) {
   const rest = [];
   for (;;) {
     try {
-      return `store:${path.join(realpathSync(head), ...rest)}`;
+      return `store:${path.join(nodeFs().realpathSync(head), ...rest)}`;
     } catch {
       const up = path.dirname(head);
       if (up === head) return `store:${path.resolve(dir)}`;
@@ -66,12 +66,12 @@ export function keychainAccount(dir) {
 function precheck(env) {
   let found;
   try {
-    found = require.resolve(MODULE);
+    found = require().resolve(MODULE);
   } catch {
     return { why: `the optional package ${MODULE} is not installed` };
   }
   // libdbus looks at DBUS_SESSION_BUS_ADDRESS, then $XDG_RUNTIME_DIR/bus.
-  if (OVER_DBUS && !env.DBUS_SESSION_BUS_ADDRESS && !(env.XDG_RUNTIME_DIR && existsSync(path.join(env.XDG_RUNTIME_DIR, 'bus')))) {
+  if (OVER_DBUS && !env.DBUS_SESSION_BUS_ADDRESS && !(env.XDG_RUNTIME_DIR && nodeFs().existsSync(path.join(env.XDG_RUNTIME_DIR, 'bus')))) {
     return { why: 'no session bus (DBUS_SESSION_BUS_ADDRESS is not set)' };
   }
   return { module: found };
@@ -106,7 +106,7 @@ function inChild(request, env) {
     }, KEYCHAIN_DEADLINE_MS);
     try {
       // ELECTRON_RUN_AS_NODE: under Electron, execPath is the app itself.
-      child = spawn(process.execPath, [CHILD], { stdio: ['pipe', 'pipe', 'ignore'], env: { ...env, ELECTRON_RUN_AS_NODE: '1' }, windowsHide: true });
+      child = nodeChildProcess().spawn(process.execPath, [CHILD], { stdio: ['pipe', 'pipe', 'ignore'], env: { ...env, ELECTRON_RUN_AS_NODE: '1' }, windowsHide: true });
     } catch (e) {
       done({ ok: false, error: `could not start the keychain helper (${e.code || 'error'})` });
       return;
@@ -133,7 +133,7 @@ async function call(op, account, env, secret) {
   const pre = precheck(env);
   if (!pre.module) return { unavailable: pre.why };
   const request = { module: pre.module, op, account, secret };
-  const answer = OVER_DBUS ? await inChild(request, env) : require('./keychain-child.cjs').run(request);
+  const answer = OVER_DBUS ? await inChild(request, env) : require()('./keychain-child.cjs').run(request);
   if (!answer.ok) {
     if (answer.code === 'no-module') return { unavailable: `the optional package ${MODULE} has no binary for this platform` };
     return { unavailable: answer.timeout ? answer.error : reason(answer.error) };

@@ -7,8 +7,8 @@
 // credentials, and counted: the last close ends it. An idle connection does
 // not keep Node running.
 
-import { readFileSync } from 'node:fs';
 import { McpOAuthError } from '../errors.js';
+import { nodeFs } from '../builtins.js';
 
 export const CONNECT_MS = 3_000;
 export const COMMAND_MS = 5_000;
@@ -51,7 +51,7 @@ export function caFrom(env) {
     const file = env[name];
     if (!file) continue;
     try {
-      return { file, pem: readFileSync(file) };
+      return { file, pem: nodeFs().readFileSync(file) };
     } catch (e) {
       throw new McpOAuthError('invalid-config', `the CA file ${file} (${name}) cannot be read (${e.code || 'error'})`);
     }

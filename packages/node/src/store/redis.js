@@ -7,7 +7,7 @@
 // the fleet's key file (the user and name bound as associated data), or
 // plain records when MCP_OAUTH_SECRETS=file says so (announced once).
 
-import { randomBytes } from 'node:crypto';
+import { nodeCrypto } from '../builtins.js';
 import { McpOAuthError } from '../errors.js';
 import { MAX_KEY_BYTES, MAX_RECORD_BYTES } from './file.js';
 import { keyId, open, seal } from './sealed.js';
@@ -155,7 +155,7 @@ export class RedisStore {
    */
   async lock(name, deadlineMs = this.leaseMs + LOCK_GRACE_MS) {
     const lkey = this.#keys.lock(name);
-    const owner = `${process.pid}:${randomBytes(16).toString('hex')}`;
+    const owner = `${process.pid}:${nodeCrypto().randomBytes(16).toString('hex')}`;
     const lease = this.leaseMs;
     const until = Date.now() + deadlineMs;
     for (;;) {

@@ -5,7 +5,7 @@
 // hosts (tests/vectors/sealed_records.json). Anything that does not open
 // reads as absent: never an error, never a crash.
 
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { nodeCrypto } from '../builtins.js';
 
 const TAG_BYTES = 16;
 const NONCE_BYTES = 12;
@@ -13,7 +13,7 @@ const ENVELOPE_KEYS = ['sealed', 'kid', 'nonce', 'ct'];
 
 /** The key id: the first 16 lowercase hex digits of SHA-256(key). */
 export function keyId(key) {
-  return createHash('sha256').update(key).digest('hex').slice(0, 16);
+  return nodeCrypto().createHash('sha256').update(key).digest('hex').slice(0, 16);
 }
 
 /** A 32-byte store key from its base64 (standard alphabet; padding and surrounding whitespace optional), or null. */
@@ -39,7 +39,7 @@ function checkKind(kind) {
 export function sealWithNonce(key, kind, name, plaintext, nonce) {
   checkKind(kind);
   if (nonce.length !== NONCE_BYTES) throw new Error('a nonce is 12 bytes');
-  const cipher = createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
+  const cipher = nodeCrypto().createCipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
   cipher.setAAD(aad(kind, name));
   const ct = Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
   // The documented bytes: this key order, no whitespace.
@@ -48,7 +48,7 @@ export function sealWithNonce(key, kind, name, plaintext, nonce) {
 
 /** Seals with a fresh random nonce. */
 export function seal(key, kind, name, plaintext) {
-  return sealWithNonce(key, kind, name, plaintext, randomBytes(NONCE_BYTES));
+  return sealWithNonce(key, kind, name, plaintext, nodeCrypto().randomBytes(NONCE_BYTES));
 }
 
 /** base64url without padding, canonical (what every host writes), else null. */
@@ -96,7 +96,7 @@ export function open(key, kind, name, bytes) {
   const ct = b64url(env.ct);
   if (!nonce || nonce.length !== NONCE_BYTES || !ct || ct.length < TAG_BYTES) return null;
   try {
-    const d = createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
+    const d = nodeCrypto().createDecipheriv('aes-256-gcm', key, nonce, { authTagLength: TAG_BYTES });
     d.setAAD(aad(kind, name));
     d.setAuthTag(ct.subarray(ct.length - TAG_BYTES));
     return Buffer.concat([d.update(ct.subarray(0, ct.length - TAG_BYTES)), d.final()]);

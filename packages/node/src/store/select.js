@@ -8,7 +8,15 @@ import { McpOAuthError } from '../errors.js';
 import { defaultHome } from './file.js';
 import { openStore } from './choose.js';
 import { parseStoreUrl, userNamespace } from './redis-url.js';
-import { openRedisStore } from './redis.js';
+
+const REQUIRED = ['get', 'set', 'delete', 'list', 'lock', 'getKey', 'putKeyOnce', 'deleteKey', 'describe'];
+
+/** The names of the seam's methods `store` lacks (for a clear error on a store given by the program). */
+export function missingMethods(store) {
+  if (!store || typeof store !== 'object') return ['id', ...REQUIRED];
+  const missing = REQUIRED.filter((m) => typeof store[m] !== 'function');
+  return typeof store.id === 'string' ? missing : ['id (a string)', ...missing];
+}
 
 /** The store URL in effect (the option, else MCP_OAUTH_STORE), or '' for the file store. */
 export function storeSpec(options, env = process.env) {
@@ -43,5 +51,6 @@ export async function selectStore(options, { env = process.env, warn = () => {} 
     return { store: await openStore({ home, secrets: options.secrets, env, warn }), owned: true, home };
   }
   const url = parseStoreUrl(spec, env.MCP_OAUTH_STORE_PASSWORD);
+  const { openRedisStore } = await import('../lazy.js'); // a Redis store's modules load with it
   return { store: await openRedisStore({ url, user, secrets: options.secrets, env }), owned: true, home: undefined };
 }
