@@ -1,8 +1,11 @@
 // A real authorization server we did not write (node-oidc-provider, DPoP on)
 // and a tiny MCP resource server that checks DPoP-bound JWT access tokens
-// (RFC 9449) the way a resource server should. Used by ./run.
+// (RFC 9449) the way a resource server should. Used by ./run and
+// ./device-selftest. Also does the device authorization grant (RFC 8628) and
+// token revocation (RFC 7009).
 //
 //   node server.mjs [port] [--access-ttl SECS] [--rfc8414] [--stock-refresh-policy]
+//                   [--device-interval SECS] [--device-ttl SECS] [--bearer-ok]
 //
 // --access-ttl: access token lifetime (default 75 s: the engine treats a
 //   token as stale 60 s before it expires, so a shorter one is refreshed on
@@ -10,6 +13,12 @@
 //   (oidc-provider itself serves only <issuer>/.well-known/openid-configuration).
 // --stock-refresh-policy: keep oidc-provider's default issueRefreshToken (see
 //   below), under which a client gets a refresh token only with prompt=consent.
+// --device-interval: the `interval` added to device authorization responses
+//   (default 5; oidc-provider itself sends none and never answers slow_down,
+//   so both are done here, see devicePoll). --device-ttl: device code lifetime
+//   (default 600 s).
+// --bearer-ok: /mcp also accepts a Bearer access token that is not DPoP-bound
+//   (no cnf); a bound token sent as Bearer is still refused.
 //
 // Binds 127.0.0.1 only. Prints one JSON line on stdout with the URLs, then
 // logs (never a token) on stderr. GET /_test/stats gives the counters.
@@ -20,7 +29,9 @@
 //   /.well-known/oauth-authorization-server/oidc  only with --rfc8414 (an alias of the above)
 //   /interaction/<uid>                          automatic login + consent for a fixed account
 //   /.well-known/oauth-protected-resource/mcp   RFC 9728 metadata of the MCP server
-//   /mcp                                        the MCP server (DPoP only)
+//   /oidc/device/auth, /oidc/device             device authorization, user code pages (stock)
+//   /oidc/token/revocation                      revocation (refresh tokens; JWT access tokens are refused)
+//   /mcp                                        the MCP server (DPoP only, unless --bearer-ok)
 //   /_test/stats                                counters for the test
 
 import http from 'node:http';
@@ -33,13 +44,25 @@ let port = 0;
 let accessTtl = 75;
 let rfc8414 = false;
 let stockRefresh = false;
+let deviceInterval = 5;
+let deviceTtl = 600;
+let bearerOk = false;
+const usage = 'usage: server.mjs [port] [--access-ttl SECS] [--rfc8414] [--stock-refresh-policy]'
+  + ' [--device-interval SECS] [--device-ttl SECS] [--bearer-ok]';
+const secs = (v, name) => {
+  if (!/^\d+$/.test(v ?? '') || Number(v) < 1) { console.error(`${name} wants a whole number of seconds >= 1; ${usage}`); process.exit(2); }
+  return Number(v);
+};
 for (let i = 0; i < args.length; i++) {
   if (args[i] === '--access-ttl') accessTtl = Number(args[++i]);
   else if (args[i] === '--rfc8414') rfc8414 = true;
   else if (args[i] === '--stock-refresh-policy') stockRefresh = true;
+  else if (args[i] === '--device-interval') deviceInterval = secs(args[++i], '--device-interval');
+  else if (args[i] === '--device-ttl') deviceTtl = secs(args[++i], '--device-ttl');
+  else if (args[i] === '--bearer-ok') bearerOk = true;
   else if (/^\d+$/.test(args[i])) port = Number(args[i]);
   else {
-    console.error(`usage: server.mjs [port] [--access-ttl SECS] [--rfc8414] [--stock-refresh-policy] (got ${args[i]})`);
+    console.error(`${usage} (got ${args[i]})`);
     process.exit(2);
   }
 }
@@ -47,11 +70,15 @@ for (let i = 0; i < args.length; i++) {
 const ACCOUNT = 'test-user';
 const SCOPE = 'mcp:tools';
 const IAT_WINDOW = 60; // seconds either side for DPoP proofs at the RS
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+const SLOW_DOWN_STEP = 5; // RFC 8628 §3.5: the client adds 5 s to its interval
+const POLL_GRACE_MS = 200; // network jitter allowed on the interval
 
 const log = (...a) => console.error(new Date().toISOString(), ...a);
 
 const stats = {
   dpop_accepted: 0, // requests to /mcp accepted with a valid DPoP-bound token
+  bearer_accepted: 0, // ... with an unbound Bearer token (only with --bearer-ok)
   rejected: {}, // reason -> count (requests to /mcp refused)
   grants: {}, // grant_type -> count of successful token requests
   grants_with_dpop_proof: 0,
@@ -60,7 +87,11 @@ const stats = {
   interactions: { login: 0, consent: 0 },
   metadata_requests: {}, // path -> status
   token_responses: [], // shape of each token endpoint response
-  errors: [], // provider error events (name: error code/description)
+  errors: [], // provider error events (name: error code/description); not authorization_pending
+  device_authorizations: 0, // successful device authorization requests
+  device_polls: 0, // token requests with the device_code grant (any answer)
+  device_slow_down: 0, // of those, answered slow_down
+  revocations: [], // per revocation request: { token_type_hint, known, kind?, status, error? }
 };
 const reject = (why) => { stats.rejected[why] = (stats.rejected[why] || 0) + 1; return why; };
 
@@ -94,6 +125,9 @@ const provider = new Provider(issuer, {
     devInteractions: { enabled: false },
     dPoP: { enabled: true },
     registration: { enabled: true },
+    // The stock user code pages (input, confirm with an abort button, success).
+    deviceFlow: { enabled: true },
+    revocation: { enabled: true },
     resourceIndicators: {
       enabled: true,
       defaultResource: async () => mcpUrl,
@@ -123,6 +157,7 @@ const provider = new Provider(issuer, {
   ttl: {
     AccessToken: accessTtl,
     AuthorizationCode: 60,
+    DeviceCode: deviceTtl,
     Grant: 3600,
     IdToken: 600,
     Interaction: 600,
@@ -132,9 +167,11 @@ const provider = new Provider(issuer, {
 });
 
 for (const ev of ['grant.error', 'registration_create.error', 'authorization.error', 'server_error',
-  'discovery.error', 'interaction.error', 'jwks.error', 'resume.error', 'check_session.error']) {
+  'discovery.error', 'interaction.error', 'jwks.error', 'resume.error', 'check_session.error',
+  'device_authorization.error', 'code_verification.error', 'device_resume.error', 'revocation.error']) {
   provider.on(ev, (ctx, err) => {
     const e = err || ctx;
+    if (ev === 'grant.error' && e?.error === 'authorization_pending') return; // routine while polling
     const what = `${ev}: ${e?.error || e?.name || 'error'}${e?.error_description ? ` (${e.error_description})` : ''}${e?.message && !e?.error ? ` ${e.message}` : ''}`;
     stats.errors.push(what);
     log('provider', what);
@@ -153,20 +190,68 @@ provider.on('registration_create.success', (_ctx, client) => {
     'type', client.applicationType, 'redirect_uris', JSON.stringify(client.redirectUris));
 });
 
-// The shape of each token response (never a token).
+// Device code polling (RFC 8628 §3.5), which oidc-provider leaves to the
+// deployment: it neither sends `interval` nor answers slow_down. Per device
+// code (by a hash, never the code): the time of the last token request and
+// the interval the client owes. A request sooner than that after the previous
+// one, while the code is still pending, is answered slow_down instead of
+// authorization_pending, and the interval owed grows by 5 s, as the client's
+// must. The first poll is never too early.
+const polls = new Map(); // sha256(device_code) -> { last: ms, interval: s, expires: ms }
+function devicePoll(ctx, arrived) {
+  stats.device_polls += 1;
+  const code = ctx.oidc?.params?.device_code;
+  if (typeof code !== 'string' || !code) return;
+  for (const [k, p] of polls) if (p.expires < arrived) polls.delete(k);
+  const key = crypto.createHash('sha256').update(code).digest('hex');
+  const p = polls.get(key) || { interval: deviceInterval };
+  const early = p.last !== undefined && arrived - p.last < p.interval * 1000 - POLL_GRACE_MS;
+  const gap = p.last === undefined ? 'first poll' : `${arrived - p.last} ms after the last`;
+  p.last = arrived;
+  p.expires = arrived + (deviceTtl + 60) * 1000;
+  polls.set(key, p);
+  if (early && ctx.status === 400 && ctx.body?.error === 'authorization_pending') {
+    p.interval += SLOW_DOWN_STEP;
+    stats.device_slow_down += 1;
+    ctx.body = { error: 'slow_down', error_description: `polled ${gap}; wait at least ${p.interval} s between requests` };
+    ctx.status = 400;
+    log('device poll: slow_down,', gap, '; interval now', p.interval, 's');
+  } else {
+    log('device poll:', gap, ctx.body?.error ? `-> ${ctx.body.error}` : '-> tokens');
+  }
+}
+
 provider.use(async (ctx, next) => {
+  const arrived = Date.now();
   await next();
-  if (ctx.path === '/token' && ctx.method === 'POST' && ctx.body && typeof ctx.body === 'object') {
-    const b = ctx.body;
-    const shape = b.error
-      ? { grant_type: ctx.oidc?.params?.grant_type, status: ctx.status, error: b.error, error_description: b.error_description }
+  if (ctx.method !== 'POST') return;
+  const b = ctx.body && typeof ctx.body === 'object' ? ctx.body : undefined;
+  if (ctx.path === '/device/auth' && b?.device_code && ctx.status === 200) {
+    b.interval = deviceInterval;
+    stats.device_authorizations += 1;
+    log('device authorization: client', ctx.oidc?.client?.clientId, 'scope', JSON.stringify(ctx.oidc?.params?.scope),
+      'resource', JSON.stringify(ctx.oidc?.params?.resource), 'expires_in', b.expires_in, 'interval', b.interval);
+  } else if (ctx.path === '/token/revocation') {
+    const e = ctx.oidc?.entities || {};
+    const kind = ['RefreshToken', 'AccessToken', 'ClientCredentials'].find((k) => e[k]);
+    const entry = { token_type_hint: ctx.oidc?.params?.token_type_hint ?? null, known: Boolean(kind), status: ctx.status };
+    if (kind) entry.kind = kind;
+    if (b?.error) entry.error = b.error;
+    stats.revocations.push(entry);
+    log('revocation', JSON.stringify(entry));
+  } else if (ctx.path === '/token' && b) {
+    // The shape of each token response (never a token).
+    if (ctx.oidc?.params?.grant_type === DEVICE_GRANT) devicePoll(ctx, arrived);
+    const r = ctx.body;
+    const shape = r.error
+      ? { grant_type: ctx.oidc?.params?.grant_type, status: ctx.status, error: r.error, error_description: r.error_description }
       : {
         grant_type: ctx.oidc?.params?.grant_type,
         status: ctx.status,
-        token_type: b.token_type,
-        expires_in: b.expires_in,
-        scope: b.scope,
-        refresh_token: b.refresh_token ? 'issued' : 'none',
+        token_type: r.token_type,
+        expires_in: r.expires_in,
+        scope: r.scope,
+        refresh_token: r.refresh_token ? 'issued' : 'none',
       };
     stats.token_responses.push(shape);
     log('token response', JSON.stringify(shape));
@@ -193,28 +278,43 @@ async function readBody(req) {
 
 const b64sha256 = (s) => crypto.createHash('sha256').update(s).digest('base64url');
 
-// Checks `Authorization: DPoP <jwt>` + `DPoP: <proof>`; returns null when
-// accepted, or the reason.
-async function checkDpop(req) {
-  const authz = req.headers.authorization || '';
-  const m = /^(\S+) (\S+)$/.exec(authz);
-  if (!m) return 'no token';
-  if (m[1].toLowerCase() !== 'dpop') return `scheme ${m[1]} (want DPoP)`;
-  const token = m[2];
-  const proof = req.headers.dpop;
-  if (!proof || Array.isArray(proof) || proof.includes(',')) return 'missing or multiple DPoP headers';
-
-  // The access token: a JWT from our provider, for this resource, bound to a key.
+// The access token: a JWT from our provider, for this resource, with our
+// scope. Returns { at } or { why }.
+async function verifyAccessToken(token) {
   let at;
   try {
     ({ payload: at } = await jose.jwtVerify(token, providerJwks, {
       issuer, audience: mcpUrl, typ: 'at+jwt', algorithms: ['ES256'],
     }));
   } catch (e) {
-    return `access token: ${e.code || e.message}`;
+    return { why: `access token: ${e.code || e.message}` };
   }
+  if (!String(at.scope || '').split(' ').includes(SCOPE)) return { why: `access token lacks scope ${SCOPE}` };
+  return { at };
+}
+
+// Checks `Authorization: DPoP <jwt>` + `DPoP: <proof>` (or, with
+// --bearer-ok, `Authorization: Bearer <jwt>` for a token with no cnf);
+// returns null when accepted, or the reason.
+async function checkDpop(req) {
+  const authz = req.headers.authorization || '';
+  const m = /^(\S+) (\S+)$/.exec(authz);
+  if (!m) return 'no token';
+  const token = m[2];
+  if (bearerOk && m[1].toLowerCase() === 'bearer') {
+    const { at, why } = await verifyAccessToken(token);
+    if (why) return why;
+    if (at.cnf) return 'DPoP-bound access token sent as Bearer';
+    return null;
+  }
+  if (m[1].toLowerCase() !== 'dpop') return `scheme ${m[1]} (want DPoP${bearerOk ? ' or Bearer' : ''})`;
+  const proof = req.headers.dpop;
+  if (!proof || Array.isArray(proof) || proof.includes(',')) return 'missing or multiple DPoP headers';
+
+  // The access token, bound to a key.
+  const { at, why } = await verifyAccessToken(token);
+  if (why) return why;
   if (!at.cnf || typeof at.cnf.jkt !== 'string') return 'access token has no cnf.jkt (not DPoP-bound)';
-  if (!String(at.scope || '').split(' ').includes(SCOPE)) return `access token lacks scope ${SCOPE}`;
 
   // The proof (RFC 9449 §4.3).
   let header;
@@ -255,11 +355,14 @@ async function mcp(req, res) {
   if (why) {
     reject(why);
     log('mcp 401:', why);
-    const params = [`resource_metadata="${prmUrl}"`, 'algs="ES256"'];
+    const params = [`resource_metadata="${prmUrl}"`];
     if (why !== 'no token') params.unshift('error="invalid_token"');
-    return send(res, 401, { error: 'invalid_token' }, { 'www-authenticate': `DPoP ${params.join(', ')}` });
+    const challenges = [`DPoP ${[...params, 'algs="ES256"'].join(', ')}`];
+    if (bearerOk) challenges.push(`Bearer ${params.join(', ')}`);
+    return send(res, 401, { error: 'invalid_token' }, { 'www-authenticate': challenges });
   }
-  stats.dpop_accepted += 1;
+  if (/^bearer /i.test(req.headers.authorization)) stats.bearer_accepted += 1;
+  else stats.dpop_accepted += 1;
   if (req.method !== 'POST') return send(res, 405, { error: 'POST only' }, { allow: 'POST' });
   let msg;
   try {
@@ -331,7 +434,7 @@ handler = async (req, res) => {
         scopes_supported: [SCOPE],
         bearer_methods_supported: ['header'],
         dpop_signing_alg_values_supported: ['ES256'],
-        dpop_bound_access_tokens_required: true,
+        dpop_bound_access_tokens_required: !bearerOk,
       });
     }
     if (path === '/mcp') return await mcp(req, res);
@@ -346,5 +449,6 @@ handler = async (req, res) => {
 
 process.stdout.write(`${JSON.stringify({
   origin, issuer, mcp: mcpUrl, prm: prmUrl, stats: `${origin}/_test/stats`, access_ttl: accessTtl,
+  device_interval: deviceInterval, device_ttl: deviceTtl, bearer_ok: bearerOk,
 })}\n`);
 for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => { server.close(); process.exit(0); });

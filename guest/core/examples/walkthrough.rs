@@ -32,6 +32,8 @@ fn describe(e: &Effect) -> String {
         Effect::OpenBrowser { url } => format!("open browser: {}…", &url[..url.len().min(70)]),
         Effect::AwaitCallback { timeout_ms } => format!("wait for the redirect (up to {} s)", timeout_ms / 1000),
         Effect::Notify(ev) => format!("notice: {ev:?}"),
+        Effect::Pause { ms } => format!("wait {} s before polling for the device grant", ms / 1000),
+        Effect::Respond(page) => format!("answer the browser tab (HTTP {})", page.status),
     }
 }
 

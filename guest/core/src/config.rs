@@ -77,8 +77,14 @@ pub struct Config {
     pub scope: Option<String>,
     /// Pin the callback port (`None`: any free port).
     pub callback_port: Option<u16>,
-    /// How long to wait for the browser to come back.
+    /// How long to wait for the user: the browser to come back, or the
+    /// device code to be approved (at most as long as the code lives).
     pub callback_timeout_ms: u64,
+    /// Sign in with the device authorization grant (RFC 8628) when the AS
+    /// offers it: set when no browser can reach this machine's loopback
+    /// listener (a remote shell, a container) or the user asks. Without a
+    /// `device_authorization_endpoint` the usual flow runs.
+    pub device_grant: bool,
     /// A token expiring within this margin counts as expired.
     pub expiry_skew_ms: u64,
     /// Step-up authorizations allowed per session before giving up.
@@ -132,6 +138,7 @@ impl Default for Config {
             scope: None,
             callback_port: None,
             callback_timeout_ms: 5 * 60 * 1000,
+            device_grant: false,
             expiry_skew_ms: 60 * 1000,
             max_step_ups: 3,
             request_offline_access: true,
@@ -153,6 +160,7 @@ impl core::fmt::Debug for Config {
             .field("scope", &self.scope)
             .field("callback_port", &self.callback_port)
             .field("callback_timeout_ms", &self.callback_timeout_ms)
+            .field("device_grant", &self.device_grant)
             .field("grant", &self.grant)
             .field("private_key_jwt", &self.private_key_jwt)
             .field("authorize_params", &self.authorize_params)

@@ -8,6 +8,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::error::Error;
+pub use crate::report::{DeviceCode, LogoutReport, Page, Status};
 
 /// An access token handed to the caller for `Authorization: Bearer` (or
 /// `DPoP` when bound to a key).
@@ -98,31 +99,6 @@ impl core::fmt::Debug for ServerResponse {
             .field("dpop_nonce", &self.dpop_nonce)
             .finish()
     }
-}
-
-/// What is known about the server's authorization (no secrets).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Status {
-    /// The server URL.
-    pub server_url: String,
-    /// The resource tokens are requested for.
-    pub resource: Option<String>,
-    /// The authorization server in use.
-    pub issuer: Option<String>,
-    /// The client id in use for that issuer.
-    pub client_id: Option<String>,
-    /// The scopes of the stored token.
-    pub scopes: Vec<String>,
-    /// When the stored access token expires (unix ms).
-    pub expires_at: Option<u64>,
-    /// A token is stored.
-    pub has_token: bool,
-    /// A refresh token is stored.
-    pub can_refresh: bool,
-    /// The decline latch is set.
-    pub declined: bool,
-    /// The server is a 2025-03-26 server without PRM.
-    pub legacy: bool,
 }
 
 /// HTTP method. The engine only ever reads metadata and posts forms or JSON.
@@ -263,6 +239,9 @@ pub enum Event {
         /// The authorization server.
         issuer: String,
     },
+    /// Sign in on another device (RFC 8628 §3.3): show the URI and the
+    /// code. The flow polls the token endpoint meanwhile.
+    DeviceCode(DeviceCode),
     /// A 2025-03-26 server's metadata names an issuer other than its origin;
     /// accepted on the legacy path only.
     LegacyIssuerDiffers {
@@ -349,6 +328,16 @@ pub enum Effect {
     },
     /// Tell the user or the log; answer with [`Input::Ack`]. Import: `prompts.notify`.
     Notify(Event),
+    /// Wait this long before the next device-grant poll, unless the user
+    /// cancels; answer with [`Input::Paused`]. Import: `prompts.pause`.
+    Pause {
+        /// How long, in ms.
+        ms: u64,
+    },
+    /// Answer the browser's request that [`Input::Callback`] delivered
+    /// with this page; answer with [`Input::Ack`]. Import:
+    /// `listener.respond`. (A pasted redirect has no one to answer: ack.)
+    Respond(Page),
 }
 
 /// A transport failure: no HTTP response at all.
@@ -420,7 +409,9 @@ pub enum Input {
     Opened(Result<(), String>),
     /// Answer to [`Effect::AwaitCallback`].
     Callback(CallbackEvent),
-    /// Answer to [`Effect::Notify`].
+    /// Answer to [`Effect::Pause`]: waited, or the user cancelled (why).
+    Paused(Result<(), String>),
+    /// Answer to [`Effect::Notify`], [`Effect::Unlock`] and [`Effect::Respond`].
     Ack,
 }
 
@@ -435,8 +426,9 @@ pub enum Outcome {
     Token(AccessToken),
     /// The response needed nothing from the engine (not a 401/403).
     Unchanged,
-    /// The stored tokens were removed.
-    LoggedOut,
+    /// The stored tokens were removed (after revoking them, when asked and
+    /// the AS offers it).
+    LoggedOut(LogoutReport),
     /// What is known about the server (from `Session::inspect`).
     Status(Status),
     /// The `DPoP` header for a request (from `Session::dpop_proof`); `None`

@@ -53,6 +53,9 @@
 //! | refresh under the lock, `resource` verbatim on refresh, rotation | `session/refresh.rs` |
 //! | discovery order, issuer choice, S256 required | `session/discovery.rs` |
 //! | client identity order, browser, redirect, code exchange | `session/interactive.rs` |
+//! | the device authorization grant (RFC 8628) | `wire/device_authorization.rs`, `session/device.rs` |
+//! | revocation at logout (RFC 7009) | `wire/revocation.rs`, `session/logout.rs` |
+//! | the page the browser lands on | `wire/callback_page.rs` |
 //! | machine grants | `session/machine.rs` |
 //! | single flight, the state diagram | `session/mod.rs` |
 //!
@@ -61,7 +64,8 @@
 //! `storage.get/set/delete/lock/unlock`,
 //! `Listen` → `callback.listener` constructor, `AwaitCallback` →
 //! `listener.next`, `OpenBrowser` → `browser.open`, `Consent` →
-//! `prompts.consent`, `Notify` → `prompts.notify`.
+//! `prompts.consent`, `Notify` → `prompts.notify`, `Pause` → `prompts.pause`,
+//! `Respond` → `listener.respond`.
 
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
@@ -75,13 +79,14 @@ pub mod error;
 pub mod policy;
 pub mod primitives;
 pub mod records;
+pub mod report;
 pub mod session;
 pub mod wire;
 
 pub use config::{Config, Grant};
 pub use effect::{
-    AccessToken, CallbackEvent, ConsentReason, ConsentRequest, Effect, Event, FlowId, HttpRequest, HttpResponse, Input,
-    Method, Mode, Outcome, ServerResponse, Status, Step, TransportError,
+    AccessToken, CallbackEvent, ConsentReason, ConsentRequest, DeviceCode, Effect, Event, FlowId, HttpRequest,
+    HttpResponse, Input, LogoutReport, Method, Mode, Outcome, Page, ServerResponse, Status, Step, TransportError,
 };
 pub use error::Error;
 pub use primitives::entropy::Entropy;

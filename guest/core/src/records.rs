@@ -127,6 +127,7 @@ mod tests {
             client_secret: None,
             redirect_uris: Vec::new(),
             token_endpoint_auth_method: None,
+            grant_types: None,
         };
         let bytes = encode(&reg);
         assert!(bytes.starts_with(b"{\"v\":1,\"record\":{"));

@@ -11,7 +11,7 @@ use std::path::Path;
 /// The layer of each top-level module.
 fn layer(module: &str) -> Option<usize> {
     Some(match module {
-        "error" | "effect" => 0,
+        "error" | "effect" | "report" => 0,
         "primitives" => 1,
         "config" | "wire" => 2,
         "records" => 3,

@@ -19,7 +19,7 @@ pub fn fake_signature(input: &[u8]) -> Vec<u8> {
     out
 }
 
-fn form(body: &[u8]) -> HashMap<String, String> {
+pub(crate) fn form(body: &[u8]) -> HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
@@ -30,7 +30,14 @@ impl Servers {
             self.violations.push("DCR must ask for a native client".into());
         }
         let redirect_uris: Vec<String> = serde_json::from_value(v["redirect_uris"].clone()).unwrap_or_default();
-        if redirect_uris.is_empty() {
+        let grant_types: Vec<String> = serde_json::from_value(v["grant_types"].clone()).unwrap_or_default();
+        let device_only = grant_types.iter().any(|g| g == crate::device::DEVICE_CODE_GRANT)
+            && !grant_types.iter().any(|g| g == "authorization_code");
+        if device_only && (!redirect_uris.is_empty() || v["response_types"] != serde_json::json!([])) {
+            self.violations
+                .push("a device-only client registers no redirect URI and no response type".into());
+        }
+        if redirect_uris.is_empty() && !device_only {
             return Response::oauth_error(400, "invalid_redirect_uri");
         }
         for r in &redirect_uris {
@@ -184,7 +191,7 @@ impl Servers {
 
     /// Client authentication at the token endpoint: `none`, basic, post or
     /// a `private_key_jwt` assertion (checked against [`fake_signature`]).
-    fn authenticate(&self, req: &Request, f: &HashMap<String, String>) -> Result<String, Response> {
+    pub(crate) fn authenticate(&self, req: &Request, f: &HashMap<String, String>) -> Result<String, Response> {
         let refuse = || Response::oauth_error(401, "invalid_client");
         if let Some(assertion) = f.get("client_assertion") {
             let (input, sig) = assertion.rsplit_once('.').ok_or_else(refuse)?;
@@ -228,7 +235,14 @@ impl Servers {
         }
     }
 
-    fn issue(&mut self, now_ms: u64, client_id: &str, resource: &str, scope: &str, grant: Issue) -> Response {
+    pub(crate) fn issue(
+        &mut self,
+        now_ms: u64,
+        client_id: &str,
+        resource: &str,
+        scope: &str,
+        grant: Issue,
+    ) -> Response {
         let family = grant.family.unwrap_or_else(|| {
             self.counter += 1;
             self.counter
@@ -357,6 +371,7 @@ impl Servers {
                 };
                 self.issue(now_ms, &client_id, &resource, &st.scope, grant)
             }
+            Some(crate::device::DEVICE_CODE_GRANT) => self.device_poll(now_ms, f, &client_id),
             Some("client_credentials") => {
                 self.resources_seen.push(("client_credentials", resource.clone()));
                 let scope = f.get("scope").cloned().unwrap_or_else(|| "default".into());
@@ -380,7 +395,7 @@ impl Servers {
 }
 
 /// How a grant is issued: in which refresh family, with a refresh token?
-struct Issue {
-    family: Option<u64>,
-    with_refresh: bool,
+pub(crate) struct Issue {
+    pub family: Option<u64>,
+    pub with_refresh: bool,
 }

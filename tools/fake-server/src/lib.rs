@@ -14,8 +14,11 @@
 //! forbids is recorded in [`Servers::violations`] (and refused).
 
 mod authorization;
+mod device;
 mod dpop;
 mod mcp;
+
+pub use device::{DeviceFlow, DeviceLog};
 
 use std::collections::HashMap;
 
@@ -166,6 +169,10 @@ pub struct AsConfig {
     pub dpop_algs: Option<Vec<String>>,
     /// Demand this DPoP nonce at the token endpoint (§8).
     pub dpop_nonce: Option<String>,
+    /// Offer the device authorization grant (RFC 8628), and how it goes.
+    pub device: Option<DeviceFlow>,
+    /// Offer token revocation (RFC 7009) at `<base>/revoke`.
+    pub revocation: bool,
 }
 
 impl AsConfig {
@@ -197,6 +204,8 @@ impl AsConfig {
             forbid_prompt: true,
             dpop_algs: None,
             dpop_nonce: None,
+            device: None,
+            revocation: false,
         }
     }
 }
@@ -321,6 +330,8 @@ pub struct Servers {
     pub refresh_ok: usize,
     /// What a client did that the spec forbids.
     pub violations: Vec<String>,
+    /// Device grants and revocations seen.
+    pub device_log: DeviceLog,
 
     clients: HashMap<String, Client>,
     codes: HashMap<String, CodeGrant>,
@@ -352,6 +363,7 @@ impl Servers {
             reuse_detected: false,
             refresh_ok: 0,
             violations: vec![],
+            device_log: DeviceLog::default(),
             clients: HashMap::new(),
             codes: HashMap::new(),
             refresh: HashMap::new(),
@@ -392,6 +404,8 @@ impl Servers {
                 ("POST", "/register") if self.asc.registration => return self.register(req),
                 ("GET", "/authorize") => return self.authorize(&url),
                 ("POST", "/token") => return self.token(now_ms, req),
+                ("POST", "/device_authorization") => return self.device_authorization(now_ms, req),
+                ("POST", "/revoke") if self.asc.revocation => return self.revoke(req),
                 _ => {}
             }
         }
@@ -415,6 +429,24 @@ impl Servers {
     pub fn revoke_access_tokens(&mut self) {
         for at in self.access.values_mut() {
             at.revoked = true;
+        }
+    }
+
+    /// RFC 7009: a refresh token goes with its grant's access tokens; an
+    /// access token alone. Whether the token was known.
+    fn revoke_token(&mut self, token: &str) -> bool {
+        if let Some(st) = self.refresh.remove(token) {
+            for at in self.access.values_mut().filter(|a| a.family == st.family) {
+                at.revoked = true;
+            }
+            return true;
+        }
+        match self.access.get_mut(token) {
+            Some(at) => {
+                at.revoked = true;
+                true
+            }
+            None => false,
         }
     }
 
@@ -503,6 +535,12 @@ impl Servers {
         }
         if let Some(a) = &self.asc.dpop_algs {
             v["dpop_signing_alg_values_supported"] = serde_json::json!(a);
+        }
+        if self.asc.device.is_some() {
+            v["device_authorization_endpoint"] = serde_json::json!(format!("{b}/device_authorization"));
+        }
+        if self.asc.revocation {
+            v["revocation_endpoint"] = serde_json::json!(format!("{b}/revoke"));
         }
         Response::json(200, v)
     }

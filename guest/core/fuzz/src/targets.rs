@@ -88,8 +88,11 @@ pub fn as_metadata(data: &[u8]) {
 }
 
 pub fn registration_response(data: &[u8]) {
-    if let Ok(r) = registration::parse_registration(&response(data), ISSUER, REDIRECT) {
-        assert!(r.usable_for(ISSUER, REDIRECT), "a registration the flow cannot use");
+    if let Ok(r) = registration::parse_registration(&response(data), ISSUER, Some(REDIRECT)) {
+        assert!(
+            r.usable_for(ISSUER, Some(REDIRECT)),
+            "a registration the flow cannot use"
+        );
     }
 }
 
@@ -277,7 +280,7 @@ pub fn session(data: &[u8]) {
                 };
                 s.on_response(now, &resp, mode, entropy)
             }
-            3 => s.logout(now),
+            3 => s.logout(now, u.arbitrary::<bool>().unwrap_or(false)),
             _ => {
                 s.retry();
                 s.inspect(now)
@@ -341,7 +344,8 @@ fn answer(u: &mut Unstructured<'_>, effect: Effect, store: &mut Vec<(String, Vec
             Input::Stored(Ok(()))
         }
         Effect::Lock { .. } => Input::Locked(if ok { Ok(()) } else { Err(err()) }),
-        Effect::Unlock { .. } | Effect::Notify(_) => Input::Ack,
+        Effect::Unlock { .. } | Effect::Notify(_) | Effect::Respond(_) => Input::Ack,
+        Effect::Pause { .. } => Input::Paused(if ok { Ok(()) } else { Err(err()) }),
         Effect::Sign { .. } => Input::Signed(if ok { Ok(vec![7; 64]) } else { Err(err()) }),
         Effect::DpopProof { .. } => Input::DpopProof(if ok {
             Ok(String::from("eyJh.eyJj.c2ln"))

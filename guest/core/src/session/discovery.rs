@@ -61,7 +61,7 @@ impl Session {
             (Some(b), None) if b.legacy => self.fetch_legacy_metadata(),
             (Some(b), None) => Self::discover_metadata(b.clone()),
             (Some(_), Some(authority)) if machine => self.machine_grant(f, now, MachineGrant::new(authority)),
-            (Some(_), Some(authority)) => super::interactive::listen(&self.config, authority),
+            (Some(_), Some(authority)) => self.start_user_grant(f, authority),
         }
     }
 

@@ -8,7 +8,7 @@
 use alloc::string::String;
 
 use super::Session;
-use super::state::{Authority, Authorization, Flow, Next, Pending, Phase, Then};
+use super::state::{Authority, Authorization, Channel, Flow, Next, Pending, Phase, Then};
 use super::stored::{load, save};
 use crate::config::Config;
 use crate::effect::{CallbackEvent, ConsentRequest, Effect, Event, HttpResponse, TransportError};
@@ -19,6 +19,7 @@ use crate::primitives::url_safety::{check_loopback_redirect, check_url};
 use crate::records;
 use crate::wire::authorization_request::AuthorizationRequest;
 use crate::wire::authorization_response::{self, Verdict};
+use crate::wire::callback_page::{self, PageOutcome};
 use crate::wire::client_auth::{ClientCredentials, ClientSource};
 use crate::wire::registration;
 use crate::wire::token::{self, CodeExchange};
@@ -32,15 +33,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 /// to make every sign-in fail).
 fn report_rejection(n: u32) -> bool {
     n.is_power_of_two()
-}
-
-pub(super) fn listen(config: &Config, authority: Authority) -> Next {
-    Next::Effect(
-        Phase::Listening(authority),
-        Effect::Listen {
-            port: config.callback_port,
-        },
-    )
 }
 
 /// The browser is out (or could not open: the URL was shown): wait.
@@ -70,6 +62,21 @@ pub(super) fn await_callback(now: u64, pending: Pending) -> Next {
 }
 
 impl Session {
+    /// A user grant starts: the device grant when the host asked for it and
+    /// the AS offers it (no listener then), else the loopback listener.
+    pub(super) fn start_user_grant(&mut self, f: &mut Flow, authority: Authority) -> Next {
+        if self.config.device_grant
+            && let Some(endpoint) = authority.metadata.device_authorization_endpoint.clone()
+        {
+            if let Err(e) = check_url(&endpoint, "device_authorization_endpoint") {
+                return Next::fail(e);
+            }
+            return self.ask_consent(f, authority, Channel::Device(endpoint));
+        }
+        let port = self.config.callback_port;
+        Next::Effect(Phase::Listening(authority), Effect::Listen { port })
+    }
+
     pub(super) fn listening(&mut self, f: &mut Flow, authority: Authority, r: Result<String, String>) -> Next {
         let redirect_uri = match r {
             Ok(uri) => uri,
@@ -78,6 +85,11 @@ impl Session {
         if let Err(e) = check_loopback_redirect(&redirect_uri) {
             return Next::fail(e);
         }
+        self.ask_consent(f, authority, Channel::Loopback(redirect_uri))
+    }
+
+    /// Consent comes before any registration, browser or device code.
+    fn ask_consent(&mut self, f: &mut Flow, authority: Authority, channel: Channel) -> Next {
         let (b, md) = (&authority.binding, &authority.metadata);
         let scopes = match &f.wanted.scopes {
             Some(s) => s.clone(),
@@ -97,7 +109,7 @@ impl Session {
         };
         let auth = Authorization {
             authority,
-            redirect_uri,
+            channel,
             scopes,
             reregistered: false,
         };
@@ -140,7 +152,7 @@ impl Session {
         } else if let Some(r) = self
             .registration
             .as_ref()
-            .filter(|r| r.usable_for(&issuer, &auth.redirect_uri))
+            .filter(|r| r.usable_for(&issuer, auth.redirect_uri()))
         {
             ClientCredentials::new(
                 ClientSource::Dynamic,
@@ -150,7 +162,7 @@ impl Session {
                 supported,
             )
         } else if let Some(endpoint) = &md.registration_endpoint {
-            let req = registration::registration_request(endpoint, md, &self.config.client_name, &auth.redirect_uri);
+            let req = registration::registration_request(endpoint, md, &self.config.client_name, auth.redirect_uri());
             return Next::Effect(Phase::Registering(auth), Effect::Http(req));
         } else {
             return Next::fail(Error::NoClientIdentity {
@@ -158,7 +170,10 @@ impl Session {
                 issuer,
             });
         };
-        self.open_browser(f, auth, client)
+        match auth.channel {
+            Channel::Loopback(_) => self.open_browser(f, auth, client),
+            Channel::Device(_) => self.authorize_device(auth, client),
+        }
     }
 
     pub(super) fn loaded_registration_for_flow(
@@ -187,7 +202,7 @@ impl Session {
             }
         };
         let issuer = &auth.authority.binding.issuer;
-        match registration::parse_registration(&resp, issuer, &auth.redirect_uri) {
+        match registration::parse_registration(&resp, issuer, auth.redirect_uri()) {
             Ok(reg) => {
                 let save = save(records::registration_key(&reg.issuer), records::encode(&reg));
                 self.registration = Some(reg);
@@ -200,6 +215,11 @@ impl Session {
     /// Builds the authorization URL from validated parts only and opens it.
     fn open_browser(&mut self, f: &mut Flow, auth: Authorization, client: ClientCredentials) -> Next {
         let (b, md) = (&auth.authority.binding, &auth.authority.metadata);
+        let Some(redirect_uri) = auth.redirect_uri() else {
+            return Next::fail(Error::Internal {
+                what: "a browser opened without a redirect URI",
+            });
+        };
         let endpoint = match check_url(&md.authorization_endpoint, "authorization_endpoint") {
             Ok(u) => u,
             Err(e) => return Next::fail(e),
@@ -211,7 +231,7 @@ impl Session {
         let url = AuthorizationRequest {
             endpoint: &endpoint,
             client_id: &client.client_id,
-            redirect_uri: &auth.redirect_uri,
+            redirect_uri,
             code_challenge: pkce.challenge(),
             state: &state,
             resource: &b.prm.resource,
@@ -243,18 +263,22 @@ impl Session {
         };
         let (b, md) = (&pending.auth.authority.binding, &pending.auth.authority.metadata);
         let iss_supported = md.authorization_response_iss_parameter_supported == Some(true);
-        match authorization_response::check(&query, &pending.state, &b.issuer, iss_supported) {
+        let verdict = authorization_response::check(&query, &pending.state, &b.issuer, iss_supported);
+        // This sign-in's redirect: its browser tab gets the outcome's page
+        // once there is one (`Session::advance`).
+        f.browser_waiting = !matches!(verdict, Verdict::Rejected(_));
+        match verdict {
             Verdict::Rejected(reason) => {
                 pending.rejected = pending.rejected.saturating_add(1);
-                if !report_rejection(pending.rejected) {
-                    return await_callback(now, pending);
+                let mut effects = alloc::vec![Effect::Respond(callback_page::render(PageOutcome::Ignored))];
+                if report_rejection(pending.rejected) {
+                    let reason = match pending.rejected {
+                        1 => reason,
+                        n => alloc::format!("{reason} ({n} such requests so far)"),
+                    };
+                    effects.push(Effect::Notify(Event::CallbackRejected { reason }));
                 }
-                let reason = match pending.rejected {
-                    1 => reason,
-                    n => alloc::format!("{reason} ({n} such requests so far)"),
-                };
-                let notice = Effect::Notify(Event::CallbackRejected { reason });
-                Next::Queue(alloc::vec![notice], Then::AwaitCallback(pending))
+                Next::Queue(effects, Then::AwaitCallback(pending))
             }
             Verdict::IssMismatch => Next::fail(Error::IssMismatch {
                 expected: b.issuer.clone(),
@@ -269,7 +293,7 @@ impl Session {
                 let req = token::code_request(&CodeExchange {
                     token_endpoint: &md.token_endpoint,
                     code: &code,
-                    redirect_uri: &pending.auth.redirect_uri,
+                    redirect_uri: pending.auth.redirect_uri().unwrap_or_default(),
                     verifier: pending.pkce.verifier(),
                     resource: &b.prm.resource,
                     client: &pending.client,

@@ -30,9 +30,12 @@
 //! record lock is released. A call made while a flow runs gets `Wait` (its
 //! outcome is yours) or `Busy` (call again after it).
 
+mod device;
 mod discovery;
 mod dpop;
+mod inputs;
 mod interactive;
+mod logout;
 mod machine;
 mod refresh;
 mod state;
@@ -42,7 +45,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 
 use crate::config::Config;
-use crate::effect::{Effect, Event, FlowId, Input, Mode, Outcome, ServerResponse, Step};
+use crate::effect::{Effect, FlowId, Input, Mode, Outcome, Page, ServerResponse, Step};
 use crate::error::Error;
 use crate::policy::decline_latch::Latch;
 use crate::policy::rejection::{self, Decision, Facts, Trigger};
@@ -51,6 +54,7 @@ use crate::primitives::http_url::HttpUrl;
 use crate::primitives::url_safety::check_url;
 use crate::primitives::www_authenticate::BearerChallenge;
 use crate::records::Binding;
+use crate::wire::callback_page::{self, PageOutcome};
 use crate::wire::metadata::AsMetadata;
 use crate::wire::registration::Registration;
 use crate::wire::token::TokenSet;
@@ -193,9 +197,11 @@ impl Session {
         self.begin(now, op, entropy)
     }
 
-    /// Remove the stored tokens for this server.
-    pub fn logout(&mut self, now: u64) -> Step {
-        self.begin(now, Op::Logout, Entropy([0; 64]))
+    /// Remove the stored tokens for this server; with `revoke`, revoke
+    /// them at the AS first (RFC 7009) when it offers that.
+    /// [`Outcome::LoggedOut`] reports what the AS did.
+    pub fn logout(&mut self, now: u64, revoke: bool) -> Step {
+        self.begin(now, Op::Logout { revoke }, Entropy([0; 64]))
     }
 
     /// Load what is stored and report it as [`Outcome::Status`].
@@ -258,6 +264,7 @@ impl Session {
             attempt: 0,
             dpop_key: None,
             dpop_proofs: 0,
+            browser_waiting: false,
         };
         let next = if self.loaded {
             self.dispatch(&mut f, now)
@@ -281,6 +288,12 @@ impl Session {
                 Next::Effect(phase, effect) => {
                     f.phase = phase;
                     return Step::Effect(effect);
+                }
+                // The browser tab that brought the redirect learns the outcome.
+                Next::Done(r) if f.browser_waiting => {
+                    f.browser_waiting = false;
+                    let page = self.page_for(&r);
+                    Next::Queue(alloc::vec![Effect::Respond(page)], Then::Finish(r))
                 }
                 Next::Done(r) if f.held_lock.is_some() => Next::Queue(Vec::new(), Then::Finish(r)),
                 Next::Done(r) => return Step::Done(r),
@@ -319,10 +332,11 @@ impl Session {
     /// What runs once queued effects are out.
     fn resume(&mut self, f: &mut Flow, now: u64, then: Then) -> Next {
         match then {
-            Then::Listen(authority) => interactive::listen(&self.config, authority),
+            Then::Listen(authority) => self.start_user_grant(f, authority),
             Then::MachineGrant(authority) => self.machine_grant(f, now, MachineGrant::new(authority)),
             Then::ChooseClient(auth) => self.choose_client(f, auth),
             Then::AwaitCallback(pending) => interactive::await_callback(now, pending),
+            Then::Poll(grant) => device::wait_to_poll(now, grant),
             Then::Reauthorize => self.reauthorize(f, now),
             Then::Finish(r) => Next::Done(r),
         }
@@ -330,94 +344,11 @@ impl Session {
 
     // ---- dispatch, in flow order -------------------------------------------
 
-    /// The input for the phase the flow waits in (taken out while it runs).
-    fn on_input(&mut self, f: &mut Flow, now: u64, phase: Phase, input: Input) -> Next {
-        match (phase, input) {
-            // A store that cannot be read is not an empty one (effect.rs).
-            (_, Input::LoadFailed(message)) => Next::fail(Error::Storage { message }),
-            (Phase::Draining(then), Input::Stored(r)) => {
-                if let Err(message) = r {
-                    f.outbox.push_front(Effect::Notify(Event::StorageWarning {
-                        record: String::from("record"),
-                        message,
-                    }));
-                }
-                Next::Queue(Vec::new(), then)
-            }
-            (Phase::Draining(then), Input::Ack) => Next::Queue(Vec::new(), then),
-
-            // stored records (stored.rs)
-            (Phase::LoadBinding, Input::Loaded(b)) => self.loaded_binding(f, now, b.as_deref()),
-            (Phase::LoadMetadata(binding), Input::Loaded(b)) => self.loaded_metadata(binding, b.as_deref()),
-            (Phase::LoadRegistration(binding), Input::Loaded(b)) => self.loaded_registration(binding, b.as_deref()),
-            (Phase::LoadTokens(binding), Input::Loaded(b)) => self.loaded_tokens(f, now, binding, b.as_deref()),
-
-            // refresh (refresh.rs)
-            (Phase::Locking { key }, Input::Locked(r)) => refresh::locked(f, key, r),
-            (Phase::ReloadBeforeRefresh, Input::Loaded(b)) => self.reloaded_before_refresh(f, now, b.as_deref()),
-            (Phase::Refreshing(refresh), Input::Http(r)) => self.refreshed(f, now, refresh, r),
-            (Phase::ReloadAfterInvalidGrant(refresh), Input::Loaded(b)) => {
-                self.reloaded_after_invalid_grant(f, now, refresh, b.as_deref())
-            }
-
-            // discovery (discovery.rs)
-            (Phase::FetchPrm { url, candidates }, Input::Http(r)) => self.fetched_prm(url, candidates, r),
-            (Phase::LoadCachedMetadata(binding), Input::Loaded(b)) => {
-                self.loaded_cached_metadata(binding, b.as_deref())
-            }
-            (
-                Phase::FetchMetadata {
-                    binding,
-                    url,
-                    candidates,
-                },
-                Input::Http(r),
-            ) => self.fetched_metadata(binding, url, candidates, r),
-            (Phase::FetchLegacyMetadata, Input::Http(r)) => self.fetched_legacy_metadata(r),
-
-            // interactive authorization (interactive.rs)
-            (Phase::Listening(authority), Input::Listening(r)) => self.listening(f, authority, r),
-            (Phase::Consenting(auth), Input::Consent(yes)) => self.consented(f, auth, yes),
-            (Phase::LoadRegistrationForFlow(auth), Input::Loaded(b)) => {
-                self.loaded_registration_for_flow(f, auth, b.as_deref())
-            }
-            (Phase::Registering(auth), Input::Http(r)) => self.registered(auth, r),
-            (Phase::OpeningBrowser(pending), Input::Opened(r)) => interactive::opened(now, pending, r, &self.config),
-            (Phase::AwaitingCallback(pending), Input::Callback(ev)) => self.callback(f, now, pending, ev),
-            (Phase::ExchangingCode { auth, client }, Input::Http(r)) => self.exchanged_code(f, now, auth, client, r),
-
-            // machine grants (machine.rs)
-            (Phase::ExchangingIdentity(grant), Input::Http(r)) => self.exchanged_identity(f, now, grant, r),
-            (Phase::Signing { grant, input }, Input::Signed(r)) => self.signed(f, now, grant, &input, r),
-            (
-                Phase::MachineToken {
-                    authority,
-                    client_id,
-                    scopes,
-                },
-                Input::Http(r),
-            ) => self.machine_token(f, now, &authority, &client_id, &scopes, r),
-
-            // DPoP (dpop.rs): a proved request's answer is DPoP's first
-            (Phase::Proving(p), Input::DpopProof(r)) => Self::proved_token_request(p, r),
-            (Phase::Proved(p), Input::Http(r)) => match self.dpop_answer(f, now, p, &r) {
-                Ok(next) => next,
-                // `then` is never a DPoP phase: this recurses once.
-                Err(then) => self.on_input(f, now, *then, Input::Http(r)),
-            },
-            (Phase::ProvingResource, Input::DpopProof(r)) => Self::proved_resource(r),
-
-            (phase, _) => Next::fail(Error::UnexpectedInput {
-                expected: phase.expects(),
-            }),
-        }
-    }
-
     /// With the stored records in memory: what the operation leads to.
     fn dispatch(&mut self, f: &mut Flow, now: u64) -> Next {
         let trigger = match &f.op {
             Op::Inspect => return Next::Done(Ok(Outcome::Status(self.status()))),
-            Op::Logout => return self.forget_tokens(),
+            Op::Logout { revoke } => return self.start_logout(*revoke),
             Op::Proof { method, url } => {
                 let (method, url) = (method.clone(), url.clone());
                 return self.prove_resource(f, now, &method, &url);
@@ -482,6 +413,22 @@ impl Session {
                 self.new_grant(f, now)
             }
         }
+    }
+
+    /// The page for the browser tab that brought the redirect.
+    fn page_for(&self, r: &Result<Outcome, Error>) -> Page {
+        let server = self.server_url.as_str();
+        callback_page::render(match r {
+            Ok(_) => PageOutcome::SignedIn { server },
+            Err(Error::Declined) => PageOutcome::Declined { server },
+            Err(e) => {
+                let reason = alloc::format!("{e}");
+                return callback_page::render(PageOutcome::Failed {
+                    server,
+                    reason: &reason,
+                });
+            }
+        })
     }
 
     /// Hands out the current token (the decision found one).

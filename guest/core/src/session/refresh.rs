@@ -153,7 +153,7 @@ impl Session {
     }
 
     /// The client a stored grant was issued to, if it is still at hand.
-    fn client_for(&self, client_id: &str) -> Option<ClientCredentials> {
+    pub(super) fn client_for(&self, client_id: &str) -> Option<ClientCredentials> {
         let md = self.metadata.as_ref()?;
         let supported = md.token_endpoint_auth_methods_supported.as_deref();
         if self.config.client_id.as_deref() == Some(client_id) {

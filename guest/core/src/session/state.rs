@@ -8,13 +8,14 @@ use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::effect::{ConsentReason, Effect, FlowId, HttpRequest, Mode, Outcome};
+use crate::effect::{ConsentReason, Effect, FlowId, HttpRequest, LogoutReport, Mode, Outcome};
 use crate::error::Error;
 use crate::policy::rejection::Trigger;
 use crate::primitives::entropy::Entropy;
 use crate::primitives::pkce::Pkce;
 use crate::records::Binding;
 use crate::wire::client_auth::ClientCredentials;
+use crate::wire::device_authorization::DeviceAuthorization;
 use crate::wire::metadata::AsMetadata;
 
 /// What the caller asked for.
@@ -24,7 +25,10 @@ pub(super) enum Op {
         mode: Mode,
         trigger: Trigger,
     },
-    Logout,
+    /// Revoke at the AS first (RFC 7009) when `revoke`.
+    Logout {
+        revoke: bool,
+    },
     Inspect,
     /// A DPoP proof for a request to the MCP server.
     Proof {
@@ -66,20 +70,23 @@ pub(super) struct Flow {
     pub dpop_key: Option<String>,
     /// Proofs made in this flow (each gets its own `jti`).
     pub dpop_proofs: u8,
+    /// The browser's request that brought the redirect waits for its page:
+    /// `Session::advance` answers it with the outcome before the flow ends.
+    pub browser_waiting: bool,
 }
 
 impl Flow {
     pub fn mode(&self) -> Mode {
         match self.op {
             Op::Authorize { mode, .. } => mode,
-            Op::Logout | Op::Inspect | Op::Proof { .. } => Mode::Silent,
+            Op::Logout { .. } | Op::Inspect | Op::Proof { .. } => Mode::Silent,
         }
     }
 
     pub fn trigger(&self) -> Option<&Trigger> {
         match &self.op {
             Op::Authorize { trigger, .. } => Some(trigger),
-            Op::Logout | Op::Inspect | Op::Proof { .. } => None,
+            Op::Logout { .. } | Op::Inspect | Op::Proof { .. } => None,
         }
     }
 
@@ -156,12 +163,21 @@ impl Candidates {
     }
 }
 
-/// An interactive authorization once the listener is up.
+/// How the user's approval comes back.
+#[derive(Debug, Clone)]
+pub(super) enum Channel {
+    /// A redirect to this loopback URI (checked), where the listener answers.
+    Loopback(String),
+    /// The device grant (RFC 8628): the user approves elsewhere; the flow
+    /// polls. The AS's device authorization endpoint (checked).
+    Device(String),
+}
+
+/// An interactive authorization once its channel is set up.
 #[derive(Debug, Clone)]
 pub(super) struct Authorization {
     pub authority: Authority,
-    /// The loopback redirect URI the listener answers on (checked).
-    pub redirect_uri: String,
+    pub channel: Channel,
     /// The scopes consented to (empty: the AS's default).
     pub scopes: Vec<String>,
     /// A rejected dynamic client was registered again once already.
@@ -182,6 +198,41 @@ pub(super) struct Pending {
     pub deadline: u64,
     /// Requests to the callback that were not this login's redirect.
     pub rejected: u32,
+}
+
+impl Authorization {
+    /// The loopback redirect URI; `None` for the device grant.
+    pub fn redirect_uri(&self) -> Option<&str> {
+        match &self.channel {
+            Channel::Loopback(uri) => Some(uri),
+            Channel::Device(_) => None,
+        }
+    }
+}
+
+/// A device grant being polled (RFC 8628 §3.4): the code (a secret) and
+/// the interval travel here, and are dropped when the flow ends.
+#[derive(Debug, Clone)]
+pub(super) struct DeviceGrant {
+    pub auth: Authorization,
+    pub client: ClientCredentials,
+    pub device: DeviceAuthorization,
+    /// The poll interval now (raised by `slow_down`).
+    pub interval_ms: u64,
+    /// When the wait ends (unix ms): the code's life or the user timeout.
+    pub deadline: u64,
+    /// Polls sent so far (bounded even if a host does not wait).
+    pub polls: u32,
+}
+
+/// A logout's revocations (RFC 7009): what is left to revoke, what was.
+#[derive(Debug, Clone)]
+pub(super) struct Revocation {
+    pub endpoint: String,
+    pub client: ClientCredentials,
+    /// (`token_type_hint`, token), refresh token first.
+    pub left: Vec<(&'static str, String)>,
+    pub report: LogoutReport,
 }
 
 /// A machine grant's progress: (ID-JAG from the IdP,) (signed assertion,)
@@ -246,6 +297,15 @@ pub(super) enum Phase {
         auth: Authorization,
         client: ClientCredentials,
     },
+    // the device grant (device.rs)
+    AuthorizingDevice {
+        auth: Authorization,
+        client: ClientCredentials,
+    },
+    DeviceWaiting(DeviceGrant),
+    DevicePolling(DeviceGrant),
+    // logout (logout.rs)
+    Revoking(Revocation),
     // machine grants
     ExchangingIdentity(MachineGrant),
     Signing {
@@ -288,6 +348,9 @@ impl Phase {
             | Phase::FetchLegacyMetadata
             | Phase::Registering(_)
             | Phase::ExchangingCode { .. }
+            | Phase::AuthorizingDevice { .. }
+            | Phase::DevicePolling(_)
+            | Phase::Revoking(_)
             | Phase::ExchangingIdentity(_)
             | Phase::MachineToken { .. } => "Http",
             Phase::Locking { .. } => "Locked",
@@ -297,6 +360,7 @@ impl Phase {
             Phase::Consenting(_) => "Consent",
             Phase::OpeningBrowser(_) => "Opened",
             Phase::AwaitingCallback(_) => "Callback",
+            Phase::DeviceWaiting(_) => "Paused",
             Phase::Draining(_) => "Stored or Ack",
             Phase::Idle => "nothing",
         }
@@ -320,6 +384,8 @@ pub(super) enum Then {
     MachineGrant(Authority),
     ChooseClient(Authorization),
     AwaitCallback(Pending),
+    /// The user has the device code: wait the interval, then poll.
+    Poll(DeviceGrant),
     /// The stored grant is dead: authorize anew (or say it is required).
     Reauthorize,
     Finish(Result<Outcome, Error>),

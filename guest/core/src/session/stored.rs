@@ -140,16 +140,6 @@ impl Session {
         self.metadata = None;
     }
 
-    /// `logout`: the stored tokens go, here and in the store.
-    pub(super) fn forget_tokens(&mut self) -> Next {
-        self.tokens = None;
-        let effects = match &self.binding {
-            Some(b) => alloc::vec![Effect::Delete { key: b.tokens_key() }],
-            None => Vec::new(),
-        };
-        Next::Queue(effects, Then::Finish(Ok(Outcome::LoggedOut)))
-    }
-
     /// The AS no longer knows our dynamic client: drop it here too.
     pub(super) fn forget_registration(&mut self) -> Vec<Effect> {
         let Some(r) = self.registration.take() else {

@@ -124,6 +124,10 @@ pub struct AsMetadata {
     pub authorization_response_iss_parameter_supported: Option<bool>,
     /// RFC 9449 §5.1: the JWS algorithms it accepts in DPoP proofs.
     pub dpop_signing_alg_values_supported: Option<Vec<String>>,
+    /// RFC 8628 §4: where a device asks for a user code (checked when used).
+    pub device_authorization_endpoint: Option<String>,
+    /// RFC 7009 / RFC 8414 §2: where tokens are revoked (checked when used).
+    pub revocation_endpoint: Option<String>,
 }
 
 impl AsMetadata {

@@ -4,9 +4,12 @@
 
 pub mod authorization_request;
 pub mod authorization_response;
+pub mod callback_page;
 pub mod client_auth;
+pub mod device_authorization;
 pub mod dpop;
 pub mod grants;
 pub mod metadata;
 pub mod registration;
+pub mod revocation;
 pub mod token;

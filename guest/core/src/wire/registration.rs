@@ -10,6 +10,7 @@ use crate::effect::{HttpRequest, HttpResponse, Method};
 use crate::error::Error;
 use crate::primitives::json::oauth_error;
 use crate::wire::client_auth::AuthMethod;
+use crate::wire::device_authorization::DEVICE_CODE_GRANT;
 use crate::wire::metadata::AsMetadata;
 
 /// A dynamic registration, persisted per issuer and never sent to another.
@@ -25,6 +26,8 @@ pub struct Registration {
     pub redirect_uris: Vec<String>,
     /// The token endpoint auth method the AS assigned.
     pub token_endpoint_auth_method: Option<String>,
+    /// The grant types registered (absent in older records: the code grant).
+    pub grant_types: Option<Vec<String>>,
 }
 
 impl core::fmt::Debug for Registration {
@@ -40,9 +43,16 @@ impl core::fmt::Debug for Registration {
 
 impl Registration {
     /// Reusable for this flow: same issuer, and registered for this exact
-    /// redirect URI.
-    pub fn usable_for(&self, issuer: &str, redirect_uri: &str) -> bool {
-        self.issuer == issuer && self.redirect_uris.iter().any(|r| r == redirect_uri)
+    /// redirect URI (`None`: for the device grant).
+    pub fn usable_for(&self, issuer: &str, redirect_uri: Option<&str>) -> bool {
+        self.issuer == issuer
+            && match redirect_uri {
+                Some(uri) => self.redirect_uris.iter().any(|r| r == uri),
+                None => self
+                    .grant_types
+                    .as_ref()
+                    .is_some_and(|g| g.iter().any(|t| t == DEVICE_CODE_GRANT)),
+            }
     }
 }
 
@@ -72,13 +82,31 @@ struct RegistrationRequest {
     application_type: String,
 }
 
-/// RFC 7591 §2 / §3.1 registration request for a native loopback client.
-pub fn registration_request(endpoint: &str, md: &AsMetadata, client_name: &str, redirect_uri: &str) -> HttpRequest {
+/// The grant types a registration asks for: the code grant for a loopback
+/// redirect URI, the device grant (RFC 8628 §4) without one.
+fn grant_types(redirect_uri: Option<&str>) -> Vec<String> {
+    let first = if redirect_uri.is_some() {
+        "authorization_code"
+    } else {
+        DEVICE_CODE_GRANT
+    };
+    alloc::vec![String::from(first), String::from("refresh_token")]
+}
+
+/// RFC 7591 §2 / §3.1 registration request for a native client: with its
+/// loopback redirect URI, or (`None`) for the device grant, with no
+/// redirect URI and no response type.
+pub fn registration_request(
+    endpoint: &str,
+    md: &AsMetadata,
+    client_name: &str,
+    redirect_uri: Option<&str>,
+) -> HttpRequest {
     let body = RegistrationRequest {
         client_name: String::from(client_name),
-        redirect_uris: alloc::vec![String::from(redirect_uri)],
-        grant_types: alloc::vec![String::from("authorization_code"), String::from("refresh_token")],
-        response_types: alloc::vec![String::from("code")],
+        redirect_uris: redirect_uri.map(String::from).into_iter().collect(),
+        grant_types: grant_types(redirect_uri),
+        response_types: redirect_uri.map(|_| String::from("code")).into_iter().collect(),
         token_endpoint_auth_method: String::from(requested_auth_method(md).as_str()),
         application_type: String::from("native"),
     };
@@ -99,10 +127,15 @@ struct RawRegistration {
     client_secret: Option<String>,
     redirect_uris: Option<Vec<String>>,
     token_endpoint_auth_method: Option<String>,
+    grant_types: Option<Vec<String>>,
 }
 
 /// RFC 7591 §3.2.1 response → a [`Registration`] bound to `issuer`.
-pub fn parse_registration(resp: &HttpResponse, issuer: &str, redirect_uri: &str) -> Result<Registration, Error> {
+pub fn parse_registration(
+    resp: &HttpResponse,
+    issuer: &str,
+    redirect_uri: Option<&str>,
+) -> Result<Registration, Error> {
     if !(200..300).contains(&resp.status) {
         let e = oauth_error(&resp.body);
         return Err(Error::RegistrationFailed {
@@ -125,8 +158,10 @@ pub fn parse_registration(resp: &HttpResponse, issuer: &str, redirect_uri: &str)
     // again would get the same answer: fail instead of looping).
     let redirect_uris = raw
         .redirect_uris
-        .unwrap_or_else(|| alloc::vec![String::from(redirect_uri)]);
-    if !redirect_uris.iter().any(|r| r == redirect_uri) {
+        .unwrap_or_else(|| redirect_uri.map(String::from).into_iter().collect());
+    if let Some(uri) = redirect_uri
+        && !redirect_uris.iter().any(|r| r == uri)
+    {
         return Err(Error::InvalidResponse {
             what: "registration response",
             detail: "the authorization server registered other redirect URIs than the loopback one sent".to_string(),
@@ -138,6 +173,7 @@ pub fn parse_registration(resp: &HttpResponse, issuer: &str, redirect_uri: &str)
         client_secret: raw.client_secret.filter(|s| !s.is_empty()),
         redirect_uris,
         token_endpoint_auth_method: raw.token_endpoint_auth_method,
+        grant_types: Some(raw.grant_types.unwrap_or_else(|| grant_types(redirect_uri))),
     })
 }
 
@@ -180,7 +216,7 @@ mod tests {
             "https://a.example/register",
             &md(),
             "mcp-oauth",
-            "http://127.0.0.1:5000/callback",
+            Some("http://127.0.0.1:5000/callback"),
         );
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["application_type"], "native");
@@ -192,7 +228,7 @@ mod tests {
         assert_eq!(v["token_endpoint_auth_method"], "none");
         let mut m = md();
         m.token_endpoint_auth_methods_supported = Some(alloc::vec!["client_secret_post".into()]);
-        let r = registration_request("https://a.example/register", &m, "x", "http://127.0.0.1:1/cb");
+        let r = registration_request("https://a.example/register", &m, "x", Some("http://127.0.0.1:1/cb"));
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v["token_endpoint_auth_method"], "client_secret_post");
     }
@@ -204,10 +240,14 @@ mod tests {
             headers: Vec::new(),
             body: br#"{"client_id":"c1","client_secret":"s"}"#.to_vec(),
         };
-        let r = parse_registration(&resp, "https://a.example", "http://127.0.0.1:1/cb").unwrap();
-        assert!(r.usable_for("https://a.example", "http://127.0.0.1:1/cb"));
-        assert!(!r.usable_for("https://b.example", "http://127.0.0.1:1/cb"));
-        assert!(!r.usable_for("https://a.example", "http://127.0.0.1:2/cb"));
+        let r = parse_registration(&resp, "https://a.example", Some("http://127.0.0.1:1/cb")).unwrap();
+        assert!(r.usable_for("https://a.example", Some("http://127.0.0.1:1/cb")));
+        assert!(!r.usable_for("https://b.example", Some("http://127.0.0.1:1/cb")));
+        assert!(!r.usable_for("https://a.example", Some("http://127.0.0.1:2/cb")));
+        assert!(
+            !r.usable_for("https://a.example", None),
+            "a code-grant client is not a device client"
+        );
         assert!(!format!("{r:?}").contains("\"s\""));
         let bad = HttpResponse {
             status: 400,
@@ -215,9 +255,31 @@ mod tests {
             body: br#"{"error":"invalid_redirect_uri"}"#.to_vec(),
         };
         assert!(matches!(
-            parse_registration(&bad, "i", "r"),
+            parse_registration(&bad, "i", Some("r")),
             Err(Error::RegistrationFailed { status: 400, .. })
         ));
+    }
+
+    // RFC 8628 §4 / RFC 7591 §2: a device client has no redirect URI and no
+    // response type, and registers the device grant.
+    #[test]
+    fn a_device_client_registers_the_device_grant_only() {
+        let r = registration_request("https://a.example/register", &md(), "mcp-oauth", None);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(v["redirect_uris"], serde_json::json!([]));
+        assert_eq!(v["response_types"], serde_json::json!([]));
+        assert_eq!(
+            v["grant_types"],
+            serde_json::json!([DEVICE_CODE_GRANT, "refresh_token"])
+        );
+        let resp = HttpResponse {
+            status: 201,
+            headers: Vec::new(),
+            body: br#"{"client_id":"d1"}"#.to_vec(),
+        };
+        let reg = parse_registration(&resp, "https://a.example", None).unwrap();
+        assert!(reg.usable_for("https://a.example", None));
+        assert!(!reg.usable_for("https://a.example", Some("http://127.0.0.1:1/cb")));
     }
 
     #[test]

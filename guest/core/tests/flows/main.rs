@@ -13,6 +13,9 @@
 //! | `decline_latch` | declines latch until `retry()`; silent mode never prompts |
 //! | `concurrent_callers` | callers during a flow join it; many 401s cost one renewal (`Wait` and `Busy` in detail: `tests/single_flight.rs`) |
 //! | `rejection` | 401 and 403 from the MCP server, step-up |
+//! | `device` | the device authorization grant: interval, `slow_down`, denial, expiry, hostile answers |
+//! | `logout` | revocation at logout, and what a failed one leaves |
+//! | `pages` | the page each browser tab that reaches the listener is answered with |
 //!
 //! The simulator and the helpers every module uses (`urls`, the endpoint
 //! constants) are in `tests/sim`, shared with the other test crates.
@@ -22,9 +25,12 @@ mod sim;
 
 mod concurrent_callers;
 mod decline_latch;
+mod device;
 mod discovery;
 mod interactive;
+mod logout;
 mod machine;
+mod pages;
 mod refresh;
 mod rejection;
 mod stored;

@@ -43,6 +43,8 @@ pub struct Sim {
     pub store_down: bool,
     /// The store refuses every lock (held past the host's deadline).
     pub lock_refused: bool,
+    /// The user cancels the device-grant wait at this pause (0-based).
+    pub cancel_pause_at: Option<usize>,
     callbacks: VecDeque<CallbackEvent>,
     entropy_seed: u64,
 
@@ -51,6 +53,10 @@ pub struct Sim {
     pub consents: Vec<ConsentRequest>,
     pub opens: Vec<String>,
     pub notices: Vec<Event>,
+    /// Pages the listener answered the browser with, in order.
+    pub pages: Vec<Page>,
+    /// Every device-grant pause asked for (ms), with the clock when asked.
+    pub pauses: Vec<(u64, u64)>,
     /// Record locks currently held, and how many were ever taken.
     pub held_locks: Vec<String>,
     pub locks_taken: usize,
@@ -107,12 +113,15 @@ impl Sim {
             listen_error: None,
             store_down: false,
             lock_refused: false,
+            cancel_pause_at: None,
             callbacks: VecDeque::new(),
             entropy_seed: 0x9e37_79b9_7f4a_7c15,
             requests: vec![],
             consents: vec![],
             opens: vec![],
             notices: vec![],
+            pages: vec![],
+            pauses: vec![],
             held_locks: vec![],
             locks_taken: 0,
             signatures: 0,
@@ -296,6 +305,24 @@ impl Sim {
                 self.notices.push(ev);
                 Input::Ack
             }
+            Effect::Pause { ms } => {
+                assert!(
+                    self.held_locks.is_empty(),
+                    "a device wait while holding {:?}",
+                    self.held_locks
+                );
+                let n = self.pauses.len();
+                self.pauses.push((self.now, ms));
+                if self.cancel_pause_at == Some(n) {
+                    return Input::Paused(Err("cancelled by the user".into()));
+                }
+                self.now += ms;
+                Input::Paused(Ok(()))
+            }
+            Effect::Respond(page) => {
+                self.pages.push(page);
+                Input::Ack
+            }
         }
     }
 
@@ -348,7 +375,11 @@ impl Sim {
     }
 
     pub fn logout(&mut self, s: &mut Session) -> Result<Outcome, Error> {
-        let first = s.logout(self.now);
+        self.logout_revoking(s, false)
+    }
+
+    pub fn logout_revoking(&mut self, s: &mut Session, revoke: bool) -> Result<Outcome, Error> {
+        let first = s.logout(self.now, revoke);
         self.run(s, first)
     }
 
