@@ -44,11 +44,16 @@ pub struct Faults {
     /// The MCP server answers every request 403 `insufficient_scope`,
     /// naming this scope (a server never satisfied).
     pub always_insufficient: Option<String>,
+    /// The token endpoint answers every request 400 `invalid_grant`.
+    pub token_error: bool,
 }
 
 impl Faults {
     fn apply(&self, s: &mut Servers) {
         s.asc.deny = self.deny;
+        if let Some(d) = s.asc.device.as_mut() {
+            d.deny = self.deny;
+        }
         s.asc.access_ttl_s = self.access_ttl_secs.unwrap_or(3600);
         s.asc.authorization_endpoint = self.authorization_endpoint.clone();
         s.asc.token_endpoint = self.token_endpoint.clone();
@@ -95,7 +100,20 @@ fn servers(base: &str) -> Servers {
     let mut asc = AsConfig::at(base);
     asc.auth_methods = Some(vec!["none".into()]);
     asc.scopes_supported = Some(vec!["mcp:tools".into(), "offline_access".into()]);
-    asc.grant_types = Some(vec!["authorization_code".into(), "refresh_token".into()]);
+    asc.grant_types = Some(vec![
+        "authorization_code".into(),
+        "refresh_token".into(),
+        "urn:ietf:params:oauth:grant-type:device_code".into(),
+    ]);
+    // The device grant (RFC 8628): the user "on another device" approves
+    // after two polls, one second apart. Revocation at logout (RFC 7009).
+    asc.device = Some(mcp_oauth_fake_server::DeviceFlow {
+        interval_s: 1,
+        expires_in_s: 300,
+        approve_after_polls: Some(2),
+        ..Default::default()
+    });
+    asc.revocation = true;
     // Other clients (the SDKs, mcp-remote) send `prompt=consent`: auto-approve.
     asc.forbid_prompt = false;
     let mut s = Servers::new(mcp, asc);
@@ -114,6 +132,12 @@ fn path_of(url: &str) -> &str {
 
 fn hooks(s: &mut State, method: &str, path: &str) -> Option<Response> {
     match (method, path) {
+        ("POST", "/token") if s.faults.token_error => Some(Response {
+            status: 400,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"error":"invalid_grant","error_description":"the demo server refuses every grant (--fault token-error)"}"#
+                .to_vec(),
+        }),
         ("GET", "/_demo/log") => {
             let v = serde_json::json!({"requests": log_lines(&s.servers), "refresh_token_reuse_detected": s.servers.reuse_detected});
             Some(Response {

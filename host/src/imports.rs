@@ -166,6 +166,31 @@ impl prompts::Host for HostState {
     fn notify(&mut self, ev: types::Event) {
         self.io.prompter.notify(&ev);
     }
+
+    /// A device-grant pause, in 100 ms steps so Ctrl-C (the callback's
+    /// cancel flag) ends it at once; at most 10 minutes whatever is asked.
+    fn pause(&mut self, ms: u64) -> Result<(), prompts::PromptError> {
+        let cancel = self.io.callback.cancel.clone();
+        let cancelled = || {
+            cancel
+                .as_ref()
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::SeqCst))
+        };
+        let deadline = std::time::Instant::now() + Duration::from_millis(ms.min(600_000));
+        self.io.prompter.polling(true);
+        let r = loop {
+            if cancelled() {
+                break Err(prompts::PromptError::Other("cancelled by the user".into()));
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                break Ok(());
+            }
+            std::thread::sleep((deadline - now).min(Duration::from_millis(100)));
+        };
+        self.io.prompter.polling(false);
+        r
+    }
 }
 
 impl callback::Host for HostState {}
@@ -208,6 +233,13 @@ impl callback::HostListener for HostState {
             Arrival::TimedOut => types::CallbackEvent::TimedOut,
             Arrival::Cancelled => types::CallbackEvent::Cancelled,
         })
+    }
+
+    fn respond(&mut self, this: Resource<Listener>, page: types::Page) {
+        if let Ok(listener) = self.table.get_mut(&this) {
+            let headers: Vec<(String, String)> = page.headers.into_iter().map(|h| (h.name, h.value)).collect();
+            listener.respond(page.status, &headers, &page.body);
+        }
     }
 
     fn drop(&mut self, this: Resource<Listener>) -> wasmtime::Result<()> {

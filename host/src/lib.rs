@@ -54,7 +54,9 @@ pub mod bindings {
 }
 
 pub use bindings::exports::mcp::oauth::client::ChallengeOutcome;
-pub use bindings::mcp::oauth::engine_types::{AccessToken, AuthError, Config, Mode, ServerResponse, Status};
+pub use bindings::mcp::oauth::engine_types::{
+    AccessToken, AuthError, Config, LogoutReport, Mode, ServerResponse, Status,
+};
 pub use client::AuthorizedClient;
 pub use runtime::{Error, Runtime, RuntimeOptions, Session, SessionIo};
 
@@ -72,6 +74,7 @@ impl Default for Config {
             scope: None,
             callback_port: None,
             callback_timeout_ms: None,
+            device_grant: false,
             allow_missing_s256: Vec::new(),
             grant: None,
             private_key_jwt: false,

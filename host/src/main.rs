@@ -38,7 +38,7 @@ fn main() -> ExitCode {
             request_url,
         } => cli::token::headers(&url, &method, request_url.as_deref()),
         Command::Status { url, json } => cli::status::status(url, json),
-        Command::Logout { url } => cli::logout::logout(&url),
+        Command::Logout { url, local, ca_file } => cli::logout::logout(&url, !local, ca_file.as_deref()),
         Command::Proxy(args) => cli::proxy::proxy(args),
         Command::Config(args) => cli::config::config(args),
         Command::Store(c) => cli::store::run(c),
@@ -47,8 +47,9 @@ fn main() -> ExitCode {
             serve: true,
             port,
             access_ttl,
+            faults,
             ..
-        } => cli::demo::serve_demo(port.unwrap_or(0), access_ttl),
+        } => cli::demo::serve_demo(port.unwrap_or(0), access_ttl, &faults),
         #[cfg(feature = "demo")]
         Command::Demo { browser, .. } => cli::demo::demo(browser),
         Command::WriteEngineCache { home } => cli::write_engine_cache(home),

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::bindings::mcp::oauth::types::{ConsentReason, ConsentRequest, Event};
+use crate::bindings::mcp::oauth::types::{ConsentReason, ConsentRequest, DeviceCode, Event};
 
 /// One step the host performed for the engine (for narration; no secrets).
 #[derive(Debug, Clone)]
@@ -52,6 +52,10 @@ pub trait Prompter: Send + Sync {
     fn browser_opened(&self, _url: &str) {}
     /// The flow is (or is no longer) waiting for the browser.
     fn waiting(&self, _waiting: bool) {}
+    /// The flow is (or is no longer) waiting between device-grant polls.
+    fn polling(&self, waiting: bool) {
+        self.waiting(waiting)
+    }
     /// A step happened (narration).
     fn trace(&self, _step: &Trace) {}
 }
@@ -88,6 +92,33 @@ impl TerminalPrompter {
             quiet: !std::io::stderr().is_terminal(),
             paste_only: false,
             spinner: Mutex::new(None),
+        }
+    }
+
+    /// Starts (`Some`) or stops (`None`) the one spinner line; the next
+    /// message starts on a clean line.
+    fn spin(&self, on: bool, what: &'static str) {
+        let mut slot = self.spinner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((stop, thread)) = slot.take() {
+            // Wait for its last frame, so the next message starts on a clean line.
+            stop.store(true, Ordering::SeqCst);
+            let _ = thread.join();
+        }
+        if on {
+            let stop = Arc::new(AtomicBool::new(false));
+            let flag = stop.clone();
+            let thread = std::thread::spawn(move || {
+                let frames = ['|', '/', '-', '\\'];
+                let mut i = 0;
+                while !flag.load(Ordering::SeqCst) {
+                    eprint!("\r{} {what} (Ctrl-C to stop) ", frames[i % 4]);
+                    let _ = std::io::stderr().flush();
+                    i += 1;
+                    std::thread::sleep(Duration::from_millis(120));
+                }
+                eprint!("\r\x1b[2K");
+            });
+            *slot = Some((stop, thread));
         }
     }
 
@@ -128,7 +159,26 @@ pub fn describe_event(event: &Event) -> String {
         Event::LegacyIssuerDiffers(l) => {
             format!("note: legacy server {} names its issuer {}", p(&l.origin), p(&l.issuer))
         }
+        Event::DeviceCode(d) => device_code_text(d),
     }
+}
+
+/// The device grant's instructions (RFC 8628 §3.3): where to go and the
+/// code, each on its own line so a script can read them (`  open  <uri>`,
+/// `  code  <code>`); the link with the code in it when there is one.
+pub fn device_code_text(d: &DeviceCode) -> String {
+    use crate::terminal::printable as p;
+    let minutes = d.expires_in_s.div_ceil(60);
+    let mut out = format!(
+        "to sign in, open this address on any device and enter the code:\n\n  open  {}\n  code  {}\n",
+        p(&d.verification_uri),
+        p(&d.user_code)
+    );
+    if let Some(full) = &d.verification_uri_complete {
+        out.push_str(&format!("\n  or open {} (the code is filled in)\n", p(full)));
+    }
+    out.push_str(&format!("\nThe code expires in {minutes} min."));
+    out
 }
 
 impl Prompter for TerminalPrompter {
@@ -164,10 +214,27 @@ impl Prompter for TerminalPrompter {
     }
 
     fn notify(&self, event: &Event) {
-        // A browser failure must reach the user even when stderr is not a terminal.
-        if !self.quiet || matches!(event, Event::BrowserOpenFailed(_)) || self.narrate {
+        // A browser failure or a device code must reach the user even when
+        // stderr is not a terminal.
+        let must = matches!(event, Event::BrowserOpenFailed(_) | Event::DeviceCode(_));
+        if !self.quiet || must || self.narrate {
             eprintln!("mcp-oauth: {}", describe_event(event));
         }
+        if let Event::DeviceCode(d) = event
+            && !self.quiet
+            && let Some(qr) =
+                crate::terminal::qr_code(d.verification_uri_complete.as_deref().unwrap_or(&d.verification_uri))
+        {
+            eprintln!("\n{qr}");
+        }
+    }
+
+    fn polling(&self, waiting: bool) {
+        // Nothing is pasted during a device grant: the spinner is welcome.
+        self.spin(
+            waiting && !self.quiet && !self.narrate,
+            "waiting for the code to be entered",
+        );
     }
 
     fn browser_opened(&self, url: &str) {
@@ -184,31 +251,8 @@ impl Prompter for TerminalPrompter {
     }
 
     fn waiting(&self, waiting: bool) {
-        let mut slot = self.spinner.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((stop, thread)) = slot.take() {
-            // Wait for its last frame, so the next message starts on a clean line.
-            stop.store(true, Ordering::SeqCst);
-            let _ = thread.join();
-        }
-        if waiting && !self.quiet && !self.narrate && !self.paste_only {
-            let stop = Arc::new(AtomicBool::new(false));
-            let flag = stop.clone();
-            let thread = std::thread::spawn(move || {
-                let frames = ['|', '/', '-', '\\'];
-                let mut i = 0;
-                while !flag.load(Ordering::SeqCst) {
-                    eprint!(
-                        "\r{} waiting for the browser to finish signing in (Ctrl-C to stop) ",
-                        frames[i % 4]
-                    );
-                    let _ = std::io::stderr().flush();
-                    i += 1;
-                    std::thread::sleep(Duration::from_millis(120));
-                }
-                eprint!("\r\x1b[2K");
-            });
-            *slot = Some((stop, thread));
-        }
+        let on = waiting && !self.quiet && !self.narrate && !self.paste_only;
+        self.spin(on, "waiting for the browser to finish signing in");
     }
 
     fn trace(&self, step: &Trace) {

@@ -42,6 +42,33 @@ pub fn has_controls(text: &str) -> bool {
     text.chars().any(char::is_control)
 }
 
+/// `url` as a QR code in Unicode half blocks, for a phone to scan, when
+/// stderr is a terminal wide and tall enough to show it whole; `None`
+/// otherwise (the address and the code are printed as text anyway).
+pub fn qr_code(url: &str) -> Option<String> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let (terminal_size::Width(cols), terminal_size::Height(rows)) = terminal_size::terminal_size_of(std::io::stderr())?;
+    qr_code_within(url, usize::from(cols), usize::from(rows))
+}
+
+/// The QR code for `url` if it fits in `cols` x `rows` character cells.
+pub fn qr_code_within(url: &str, cols: usize, rows: usize) -> Option<String> {
+    use qrcode::render::unicode::Dense1x2;
+    let code = qrcode::QrCode::new(url.as_bytes()).ok()?;
+    let text = code
+        .render::<Dense1x2>()
+        .dark_color(Dense1x2::Light)
+        .light_color(Dense1x2::Dark)
+        .quiet_zone(true)
+        .build();
+    let width = text.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    let height = text.lines().count();
+    (width <= cols && height + 8 <= rows).then_some(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +85,14 @@ mod tests {
         assert!(!safe.chars().any(|c| c.is_control() && c != '\n'), "{safe:?}");
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
         assert_eq!(back["id"], hostile, "the same JSON value");
+    }
+
+    #[test]
+    fn a_qr_code_is_shown_only_where_it_fits() {
+        let url = "https://auth.example.com/device?user_code=WDJB-MJHT";
+        let qr = super::qr_code_within(url, 200, 100).expect("fits");
+        assert!(qr.contains('█') || qr.contains('▀') || qr.contains('▄'));
+        assert!(super::qr_code_within(url, 20, 100).is_none(), "too narrow");
+        assert!(super::qr_code_within(url, 200, 10).is_none(), "too short");
     }
 }

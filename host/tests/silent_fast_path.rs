@@ -73,7 +73,7 @@ fn a_fresh_token_is_served_by_the_host_and_a_trap_or_logout_forgets_it() {
     // Back through the engine, then a logout forgets it too.
     assert_eq!(session.authorize(Mode::Silent).unwrap().token, t1.token);
     assert!(silent_without_engine(&session).is_ok());
-    session.logout().unwrap();
+    session.logout(false).unwrap();
     assert!(matches!(
         session.authorize(Mode::Silent),
         Err(Error::Auth(AuthError::AuthorizationRequired))

@@ -17,7 +17,7 @@ wit_bindgen::generate!({
 
 use exports::mcp::oauth::client::{self, ChallengeOutcome};
 use mcp::oauth::callback::{Listener, ListenerError};
-use mcp::oauth::engine_types::{AccessToken, AuthError, Config, Mode, ServerResponse, Status};
+use mcp::oauth::engine_types::{AccessToken, AuthError, Config, LogoutReport, Mode, ServerResponse, Status};
 use mcp::oauth::{browser, clock, http, prompts, random, signer, storage};
 
 struct Component;
@@ -97,8 +97,11 @@ impl client::GuestSession for ClientSession {
         self.engine.borrow_mut().retry();
     }
 
-    fn logout(&self) -> Result<(), AuthError> {
-        self.drive(|s, now| s.logout(now)).map(|_| ())
+    fn logout(&self, revoke: bool) -> Result<LogoutReport, AuthError> {
+        match self.drive(|s, now| s.logout(now, revoke))? {
+            Outcome::LoggedOut(r) => Ok(convert::logout_report(r)),
+            _ => Err(convert::other("no logout report")),
+        }
     }
 
     fn status(&self) -> Result<Status, AuthError> {
@@ -171,6 +174,16 @@ fn perform(effect: Effect, listener: &mut Option<Listener>) -> Input {
         },
         Effect::Notify(ev) => {
             prompts::notify(&convert::event(&ev));
+            Input::Ack
+        }
+        Effect::Pause { ms } => Input::Paused(prompts::pause(ms).map_err(|e| match e {
+            prompts::PromptError::Unavailable => String::from("cancelled"),
+            prompts::PromptError::Other(m) => m,
+        })),
+        Effect::Respond(page) => {
+            if let Some(l) = listener.as_ref() {
+                l.respond(&convert::page(page));
+            }
             Input::Ack
         }
     }

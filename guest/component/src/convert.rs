@@ -16,7 +16,8 @@ use crate::machine as bindings;
 #[cfg(feature = "sans-io")]
 use bindings::exports::mcp::oauth::machine;
 use bindings::mcp::oauth::engine_types::{
-    AccessToken, AuthError, Config, Failure, FailureKind, Grant, Mode, OauthFailure, ServerResponse, Status,
+    AccessToken, AuthError, Config, Failure, FailureKind, Grant, LogoutReport, Mode, OauthFailure, ServerResponse,
+    Status,
 };
 use bindings::mcp::oauth::http::{HttpError, Method, Request, Response};
 #[cfg(not(feature = "sans-io"))]
@@ -34,6 +35,7 @@ pub fn config(c: Config) -> core_engine::Config {
         scope: c.scope,
         callback_port: c.callback_port,
         callback_timeout_ms: c.callback_timeout_ms.unwrap_or(d.callback_timeout_ms),
+        device_grant: c.device_grant,
         allow_missing_s256: c.allow_missing_s256,
         grant: match c.grant {
             None | Some(Grant::AuthorizationCode) => core_engine::Grant::AuthorizationCode,
@@ -246,6 +248,32 @@ pub fn event(e: &core_engine::Event) -> types::Event {
             origin: origin.clone(),
             issuer: issuer.clone(),
         }),
+        E::DeviceCode(d) => types::Event::DeviceCode(types::DeviceCode {
+            verification_uri: d.verification_uri.clone(),
+            verification_uri_complete: d.verification_uri_complete.clone(),
+            user_code: d.user_code.clone(),
+            expires_in_s: d.expires_in_s,
+        }),
+    }
+}
+
+pub fn page(p: core_engine::Page) -> types::Page {
+    types::Page {
+        status: p.status,
+        headers: p
+            .headers
+            .into_iter()
+            .map(|(name, value)| types::Header { name, value })
+            .collect(),
+        body: p.body,
+    }
+}
+
+pub fn logout_report(r: core_engine::LogoutReport) -> LogoutReport {
+    LogoutReport {
+        revoked: r.revoked,
+        failed: r.failed,
+        skipped: r.skipped,
     }
 }
 
@@ -274,6 +302,8 @@ pub fn effect(e: core_engine::Effect) -> machine::Effect {
         E::OpenBrowser { url } => machine::Effect::OpenBrowser(url),
         E::AwaitCallback { timeout_ms } => machine::Effect::AwaitCallback(timeout_ms),
         E::Notify(ev) => machine::Effect::Notify(event(&ev)),
+        E::Pause { ms } => machine::Effect::Pause(ms),
+        E::Respond(p) => machine::Effect::Respond(page(p)),
     }
 }
 
@@ -292,6 +322,7 @@ pub fn input(i: machine::Input) -> core_engine::Input {
         machine::Input::Consent(b) => I::Consent(b),
         machine::Input::Opened(r) => I::Opened(r),
         machine::Input::Callback(ev) => I::Callback(callback_event(ev)),
+        machine::Input::Paused(r) => I::Paused(r),
         machine::Input::Ack => I::Ack,
     }
 }
@@ -301,7 +332,7 @@ pub fn outcome_result(r: Result<core_engine::Outcome, core_engine::Error>) -> Re
     match r {
         Ok(core_engine::Outcome::Token(t)) => Ok(machine::Outcome::Token(token(&t))),
         Ok(core_engine::Outcome::Unchanged) => Ok(machine::Outcome::Unchanged),
-        Ok(core_engine::Outcome::LoggedOut) => Ok(machine::Outcome::LoggedOut),
+        Ok(core_engine::Outcome::LoggedOut(r)) => Ok(machine::Outcome::LoggedOut(logout_report(r))),
         Ok(core_engine::Outcome::Status(s)) => Ok(machine::Outcome::Status(status(&s))),
         Ok(core_engine::Outcome::Proof(p)) => Ok(machine::Outcome::Proof(p)),
         Err(e) => Err(auth_error(&e)),

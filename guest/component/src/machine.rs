@@ -97,8 +97,8 @@ impl machine::GuestSessionMachine for MachineSession {
         self.engine.borrow_mut().retry();
     }
 
-    fn logout(&self, now_ms: u64) -> machine::Step {
-        step_out(self.engine.borrow_mut().logout(now_ms))
+    fn logout(&self, now_ms: u64, revoke: bool) -> machine::Step {
+        step_out(self.engine.borrow_mut().logout(now_ms, revoke))
     }
 
     fn inspect(&self, now_ms: u64) -> machine::Step {

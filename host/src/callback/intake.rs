@@ -44,7 +44,13 @@ pub struct Arrived {
 impl Arrived {
     /// Answers with a short HTML page and closes.
     pub fn answer(self, status: u16, body: &str) {
-        respond(self.stream, status, body);
+        respond(self.stream, status, &[], body);
+    }
+
+    /// Answers with the engine's page (its status, headers and HTML) and
+    /// closes. A header with a line break in it is dropped, never sent.
+    pub fn answer_page(self, status: u16, headers: &[(String, String)], body: &str) {
+        respond(self.stream, status, headers, body);
     }
 }
 
@@ -101,7 +107,7 @@ const PAGE_NOT_FOUND: &str = "<!doctype html><title>mcp-oauth</title><p>Not foun
 const PAGE_BAD: &str = "<!doctype html><title>mcp-oauth</title><p>Bad request.</p>";
 const PAGE_BUSY: &str = "<!doctype html><title>mcp-oauth</title><p>Busy; try again.</p>";
 
-fn respond(mut stream: TcpStream, status: u16, body: &str) {
+fn respond(mut stream: TcpStream, status: u16, headers: &[(String, String)], body: &str) {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -109,10 +115,19 @@ fn respond(mut stream: TcpStream, status: u16, body: &str) {
         _ => "Service Unavailable",
     };
     let _ = stream.set_write_timeout(Some(READ_DEADLINE));
-    let head = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/html; charset=utf-8\r\ncache-control: no-store\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
+    let mut head = format!("HTTP/1.1 {status} {reason}\r\n");
+    let safe = |t: &str| !t.is_empty() && !t.contains(['\r', '\n']);
+    let extra: Vec<&(String, String)> = headers
+        .iter()
+        .filter(|(k, v)| safe(k) && !v.contains(['\r', '\n']) && !k.eq_ignore_ascii_case("content-length"))
+        .collect();
+    if !extra.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type")) {
+        head.push_str("content-type: text/html; charset=utf-8\r\ncache-control: no-store\r\n");
+    }
+    for (k, v) in extra {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str(&format!("content-length: {}\r\nconnection: close\r\n\r\n", body.len()));
     let _ = stream
         .write_all(head.as_bytes())
         .and_then(|()| stream.write_all(body.as_bytes()));
@@ -224,11 +239,11 @@ fn read_one(mut stream: TcpStream, shared: &Shared) {
         Head::Callback(query) => shared.push(Arrived { query, stream }),
         Head::Elsewhere => {
             shared.junk.fetch_add(1, Ordering::Relaxed);
-            respond(stream, 404, PAGE_NOT_FOUND);
+            respond(stream, 404, &[], PAGE_NOT_FOUND);
         }
         Head::Unreadable => {
             shared.junk.fetch_add(1, Ordering::Relaxed);
-            respond(stream, 400, PAGE_BAD);
+            respond(stream, 400, &[], PAGE_BAD);
         }
     }
 }

@@ -72,8 +72,11 @@ pub fn stdin_lines() -> &'static Mutex<Receiver<String>> {
     })
 }
 
-const PAGE_DONE: &str = "<!doctype html><title>mcp-oauth</title><p>mcp-oauth received the authorization response. You can close this tab and return to your terminal.</p>";
-const PAGE_REJECTED: &str = "<!doctype html><title>mcp-oauth</title><p>This response does not belong to the login in progress and was ignored. You can close this tab.</p>";
+// Fallbacks only: the engine answers every request it is handed with its
+// own page (`listener.respond`). These cover a flow that ended in a trap.
+const PAGE_DONE: &str = "<!doctype html><title>mcp-oauth</title><p>This sign-in attempt has ended. Return to your application for its outcome; you can close this tab.</p>";
+const PAGE_REJECTED: &str =
+    "<!doctype html><title>mcp-oauth</title><p>This request was ignored. You can close this tab.</p>";
 
 /// One flow's listener.
 pub struct Listener {
@@ -131,6 +134,14 @@ impl Listener {
     /// every URL the engine accepts, so no two parsers disagree).
     pub fn parse_paste(&self, line: &str) -> Result<String, String> {
         mcp_oauth_core::wire::authorization_response::pasted_query(line, &self.redirect_uri()).map_err(String::from)
+    }
+
+    /// Answers the request the last [`Listener::next`] delivered with the
+    /// engine's page (nothing to answer for a paste).
+    pub fn respond(&mut self, status: u16, headers: &[(String, String)], body: &str) {
+        if let Some(a) = self.pending.take() {
+            a.answer_page(status, headers, body);
+        }
     }
 
     /// Waits up to `timeout` for the next request to `/callback` or a paste.

@@ -15,9 +15,11 @@ use mcp_oauth_host::{AuthorizedClient, Config, Error, Runtime, RuntimeOptions, S
 use super::status::print_status;
 
 /// `demo --serve`: the demo's servers alone, until the process is stopped.
-pub(crate) fn serve_demo(port: u16, access_ttl: u64) -> Result<(), super::Failure> {
+pub(crate) fn serve_demo(port: u16, access_ttl: u64, fault: &[String]) -> Result<(), super::Failure> {
     let faults = Faults {
         access_ttl_secs: Some(access_ttl),
+        deny: fault.iter().any(|f| f == "deny"),
+        token_error: fault.iter().any(|f| f == "token-error"),
         ..Faults::default()
     };
     let server = DemoServer::start_on(port, faults)

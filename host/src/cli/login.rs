@@ -4,7 +4,11 @@
 //! instead of probing well-known URLs, and the engine authorizes), and only
 //! if the server asked for nothing does it authorize directly.
 //!
-//! Ctrl-C stops the wait for the browser (the listener closes, exit 130);
+//! With `--device` (or no browser here: `--no-browser`, SSH), the device
+//! grant runs when the AS offers it: the address and the code on stderr
+//! (and a QR code when it fits), a spinner until the code is entered.
+//!
+//! Ctrl-C stops the wait for the browser or the code (exit 130);
 //! a second Ctrl-C ends the process at once. Records are only ever written
 //! whole, and the profile only after a successful login.
 
@@ -37,11 +41,17 @@ pub(crate) struct LoginArgs {
     /// Listen for the redirect on this port (default: any free port)
     #[arg(long)]
     pub callback_port: Option<u16>,
-    /// Do not open a browser: print the URL and read the address the browser
-    /// lands on, pasted back (the default in an SSH session with no display)
+    /// No browser on this machine: sign in with a code on any other device
+    /// when the authorization server offers the device grant (RFC 8628),
+    /// else print the URL and read the address the browser lands on, pasted
+    /// back (the default in an SSH session with no display)
     #[arg(long)]
     pub no_browser: bool,
-    /// Seconds to wait for the browser to come back
+    /// Sign in with a code on any device (the device authorization grant,
+    /// RFC 8628) when the authorization server offers it
+    #[arg(long)]
+    pub device: bool,
+    /// Seconds to wait for the sign-in (the browser, or the code to be entered)
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
     /// An extra authorization request parameter, e.g. audience=https://api.example/
@@ -107,12 +117,14 @@ pub(crate) fn login(a: LoginArgs) -> Result<(), Failure> {
         private_key: a.private_key.map(absolute),
     };
     let (base, signer) = config_from(&profile)?;
+    let elsewhere = a.no_browser || remote_without_display(|k| std::env::var(k).ok());
     let config = Config {
         callback_port: a.callback_port,
         callback_timeout_ms: Some(a.timeout.saturating_mul(1000)),
+        // No browser can reach this machine's listener: a code is easier.
+        device_grant: a.device || elsewhere,
         ..base
     };
-    let elsewhere = a.no_browser || remote_without_display(|k| std::env::var(k).ok());
     if elsewhere && !a.no_browser && profile.grant.is_none() {
         eprintln!("mcp-oauth: SSH session with no display: not opening a browser here (--no-browser).");
     }

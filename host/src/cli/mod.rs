@@ -164,10 +164,18 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove the stored tokens for a server
+    /// Sign out of a server: revoke its tokens at the authorization server
+    /// (RFC 7009, when it offers that), then remove them here. A revocation
+    /// that fails is reported; the tokens are removed here anyway.
     Logout {
         /// The MCP server URL
         url: String,
+        /// Only remove the tokens from this machine; revoke nothing
+        #[arg(long)]
+        local: bool,
+        /// PEM bundle of the CA certificates to trust (default: SSL_CERT_FILE, else the built-in roots)
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<std::path::PathBuf>,
     },
     /// A stdio MCP server for desktop clients that relays to <url>, signing in as needed
     Proxy(proxy::ProxyArgs),
@@ -193,6 +201,11 @@ pub(crate) enum Command {
         /// With --serve: access token lifetime in seconds
         #[arg(long, requires = "serve", default_value_t = 3600)]
         access_ttl: u64,
+        /// With --serve: misbehave, for tests (repeatable): `deny` (the
+        /// user declines, in the browser and on the device), `token-error`
+        /// (the token endpoint answers invalid_grant)
+        #[arg(long = "fault", requires = "serve", value_name = "FAULT", value_parser = ["deny", "token-error"])]
+        faults: Vec<String>,
     },
     /// Internal: compile the optimized engine into the artifact cache of
     /// <HOME> (started detached by a run that found no usable cache)

@@ -29,7 +29,9 @@ use wasmtime::component::{HasSelf, Linker, ResourceAny, ResourceTable};
 use wasmtime::{Store, StoreLimitsBuilder};
 
 use crate::bindings::exports::mcp::oauth::client::ChallengeOutcome;
-use crate::bindings::mcp::oauth::engine_types::{AccessToken, AuthError, Config, Mode, ServerResponse, Status};
+use crate::bindings::mcp::oauth::engine_types::{
+    AccessToken, AuthError, Config, LogoutReport, Mode, ServerResponse, Status,
+};
 use crate::bindings::{Engine as EngineWorld, EnginePre};
 use crate::browser::BrowserOpener;
 use crate::callback::CallbackOptions;
@@ -537,10 +539,11 @@ impl Session {
         self.call(|store, b, h| b.mcp_oauth_client().session().call_retry(store, h))
     }
 
-    /// Removes the stored tokens.
-    pub fn logout(&self) -> Result<(), Error> {
+    /// Removes the stored tokens; with `revoke`, revokes them at the AS
+    /// first when it offers that. The report says what the AS did.
+    pub fn logout(&self, revoke: bool) -> Result<LogoutReport, Error> {
         self.forget_token();
-        self.call(|store, b, h| b.mcp_oauth_client().session().call_logout(store, h))?
+        self.call(|store, b, h| b.mcp_oauth_client().session().call_logout(store, h, revoke))?
             .map_err(Error::Auth)
     }
 
