@@ -46,13 +46,23 @@ pub struct Faults {
     pub always_insufficient: Option<String>,
     /// The token endpoint answers every request 400 `invalid_grant`.
     pub token_error: bool,
+    /// Do not offer the device authorization grant.
+    pub no_device: bool,
+    /// The user on the other device never enters the code.
+    pub device_never_approved: bool,
 }
 
 impl Faults {
     fn apply(&self, s: &mut Servers) {
         s.asc.deny = self.deny;
+        if self.no_device {
+            s.asc.device = None;
+        }
         if let Some(d) = s.asc.device.as_mut() {
             d.deny = self.deny;
+            if self.device_never_approved {
+                d.approve_after_polls = None;
+            }
         }
         s.asc.access_ttl_s = self.access_ttl_secs.unwrap_or(3600);
         s.asc.authorization_endpoint = self.authorization_endpoint.clone();
@@ -324,6 +334,12 @@ impl DemoServer {
     /// server had been reset; new authorizations work again.
     pub fn revoke_all(&self) {
         self.with(|s| s.servers.revoke_all());
+    }
+
+    /// The AS forgets every dynamically registered client (they get
+    /// `invalid_client` from now on).
+    pub fn forget_registered_clients(&self) {
+        self.with(|s| s.servers.forget_registered_clients());
     }
 
     /// True once a rotated refresh token was presented again.

@@ -125,11 +125,16 @@ fn authorize_params_never_override_the_engines() {
     assert!(stderr(&out).contains("name=value"), "{}", stderr(&out));
 }
 
-// In an SSH session with no display, login opens nothing, shows the URL, and
-// asks plainly for the address the browser lands on, on its own line.
+// In an SSH session with no display and an AS without the device grant,
+// login opens nothing, shows the URL, and asks plainly for the address the
+// browser lands on, on its own line.
 #[test]
 fn ssh_without_a_display_asks_for_the_address_pasted_back() {
-    let server = DemoServer::start(Faults::default()).unwrap();
+    let server = DemoServer::start(Faults {
+        no_device: true,
+        ..Faults::default()
+    })
+    .unwrap();
     let home = temp_home("cli-ssh");
     let mut child = Cli::new(&home)
         .env("SSH_CONNECTION", "10.0.0.2 50000 10.0.0.1 22")

@@ -49,6 +49,12 @@ pub(crate) struct ProxyArgs {
     /// Seconds to wait for the browser to come back
     #[arg(long, default_value_t = 300)]
     pub timeout: u64,
+    /// Sign in with a code on any device (the device authorization grant,
+    /// RFC 8628) when the authorization server offers it; the address and
+    /// the code go to stderr, where a browser sign-in's URL goes (the
+    /// default in an SSH session with no display)
+    #[arg(long)]
+    pub device: bool,
     /// An extra authorization request parameter, e.g. audience=https://api.example/
     /// (repeatable; never replaces one the engine sets)
     #[arg(long = "authorize-param", value_name = "NAME=VALUE", value_parser = parse_authorize_param)]
@@ -100,9 +106,11 @@ pub(crate) fn proxy(a: ProxyArgs) -> Result<(), Failure> {
     }
     .or(load_profile(&*store, &a.url));
     let (base, signer) = config_from(&profile)?;
+    let remote = mcp_oauth_host::browser::remote_without_display(|k| std::env::var(k).ok());
     let config = Config {
         callback_port: a.callback_port,
         callback_timeout_ms: Some(a.timeout.saturating_mul(1000)),
+        device_grant: a.device || remote,
         ..base
     };
     // stdin is the JSON-RPC stream: no paste, no consent prompt there.

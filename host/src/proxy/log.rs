@@ -158,6 +158,12 @@ impl Prompter for ProxyPrompter {
         }
     }
 
+    fn polling(&self, waiting: bool) {
+        if waiting {
+            self.log.debug("waiting for the device code to be entered");
+        }
+    }
+
     fn trace(&self, step: &Trace) {
         match step {
             Trace::BrowserOpened { url } => self.log.notice(&format!(
