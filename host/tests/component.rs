@@ -77,6 +77,7 @@ fn sans_io_machine_steps_across_the_boundary() {
         scope: None,
         callback_port: None,
         callback_timeout_ms: None,
+        device_grant: false,
         allow_missing_s256: vec![],
         grant: None,
         private_key_jwt: false,

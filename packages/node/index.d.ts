@@ -31,7 +31,36 @@ export type Progress =
   | { kind: 'waiting' }
   | { kind: 'callback-arrived' }
   /** When a flow's listener closes: requests it answered without the engine (other paths, malformed, over a limit). */
-  | { kind: 'callback-ignored'; count: number };
+  | { kind: 'callback-ignored'; count: number }
+  /** A device code was shown (onDeviceCode); the flow polls until it is approved. */
+  | ({ kind: 'device-code' } & DeviceCode);
+
+/**
+ * Sign in on another device (the device authorization grant, RFC 8628):
+ * where the user goes and what they type. The engine has checked both URIs
+ * (https, or http on loopback) and the code (letters, digits, `-`, spaces);
+ * every string is escaped for terminals all the same.
+ */
+export interface DeviceCode {
+  /** Where the user goes. */
+  verificationUri: string;
+  /** The same with the code filled in, when the server gave one: prefer it for a link or a QR code. */
+  verificationUriComplete?: string;
+  /** What the user types there. */
+  userCode: string;
+  /** How long the code is good for, in seconds. */
+  expiresIn: number;
+}
+
+/** What `logout()` did at the authorization server (RFC 7009); the tokens are forgotten locally in every case. */
+export interface LogoutReport {
+  /** The tokens the server confirmed revoked, in order: `'refresh_token'`, `'access_token'`. */
+  revoked: string[];
+  /** Why a revocation failed, when one did. */
+  failed?: string;
+  /** What was not revoked and why, when that is no failure (asked not to, nothing stored, no `revocation_endpoint`...). */
+  skipped?: string;
+}
 
 /** SEP-990 enterprise-managed authorization: ID token → ID-JAG → access token. */
 /** Workload identity federation (SEP-1933): the workload's JWT from its platform, in the jwt-bearer grant. */
@@ -228,8 +257,28 @@ export interface McpOAuthOptions {
   scope?: string;
   /** Pin the loopback callback port (default: any free port). */
   callbackPort?: number;
-  /** How long to wait for the browser, ms (default 5 minutes). */
+  /** How long to wait for the user, ms: the browser's redirect, or a device code's approval (default 5 minutes). */
   callbackTimeoutMs?: number;
+  /**
+   * Sign in with a code on any other device (the device authorization grant,
+   * RFC 8628) when the authorization server offers it: for a machine no
+   * browser can reach (an SSH session, a container), or when the user asks.
+   * Without a device endpoint the usual browser flow runs. Default false.
+   */
+  device?: boolean;
+  /**
+   * Shows a device code to the user (called once per device sign-in; the
+   * flow polls meanwhile, without waiting for the hook). Default: the
+   * address, the code and its expiry on stderr, each line prefixed `mcp-oauth: `.
+   */
+  onDeviceCode?: (code: DeviceCode) => void | Promise<void>;
+  /**
+   * Cancels the wait for the user: the browser's redirect, or a device
+   * code's approval (each poll's pause). A cancelled sign-in ends as
+   * `declined` (calls fail fast until `retry()`); while the signal stays
+   * aborted, every later wait ends at once.
+   */
+  signal?: AbortSignal;
   /** Issuers allowed to omit S256 from their metadata (S256 is still used). */
   allowMissingS256?: string[];
   /** A token this close to expiry, ms, is refreshed first (default 60000). */
@@ -350,8 +399,14 @@ export class McpOAuth {
   token(): Promise<string>;
   /** Clears the decline latch: the next call may ask again. */
   retry(): Promise<void>;
-  /** Removes the stored tokens for this server, and its DPoP key file. */
-  logout(): Promise<void>;
+  /**
+   * Removes the stored tokens for this server, and its DPoP key file. With
+   * `revoke` (default true) they are first revoked at the authorization
+   * server when it offers that (RFC 7009: the refresh token, then the
+   * access token); a failed revocation is reported, never thrown, and the
+   * tokens are forgotten anyway.
+   */
+  logout(options?: { revoke?: boolean }): Promise<LogoutReport>;
   /** What is stored for this server, and where secrets live. */
   status(): Promise<McpOAuthStatus>;
   /**

@@ -10,12 +10,19 @@
 // connections), never how many requests come. Every /callback arrival goes
 // to the engine in order, which rejects the junk ones; the queue keeps the
 // newest, so a flood cannot push out the real one that comes after it.
+//
+// The browser request next() hands out is held open until the engine
+// answers it (respond(): the sign-in's outcome, or why it was ignored); one
+// still held when the listener closes (a flow that ended without answering
+// it) gets a short neutral page, so no request is left hanging.
 
 // node:http and node:readline are loaded on first use: importing node:http
 // costs about 30 ms, and most calls find a token in the store.
 
-const PAGE_DONE = '<!doctype html><title>mcp-oauth</title><p>mcp-oauth received the authorization response. You can close this tab and return to your application.</p>';
-const PAGE_REJECTED = '<!doctype html><title>mcp-oauth</title><p>This response does not belong to the login in progress and was ignored. You can close this tab.</p>';
+// Fallbacks only: the engine answers every request it is handed with its
+// own page (respond). These cover a flow that ended without doing so.
+const PAGE_ENDED = '<!doctype html><title>mcp-oauth</title><p>This sign-in attempt has ended. Return to your application for its outcome; you can close this tab.</p>';
+const PAGE_REJECTED = '<!doctype html><title>mcp-oauth</title><p>This request was ignored. You can close this tab.</p>';
 const PAGE_NOT_FOUND = '<p>Not found.</p>';
 
 /** A request line longer than this is not a redirect (an authorization response is a few hundred bytes). */
@@ -36,6 +43,38 @@ function page(res, status, body) {
   res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', connection: 'close' });
   res.end(body);
 }
+
+/** Headers the listener sets itself (framing, connection reuse), whatever a page says. */
+const OWN_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive']);
+
+/**
+ * Answers `res` with the engine's page (WIT `page`): its status and headers
+ * as given, minus framing headers (Node sets the length; the connection is
+ * closed), and one it cannot send (a bad name or value) left out.
+ */
+export function writePage(res, { status, headers, body }) {
+  if (res.headersSent || res.destroyed) return;
+  const code = Number.isInteger(status) && status >= 200 && status <= 599 ? status : 500;
+  const own = new Set();
+  for (const { name, value } of headers ?? []) {
+    const lower = String(name).toLowerCase();
+    if (OWN_HEADERS.has(lower)) continue;
+    try {
+      res.setHeader(name, value);
+      own.add(lower);
+    } catch {
+      // ERR_INVALID_HTTP_TOKEN / ERR_INVALID_CHAR: not sendable, left out
+    }
+  }
+  if (!own.has('content-type')) res.setHeader('content-type', 'text/html; charset=utf-8');
+  if (!own.has('cache-control')) res.setHeader('cache-control', 'no-store');
+  res.setHeader('connection', 'close');
+  res.writeHead(code);
+  res.end(String(body ?? ''));
+}
+
+/** What next() resolves a wait with when the signal aborts it. */
+const CANCELLED = Symbol('cancelled');
 
 export class Listener {
   /** Binds 127.0.0.1 on `port` (any free port when undefined). */
@@ -60,7 +99,7 @@ export class Listener {
   constructor(http, warn) {
     this.queue = []; // arrivals not yet taken: { query, res? }
     this.waiter = null; // resolves the pending next()
-    this.pending = null; // the response held for the last arrival handed out
+    this.pending = null; // the last arrival handed out, its request held until respond()
     this.warn = warn;
     /** Requests that never reached the engine: other paths and methods, malformed, over a limit. */
     this.ignored = 0;
@@ -167,34 +206,51 @@ export class Listener {
   }
 
   /**
-   * The next arrival within `timeoutMs`: `{ tag: 'redirect', val: query }`
-   * or `{ tag: 'timed-out' }` (the WIT callback-event).
+   * The next arrival within `timeoutMs`: `{ tag: 'redirect', val: query }`,
+   * `{ tag: 'timed-out' }`, or `{ tag: 'cancelled' }` when `signal` aborts
+   * the wait (the WIT callback-event).
    */
-  async next(timeoutMs) {
-    // A previous arrival is being waited past: it was not accepted.
+  async next(timeoutMs, signal) {
+    // A previous arrival not answered by respond(): it was not accepted.
     if (this.pending) {
       this.reject(this.pending);
       this.pending = null;
     }
+    if (signal?.aborted) return { tag: 'cancelled' };
     let a = this.queue.shift();
     if (!a) {
       let timer;
+      let onAbort;
       a = await new Promise((resolve) => {
         this.waiter = resolve;
         // setTimeout holds at most 2^31-1 ms (about 24 days).
         timer = setTimeout(() => resolve(null), Math.min(Math.max(0, timeoutMs), 2 ** 31 - 1));
+        onAbort = () => resolve(CANCELLED);
+        signal?.addEventListener('abort', onAbort, { once: true });
       });
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       this.waiter = null;
     }
+    if (a === CANCELLED) return { tag: 'cancelled' };
     if (!a) return { tag: 'timed-out' };
     this.pending = a;
     return { tag: 'redirect', val: a.query };
   }
 
-  /** Closes the listener; the held arrival (the accepted one) gets the done page. */
+  /**
+   * Answers the request the last next() delivered with the engine's `page`
+   * (a pasted redirect has no one to answer); later calls do nothing.
+   */
+  respond(p) {
+    const a = this.pending;
+    this.pending = null;
+    if (a?.res) writePage(a.res, p);
+  }
+
+  /** Closes the listener; a request still held gets a short neutral page. */
   async close() {
-    if (this.pending?.res) page(this.pending.res, 200, PAGE_DONE);
+    if (this.pending?.res) page(this.pending.res, 200, PAGE_ENDED);
     this.pending = null;
     for (const a of this.queue) this.reject(a);
     this.queue = [];

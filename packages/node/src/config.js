@@ -19,6 +19,7 @@ export function engineConfig(o, signingKey) {
     };
   } else if (o.grant === undefined || o.grant === 'authorization-code') grant = undefined;
   else throw new McpOAuthError('invalid-config', `unknown grant ${JSON.stringify(o.grant)}; use 'authorization-code', 'client-credentials', { idToken, idpTokenEndpoint } or { workloadToken }`);
+  if (o.device !== undefined && typeof o.device !== 'boolean') throw new McpOAuthError('invalid-config', 'the device option is true or false');
   return {
     clientId: o.clientId,
     clientSecret: o.clientSecret,
@@ -28,6 +29,8 @@ export function engineConfig(o, signingKey) {
     scope: o.scope,
     callbackPort: o.callbackPort,
     callbackTimeoutMs: o.callbackTimeoutMs === undefined ? undefined : BigInt(o.callbackTimeoutMs),
+    // The device authorization grant (RFC 8628) when the AS offers it; the browser flow otherwise.
+    deviceGrant: o.device === true,
     allowMissingS256: o.allowMissingS256 ?? [],
     grant,
     privateKeyJwt: Boolean(signingKey),
@@ -81,6 +84,7 @@ export function fastPathSkew(serverUrl, o) {
     optional(o.expirySkewMs, (v) => isInt(v, Number.MAX_SAFE_INTEGER)) &&
     optional(o.maxStepUps, (v) => isInt(v, 2 ** 32 - 1)) &&
     optional(o.requestOfflineAccess, (v) => typeof v === 'boolean') &&
+    optional(o.device, (v) => typeof v === 'boolean') &&
     optional(o.allowMissingS256, (v) => Array.isArray(v) && v.every(str));
   if (!plain || serverUrl.includes('#') || checkPolicy(serverUrl).refused) return null;
   return o.expirySkewMs ?? DEFAULT_SKEW_MS;

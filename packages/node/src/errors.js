@@ -37,13 +37,13 @@ export function fromAuthError(e, serverUrl) {
     case 'declined':
       return new McpOAuthError(
         'declined',
-        `authorization for ${serverUrl} was declined; calls fail fast until auth.retry()`,
+        `authorization for ${serverUrl} was declined (or the wait for it cancelled); calls fail fast until auth.retry()`,
       );
     case 'timed-out':
       return new McpOAuthError(
         'timed-out',
-        'timed out waiting for the browser to come back to the loopback listener; try again ' +
-          '(or set callbackTimeoutMs higher, or paste the redirect URL with the paste option)',
+        'timed out waiting for the sign-in to finish (the browser to come back to the loopback listener, ' +
+          'or the device code to be approved); try again (or set callbackTimeoutMs higher, or paste the redirect URL with the paste option)',
       );
     case 'failed':
       return new McpOAuthError(e.val.kind, e.val.message, e.val.oauth);

@@ -16,6 +16,8 @@ const OK = { tag: 'ok', val: undefined };
 const err = (message) => ({ tag: 'err', val: String(message) });
 const BROWSER_DEADLINE_MS = 30_000;
 const CONSENT_DEADLINE_MS = 10 * 60_000;
+/** The longest device-grant pause, whatever the engine asks (the Rust host's cap). */
+const PAUSE_CAP_MS = 10 * 60_000;
 const safe = printable;
 
 /** Settles as `promise`, or as `onTimeout()` (a value or a promise) after `ms`. */
@@ -40,9 +42,41 @@ export function eventProgress(ev) {
       return { kind: ev.tag, issuer: safe(ev.val) };
     case 'legacy-issuer-differs':
       return { kind: ev.tag, origin: safe(ev.val.origin), issuer: safe(ev.val.issuer) };
+    case 'device-code':
+      return { kind: ev.tag, ...deviceCode(ev.val) };
     default:
       return { kind: String(ev.tag) };
   }
+}
+
+/** The WIT `device-code` as the onDeviceCode argument (strings escaped; expiresIn in seconds). */
+export function deviceCode(d) {
+  return {
+    verificationUri: safe(d.verificationUri),
+    verificationUriComplete: d.verificationUriComplete === undefined ? undefined : safe(d.verificationUriComplete),
+    userCode: safe(d.userCode),
+    expiresIn: Number(d.expiresInS),
+  };
+}
+
+/**
+ * Waits `ms` (at most PAUSE_CAP_MS): resolves null, or why the wait ended
+ * early (`signal` aborted). The timer keeps the process alive: a sign-in is
+ * in progress.
+ */
+export function pause(ms, signal) {
+  if (signal?.aborted) return Promise.resolve('cancelled by the application (its AbortSignal)');
+  return new Promise((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve('cancelled by the application (its AbortSignal)');
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(null);
+    }, Math.min(Math.max(0, Number(ms)), PAUSE_CAP_MS));
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 /**
@@ -66,7 +100,8 @@ async function renewLeases(ctx) {
 
 export class Host {
   /**
-   * @param {object} io  { store (the store seam, ./store.js), http, openBrowser, consent, progress, signingKey, paste }
+   * @param {object} io  { store (the store seam, ./store.js), http, openBrowser, consent, progress,
+   *   deviceCode (shows a device code), signal (an AbortSignal cancelling waits for the user), signingKey, paste }
    */
   constructor(io) {
     this.io = io;
@@ -165,11 +200,20 @@ export class Host {
       case 'await-callback': {
         if (!ctx.listener) return { tag: 'callback', val: { tag: 'timed-out' } };
         this.progress({ kind: 'waiting' });
-        const ev = await ctx.listener.next(Number(v));
+        const ev = await ctx.listener.next(Number(v), this.io.signal);
         if (ev.tag === 'redirect') this.progress({ kind: 'callback-arrived' });
         return { tag: 'callback', val: ev };
       }
+      case 'respond':
+        // The browser tab of the last redirect (nothing to answer for a paste).
+        ctx.listener?.respond(v);
+        return { tag: 'ack' };
+      case 'pause': {
+        const why = await pause(v, this.io.signal);
+        return { tag: 'paused', val: why === null ? OK : err(why) };
+      }
       case 'notify':
+        if (v.tag === 'device-code') this.showDeviceCode(deviceCode(v.val));
         this.progress(eventProgress(v));
         return { tag: 'ack' };
       default:
@@ -188,6 +232,15 @@ export class Host {
     ctx.listener = null;
     await l.close();
     if (l.ignored > 0) this.progress({ kind: 'callback-ignored', count: l.ignored });
+  }
+
+  /** Hands a device code to the application's hook; the flow goes on at once (a hook's failure is ignored). */
+  showDeviceCode(code) {
+    try {
+      Promise.resolve(this.io.deviceCode?.(code)).catch(() => {});
+    } catch {
+      // a failing hook must not break the flow
+    }
   }
 
   sign(input) {

@@ -15,7 +15,7 @@ import { engineConfig, fastPathSkew, loadSigningKey } from './config.js';
 import { nodeCrypto } from './builtins.js';
 import { enableCompileCache } from './compile-cache.js';
 import { McpOAuthError, fromAuthError } from './errors.js';
-import { defaultProgress, printable } from './terminal.js';
+import { defaultDeviceCode, defaultProgress, printable } from './terminal.js';
 
 export { McpOAuthError } from './errors.js';
 export { defaultHome, FileStore } from './store/file.js';
@@ -35,7 +35,8 @@ export async function systemOpenBrowser(...args) {
   return (await lazy()).systemOpenBrowser(...args);
 }
 
-const MAX_EFFECTS_PER_FLOW = 1000;
+// A guard against a flow that never ends: a device grant polls up to 3600 times.
+const MAX_EFFECTS_PER_FLOW = 20_000;
 const MAX_WAIT_ROUNDS = 8;
 const now = () => BigInt(Date.now());
 // Entropy for each engine call (64 bytes; the engine uses it only when a
@@ -71,6 +72,15 @@ async function drain(resp) {
   } catch {
     // the retry goes on regardless
   }
+}
+
+/** The WIT logout-report as returned by logout() (reasons escaped: they may quote a server). */
+function publicLogoutReport(r) {
+  return {
+    revoked: [...(r?.revoked ?? [])],
+    failed: r?.failed === undefined ? undefined : printable(r.failed),
+    skipped: r?.skipped === undefined ? undefined : printable(r.skipped),
+  };
 }
 
 function publicStatus(s) {
@@ -176,11 +186,17 @@ export class McpOAuth {
     this.#fetchImpl = options.fetch ?? ((...a) => globalThis.fetch(...a));
     const progress = options.onProgress ?? defaultProgress;
     this.#progress = progress;
+    const { signal } = options;
+    if (signal !== undefined && !(signal && typeof signal.addEventListener === 'function' && 'aborted' in signal)) {
+      throw new McpOAuthError('invalid-config', 'the signal option is an AbortSignal (new AbortController().signal)');
+    }
     this.#hostOptions = {
       http: { ...DEFAULT_HTTP, ...(options.httpTimeoutMs ? { timeoutMs: options.httpTimeoutMs } : {}) },
       openBrowser: options.openBrowser ?? ((url) => systemOpenBrowser(url)),
       consent: options.consent ?? (() => true),
       progress,
+      deviceCode: options.onDeviceCode ?? defaultDeviceCode,
+      signal,
       signingKey,
       paste: options.paste ?? false,
     };
@@ -212,11 +228,16 @@ export class McpOAuth {
     this.#call(m, () => m.retry());
   }
 
-  /** Removes the stored tokens for this server, and its DPoP key file. */
-  async logout() {
+  /**
+   * Removes the stored tokens for this server, and its DPoP key file; with
+   * `revoke` (the default), revokes them at the authorization server first
+   * when it offers that (RFC 7009). Resolves what the server revoked.
+   */
+  async logout({ revoke = true } = {}) {
     // Which key: the engine's status before the logout forgets the binding.
     const { issuer, resource } = await this.#engineStatus();
-    await this.#run((m) => m.logout(now()));
+    const outcome = await this.#run((m) => m.logout(now(), revoke !== false));
+    const report = publicLogoutReport(outcome.val);
     if (issuer !== undefined && resource !== undefined) {
       const { dpopKeyId } = await lazy();
       const keyId = dpopKeyId(issuer, resource);
@@ -227,6 +248,7 @@ export class McpOAuth {
         throw new McpOAuthError('storage', `logged out, but the DPoP key file could not be removed: ${e.message}`);
       }
     }
+    return report;
   }
 
   /**

@@ -16,7 +16,7 @@ export * as keychain from './store/keychain.js';
 export * from './store.js';
 export { storeSpec } from './store/select.js';
 export { parseStoreUrl, keysFor, userNamespace } from './store/redis-url.js';
-export { printable, escapeTerminal } from './terminal.js';
+export { printable, escapeTerminal, deviceCodeLines } from './terminal.js';
 export { McpOAuthError } from './errors.js';
 export { checkPolicy, dpopNonceSignal } from './http.js';
 export { Listener, MAX_QUEUE } from './callback.js';

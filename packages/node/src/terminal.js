@@ -46,6 +46,8 @@ export function describeProgress(p) {
       return `ignored ${p.count} other request${p.count === 1 ? '' : 's'} to the loopback listener (not GET /callback, malformed, or over a limit)`;
     case 'callback-arrived':
       return 'the browser came back to the loopback listener';
+    case 'device-code':
+      return `device code ${p.userCode} shown (${p.verificationUri}); polling until it is approved`;
     default:
       return p.kind;
   }
@@ -62,4 +64,24 @@ export function defaultProgress(p) {
   if (p.kind === 'browser-open-failed' || ((notice.includes(p.kind) || flood) && process.stderr.isTTY)) {
     process.stderr.write(`mcp-oauth: ${describeProgress(p)}\n`);
   }
+}
+
+/**
+ * The lines that tell the user where to sign in with a device code (RFC 8628
+ * §3.3), each prefixed as the package's other stderr messages: the address,
+ * the code (each on a line of its own, so a script can read them), the link
+ * with the code filled in when the server gave one, and the expiry. Every
+ * string is made printable here too, whoever built `d`.
+ */
+export function deviceCodeLines(d) {
+  const minutes = Math.max(1, Math.ceil(Number(d.expiresIn) / 60));
+  const lines = ['to sign in, open this address on any device and enter the code:', `  open  ${printable(d.verificationUri)}`, `  code  ${printable(d.userCode)}`];
+  if (d.verificationUriComplete !== undefined) lines.push(`  or open ${printable(d.verificationUriComplete)} (the code is filled in)`);
+  lines.push(`the code expires in ${minutes} min`);
+  return lines.map((l) => `mcp-oauth: ${l}`);
+}
+
+/** The default onDeviceCode: the instructions on stderr, terminal or not (the user must see them). */
+export function defaultDeviceCode(d) {
+  process.stderr.write(`${deviceCodeLines(d).join('\n')}\n`);
 }

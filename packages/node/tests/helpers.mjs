@@ -83,9 +83,12 @@ export async function startRedis() {
   return server;
 }
 
-/** Starts the demo servers; resolves once the MCP URL is printed (10 s deadline). */
-export async function startDemo({ accessTtl } = {}) {
-  const args = ['demo', '--serve', ...(accessTtl ? ['--access-ttl', String(accessTtl)] : [])];
+/**
+ * Starts the demo servers; resolves once the MCP URL is printed (10 s
+ * deadline). `faults`: `--fault` values (`deny`, `token-error`).
+ */
+export async function startDemo({ accessTtl, faults = [] } = {}) {
+  const args = ['demo', '--serve', ...(accessTtl ? ['--access-ttl', String(accessTtl)] : []), ...faults.flatMap((f) => ['--fault', f])];
   const proc = spawn(CLI, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   started.add(proc.pid);
   const url = await new Promise((resolve, reject) => {

@@ -12,7 +12,7 @@ import { escapeTerminal, defaultHome, systemOpenBrowser } from 'mcp-oauth';
 import { tempHome, removeHome, rawRequest, GET, callbackJunk } from './helpers.mjs';
 
 // Internals, from the bundle's lazy.js (the package's exports map covers only the public API).
-const { checkPolicy, FileStore, Listener, MAX_QUEUE, browserCommand, DpopKeys, Host } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'dist', 'lazy.js'));
+const { checkPolicy, FileStore, Listener, MAX_QUEUE, browserCommand, DpopKeys, Host, deviceCodeLines } = await import(path.join(process.cwd(), 'node_modules', 'mcp-oauth', 'dist', 'lazy.js'));
 
 const homes = [];
 after(() => Promise.all(homes.map(removeHome)));
@@ -193,7 +193,7 @@ test('listener: 127.0.0.1, many requests, only GET /callback, a timeout, the don
   await l.close();
   const done = await real;
   assert.equal(done.status, 200);
-  assert.match(await done.text(), /return to your application/);
+  assert.match(await done.text(), /attempt has ended\. Return to your application for its outcome/, 'an unanswered request gets the neutral page');
   await assert.rejects(fetch(l.redirectUri));
 });
 
@@ -279,4 +279,72 @@ test('$BROWSER runs directly with the URL last, never through a shell', async ()
   assert.deepEqual(browserCommand('open -a Safari:lynx'), { program: 'open', args: ['-a', 'Safari'] });
   await assert.rejects(systemOpenBrowser('javascript:alert(1)', {}), /refusing/);
   await assert.rejects(systemOpenBrowser('https://x.example/', { BROWSER: '/nonexistent/browser' }), /could not run/);
+});
+
+test('listener: respond() answers the held request with the page as given; a paste has no one to answer', async () => {
+  const l = await Listener.bind(undefined, {});
+  const held = fetch(`${l.redirectUri}?code=a&state=b`);
+  assert.deepEqual(await l.next(5000), { tag: 'redirect', val: 'code=a&state=b' });
+  // Held until respond(): nothing has answered it yet.
+  const early = await Promise.race([held.then(() => 'answered'), new Promise((r) => setTimeout(() => r('held'), 300))]);
+  assert.equal(early, 'held');
+  const headers = [
+    { name: 'content-type', value: 'text/html; charset=utf-8' },
+    { name: 'content-security-policy', value: "default-src 'none'" },
+    { name: 'content-length', value: '1' }, // framing is the listener's own
+    { name: 'bad header', value: 'x' }, // not sendable: left out
+    { name: 'x-split', value: 'a\r\nset-cookie: evil=1' }, // no header injection
+  ];
+  l.respond({ status: 201, headers, body: '<p>the outcome</p>' });
+  const r = await held;
+  assert.equal(r.status, 201);
+  assert.equal(r.headers.get('content-security-policy'), "default-src 'none'");
+  assert.equal(r.headers.get('cache-control'), 'no-store', 'added when the page has none');
+  assert.equal(r.headers.get('set-cookie'), null);
+  assert.equal(r.headers.get('x-split'), null);
+  assert.equal(await r.text(), '<p>the outcome</p>');
+  l.respond({ status: 200, headers: [], body: 'again' }); // nothing held: nothing happens
+  l.arrive({ query: 'code=pasted' }); // a paste
+  assert.deepEqual(await l.next(1000), { tag: 'redirect', val: 'code=pasted' });
+  l.respond({ status: 200, headers: [], body: 'nobody' });
+  await l.close();
+});
+
+test('listener and pause: an AbortSignal cancels the wait; pauses are capped and end on abort', async () => {
+  const l = await Listener.bind(undefined, {});
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(), 100);
+  const t0 = Date.now();
+  assert.deepEqual(await l.next(60_000, ac.signal), { tag: 'cancelled' });
+  assert.ok(Date.now() - t0 < 5000);
+  assert.deepEqual(await l.next(60_000, ac.signal), { tag: 'cancelled' }, 'still aborted: at once');
+  await l.close();
+  const signal = new AbortController();
+  const host = new Host({ store: new FileStore(await home()), progress: () => {}, signal: signal.signal });
+  assert.deepEqual(await host.perform({ tag: 'pause', val: 20n }, {}), { tag: 'paused', val: { tag: 'ok', val: undefined } });
+  const long = host.perform({ tag: 'pause', val: 2n ** 60n }, {}); // capped, and cancelled here
+  setTimeout(() => signal.abort(), 50);
+  const r = await long;
+  assert.equal(r.tag, 'paused');
+  assert.equal(r.val.tag, 'err');
+  assert.match(r.val.val, /cancelled/);
+});
+
+test('device code: the default lines, prefixed and escaped; the hook gets escaped fields', async () => {
+  const lines = deviceCodeLines({ verificationUri: 'https://as.example/device', verificationUriComplete: 'https://as.example/device?c=\u001b[2J', userCode: 'WDJB-MJHT', expiresIn: 600 });
+  assert.deepEqual(lines, [
+    'mcp-oauth: to sign in, open this address on any device and enter the code:',
+    'mcp-oauth:   open  https://as.example/device',
+    'mcp-oauth:   code  WDJB-MJHT',
+    'mcp-oauth:   or open https://as.example/device?c=\\u{1b}[2J (the code is filled in)',
+    'mcp-oauth: the code expires in 10 min',
+  ]);
+  const shown = [];
+  const progress = [];
+  const host = new Host({ store: new FileStore(await home()), progress: (p) => progress.push(p), deviceCode: (d) => shown.push(d) });
+  const ev = { tag: 'device-code', val: { verificationUri: 'https://as.example/d', verificationUriComplete: undefined, userCode: 'AB\u0007CD', expiresInS: 90n } };
+  assert.deepEqual(await host.perform({ tag: 'notify', val: ev }, {}), { tag: 'ack' });
+  assert.deepEqual(shown, [{ verificationUri: 'https://as.example/d', verificationUriComplete: undefined, userCode: 'AB\\u{7}CD', expiresIn: 90 }]);
+  assert.equal(progress[0].kind, 'device-code');
+  assert.equal(progress[0].userCode, 'AB\\u{7}CD');
 });

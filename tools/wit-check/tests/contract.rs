@@ -22,6 +22,8 @@ fn wit_names(e: &Effect) -> (&'static str, &'static str) {
         Effect::OpenBrowser { .. } => ("open-browser", "browser.open"),
         Effect::AwaitCallback { .. } => ("await-callback", "callback.[method]listener.next"),
         Effect::Notify(_) => ("notify", "prompts.notify"),
+        Effect::Pause { .. } => ("pause", "prompts.pause"),
+        Effect::Respond(_) => ("respond", "callback.[method]listener.respond"),
     }
 }
 
@@ -39,6 +41,7 @@ fn wit_input(i: &Input) -> &'static str {
         Input::Consent(_) => "consent",
         Input::Opened(_) => "opened",
         Input::Callback(_) => "callback",
+        Input::Paused(_) => "paused",
         Input::Ack => "ack",
     }
 }
@@ -75,6 +78,12 @@ fn every_effect() -> Vec<Effect> {
         Effect::OpenBrowser { url: String::new() },
         Effect::AwaitCallback { timeout_ms: 0 },
         Effect::Notify(Event::PkceCheckOverridden { issuer: String::new() }),
+        Effect::Pause { ms: 0 },
+        Effect::Respond(Page {
+            status: 200,
+            headers: vec![],
+            body: String::new(),
+        }),
     ]
 }
 
@@ -89,6 +98,7 @@ fn every_input() -> Vec<Input> {
         Input::DpopProof(Ok(String::new())),
         Input::Listening(Ok(String::new())),
         Input::Consent(true),
+        Input::Paused(Ok(())),
         Input::Opened(Ok(())),
         Input::Callback(mcp_oauth_core::CallbackEvent::TimedOut),
         Input::Ack,
