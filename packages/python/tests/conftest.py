@@ -43,8 +43,10 @@ def hermetic_secrets(request, monkeypatch):
 
 
 class Demo:
-    def __init__(self, access_ttl: int | None) -> None:
-        argv = [str(CLI), "demo", "--serve"] + (["--access-ttl", str(access_ttl)] if access_ttl else [])
+    def __init__(self, access_ttl: int | None, faults: tuple = ()) -> None:
+        argv = [str(CLI), "demo", "--serve", "--port", "0"] + (["--access-ttl", str(access_ttl)] if access_ttl else [])
+        for fault in faults:  # deny, token-error
+            argv += ["--fault", fault]
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.url = ""
         deadline = time.monotonic() + 20
@@ -99,8 +101,8 @@ class Demo:
 def demo_factory():
     started: list[Demo] = []
 
-    def start(access_ttl: int | None = None) -> Demo:
-        d = Demo(access_ttl)
+    def start(access_ttl: int | None = None, faults: tuple = ()) -> Demo:
+        d = Demo(access_ttl, faults)
         started.append(d)
         return d
 

@@ -7,7 +7,8 @@
 """
 
 from ._version import __version__
-from ._auth import AccessToken, IdentityAssertion, McpOAuth, Status, WorkloadIdentity
+from ._auth import McpOAuth
+from ._values import AccessToken, IdentityAssertion, LogoutReport, Status, WorkloadIdentity
 from ._errors import (
     AuthFailed,
     AuthorizationRequired,
@@ -19,7 +20,7 @@ from ._errors import (
     SecretsError,
     TimedOut,
 )
-from ._host import ConsentRequest, Progress
+from ._host import ConsentRequest, DeviceCode, Progress
 from ._sealed import SealedStore
 from ._seam import Lock, Secrets, Store, StoreError, StoreUnavailable
 from ._select import open_store
@@ -32,11 +33,13 @@ __all__ = [
     "ConfigError",
     "ConsentRequest",
     "Declined",
+    "DeviceCode",
     "EngineError",
     "FileStore",
     "IdentityAssertion",
     "KeychainUnavailable",
     "Lock",
+    "LogoutReport",
     "McpOAuth",
     "McpOAuthError",
     "Progress",

@@ -16,18 +16,19 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 from ._engine import EngineSession, EngineTrap, OpenRefused, Runtime, field, record
 from ._errors import AuthorizationRequired, ConfigError, EngineError, McpOAuthError
-from ._host import ConsentRequest, HostImpl, Progress, error_from
+from ._host import ConsentRequest, DeviceCode, HostImpl, Progress, error_from
 from ._http import dpop_nonce_signal
 from ._seam import Secrets, Store, StoreError
 from ._select import open_store
 from ._signer import es256_signer, forget
 from ._store import default_home
+from ._terminal import printable
+from ._values import AccessToken, IdentityAssertion, LogoutReport, Status, WorkloadIdentity
 
 _bases: list = []
 for _mod in ("httpx2", "httpx"):  # whichever HTTP clients are installed
@@ -51,66 +52,6 @@ def _runtime(cache_dir: Optional[Path]) -> Runtime:
             except EngineTrap as e:
                 raise EngineError(str(e)) from None
         return rt
-
-
-@dataclass(frozen=True)
-class WorkloadIdentity:
-    """Workload identity federation (SEP-1933): the workload's JWT from its platform
-    (e.g. a Kubernetes service account token) in the jwt-bearer grant. A secret."""
-
-    assertion: str
-
-    def __repr__(self) -> str:
-        return "WorkloadIdentity(assertion=<redacted>)"
-
-
-@dataclass(frozen=True)
-class IdentityAssertion:
-    """Enterprise-managed authorization (SEP-990): the user's ID token from the IdP
-    is exchanged for an ID-JAG, then for an access token. `id_token` is a secret."""
-
-    idp_token_endpoint: str
-    id_token: str
-    idp_client_id: Optional[str] = None
-
-    def __repr__(self) -> str:
-        return f"IdentityAssertion(idp_token_endpoint={self.idp_token_endpoint!r}, id_token=<redacted>)"
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    """An access token (a secret: its repr hides it). `dpop`: bound to a DPoP key
-    (RFC 9449): sent as `Authorization: DPoP` with a `DPoP` proof, never as Bearer."""
-
-    token: str
-    expires_at: Optional[int]  # Unix ms
-    scopes: list
-    dpop: bool = False
-
-    def __repr__(self) -> str:
-        return f"AccessToken(<redacted>, expires_at={self.expires_at}, scopes={self.scopes}, dpop={self.dpop})"
-
-
-@dataclass(frozen=True)
-class Status:
-    """What is stored for a server. No secrets."""
-
-    server_url: str
-    resource: Optional[str]
-    issuer: Optional[str]
-    client_id: Optional[str]
-    scopes: list
-    expires_at: Optional[int]
-    has_token: bool
-    can_refresh: bool
-    declined: bool
-    legacy: bool
-    # Where the store keeps its secrets, and how many records its key
-    # cannot open (`secrets.problem` says what to do then).
-    secrets: Optional[Secrets] = None
-    # The store, as displayed: a directory, or a shared store's URL without
-    # its password (and the user).
-    store: Optional[str] = None
 
 
 async def _in_thread(fn: Callable[[], Any]) -> Any:
@@ -140,6 +81,14 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
     consent: `callable(ConsentRequest) -> bool`, asked before registration or the
       browser; default None: go on (the application chose to connect).
     progress: `callable(Progress)`; default: notices on stderr.
+    device: sign in with the device authorization grant (RFC 8628) when the
+      AS offers it: the user opens a page on any device and types a code;
+      for a machine no browser can reach (a remote shell, a container).
+      Without a device endpoint at the AS the browser flow runs.
+    on_device_code: `callable(DeviceCode)`, shows the page and the code;
+      default: printed on stderr.
+    callback_timeout: seconds to wait for the user: the browser's redirect,
+      or the device code's approval.
     interactive: False never involves the user (AuthorizationRequired instead).
     """
 
@@ -170,6 +119,8 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         signing_key: Union[str, bytes, None] = None,
         signer: Optional[Callable[[bytes], bytes]] = None,
         paste: Optional[bool] = None,
+        device: bool = False,
+        on_device_code: Optional[Callable[[DeviceCode], Any]] = None,
         interactive: bool = True,
         cache_dir: Union[str, Path, None, bool] = None,
         secrets: Optional[str] = None,
@@ -222,6 +173,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             scope=scope,
             callback_port=callback_port,
             callback_timeout_ms=int(callback_timeout * 1000),
+            device_grant=bool(device),
             allow_missing_s256=list(allow_missing_s256),
             grant=wit_grant,
             private_key_jwt=signer is not None,
@@ -234,7 +186,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             paste = bool(sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty())
         self._mode = "interactive" if interactive else "silent"
         cache = None if cache_dir is False else Path(cache_dir) if cache_dir not in (None, True) else self.home / "cache"
-        self._host = HostImpl(self.store, open_browser, consent, progress, signer, paste)
+        self._host = HostImpl(self.store, open_browser, consent, progress, signer, paste, on_device_code)
         try:
             self._session = EngineSession(_runtime(cache), self._host, server_url, config)
         except BaseException as e:
@@ -270,7 +222,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
     def _authorize(self, mode: str) -> AccessToken:
         out = self._call("authorize", mode)
         if getattr(out, "tag", None) is not None:  # Variant: an auth-error
-            raise error_from(out)
+            raise error_from(out, self._host.waited_for)
         return _token(out)
 
     def _silent(self) -> Optional[AccessToken]:
@@ -289,7 +241,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         if out is None:
             return None  # unchanged: not an authorization problem
         if getattr(out, "tag", None) is not None:
-            raise error_from(out)
+            raise error_from(out, self._host.waited_for)
         return _token(out)
 
     def _note_nonce(self, status: int, nonce: str) -> None:
@@ -364,17 +316,36 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         self._call("retry")
 
     def cancel(self) -> None:
-        """Stops a wait for the browser in progress (it ends as declined)."""
+        """Stops a wait for the user in progress, for the browser or for the
+        device code's approval (it ends as declined). Ctrl-C does the same,
+        then raises KeyboardInterrupt."""
         self._host.cancel.set()
 
-    def logout(self) -> None:
-        """Removes the stored tokens for this server, and its DPoP key file."""
+    def logout(self, revoke: bool = True) -> LogoutReport:
+        """Removes the stored tokens for this server, and its DPoP key file.
+        With `revoke` (the default), revokes them at the authorization server
+        first when it offers that (RFC 7009: the refresh token, then the
+        access token); the report says what was revoked, what failed, what
+        was skipped. The tokens are forgotten locally either way."""
         before = self._call("status")
-        out = self._call("logout")
-        if out is not None:
+        out = self._call("logout", bool(revoke))
+        if getattr(out, "tag", None) is not None:  # Variant: an auth-error
             raise error_from(out)
-        if getattr(before, "tag", None) is not None:
-            return
+        failed, skipped = field(out, "failed"), field(out, "skipped")
+        report = LogoutReport(
+            [str(r) for r in field(out, "revoked")],
+            printable(failed) if failed is not None else None,
+            printable(skipped) if skipped is not None else None,
+        )
+        if getattr(before, "tag", None) is None:
+            self._forget_dpop_key(before)
+        return report
+
+    async def alogout(self, revoke: bool = True) -> LogoutReport:
+        """`logout()` for asyncio/trio code: runs in a worker thread."""
+        return await _in_thread(lambda: self.logout(revoke))
+
+    def _forget_dpop_key(self, before: Any) -> None:
         issuer, resource = field(before, "issuer"), field(before, "resource")
         if issuer and resource:
             key_id = dpop_key_id(issuer, resource)

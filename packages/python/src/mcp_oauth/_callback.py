@@ -14,6 +14,11 @@ connections, never the number of requests. Complete /callback arrivals wait
 in arrival order and none is ever dropped to make room, so a flood of them
 cannot push out a later real one; at the cap the oldest idle connection is
 closed instead. `junk` counts what was turned away.
+
+An arrival handed to the engine is held open until the engine answers it
+(`respond`: "ignored" at once for a stray one, the sign-in's outcome once the
+token exchange is over); one it leaves unanswered gets a short neutral page
+at the next `next` or at `close`.
 """
 
 from __future__ import annotations
@@ -31,13 +36,17 @@ from urllib.parse import urlsplit
 
 from ._terminal import printable
 
+# Fallbacks only: the engine answers each arrival it is handed with its own
+# page (`respond`). These answer one it left unanswered: when the wait goes on
+# past it (ignored) or the listener closes (the attempt is over; the outcome
+# is the application's to tell).
 PAGE_DONE = (
     "<!doctype html><title>mcp-oauth</title><p>mcp-oauth received the authorization response. "
-    "You can close this tab and return to your application.</p>"
+    "Return to your application for the outcome; you can close this tab.</p>"
 )
 PAGE_REJECTED = (
-    "<!doctype html><title>mcp-oauth</title><p>This response does not belong to the login in progress "
-    "and was ignored. You can close this tab.</p>"
+    "<!doctype html><title>mcp-oauth</title><p>This request was ignored: it does not belong to the sign-in "
+    "in progress. You can close this tab.</p>"
 )
 PAGE_NOT_FOUND = "<p>Not found.</p>"
 MAX_REQUEST_HEAD = 8 * 1024  # request line and headers; a browser's are ~1 KB
@@ -47,6 +56,8 @@ IDLE_EVICT_S = 0.5  # at the cap, a head still incomplete after this may be clos
 ACCEPTS_PER_TURN = 16  # bounds one turn; the rest wait in the backlog
 BACKLOG = 128
 DRAIN_BYTES = 64 * 1024  # read before closing, so the answer is not lost to a reset
+PAGE_WRITE_S = 2.0  # the engine's page may outgrow one send: written with this timeout
+REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
 
 
 class BindError(Exception):
@@ -55,29 +66,45 @@ class BindError(Exception):
         self.port_in_use = port_in_use
 
 
-def _respond(conn: socket.socket, status: int, body: str) -> None:
-    """Answers and closes, never blocking: the answer is small and the socket's
-    send buffer empty, so one non-blocking send takes it; if not, the client
-    gets a closed socket."""
-    reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 431: "Request Header Fields Too Large"}.get(status, "OK")
+def _head_line(text: str) -> bool:
+    return "\r" not in text and "\n" not in text
+
+
+def _respond(conn: socket.socket, status: int, body: str, headers: list | None = None, wait: float = 0.0) -> None:
+    """Answers and closes. `headers`: (name, value) pairs besides the framing
+    (a pair with CR/LF, or content-length / connection, is dropped); without
+    a content-type, HTML with no-store. wait=0 never blocks (junk and the
+    fallback pages are small: one send takes them, else the client gets a
+    closed socket); the engine's page is written within `wait` seconds."""
+    extra = [
+        (str(k), str(v))
+        for k, v in headers or ()
+        if str(k) and _head_line(str(k)) and _head_line(str(v)) and str(k).lower() not in ("content-length", "connection")
+    ]
+    if not any(k.lower() == "content-type" for k, _ in extra):
+        extra[:0] = [("content-type", "text/html; charset=utf-8"), ("cache-control", "no-store")]
     data = body.encode()
-    head = (
-        f"HTTP/1.1 {status} {reason}\r\ncontent-type: text/html; charset=utf-8\r\n"
-        f"content-length: {len(data)}\r\nconnection: close\r\n\r\n"
-    )
+    lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'OK' if status < 400 else 'Error')}"]
+    lines += [f"{k}: {v}" for k, v in extra]
+    lines += [f"content-length: {len(data)}", "connection: close", "", ""]
     try:
-        conn.setblocking(False)
-        conn.send(head.encode() + data)
+        if wait > 0:
+            conn.settimeout(wait)
+            conn.sendall("\r\n".join(lines).encode("latin-1", "replace") + data)
+        else:
+            conn.setblocking(False)
+            conn.send("\r\n".join(lines).encode("latin-1", "replace") + data)
         conn.shutdown(socket.SHUT_WR)
         # What the client sent and we did not read would turn the close into
         # a reset, which can discard the answer before the client reads it.
+        conn.setblocking(False)
         left = DRAIN_BYTES
         while left > 0:  # bounded: at most DRAIN_BYTES, and only what has arrived
             chunk = conn.recv(min(left, 16384))
             if not chunk:
                 break
             left -= len(chunk)
-    except OSError:  # includes BlockingIOError: nothing more has arrived
+    except OSError:  # includes BlockingIOError and timeouts: nothing more to do
         pass
     finally:
         conn.close()
@@ -178,10 +205,17 @@ class Listener:
         line = sys.stdin.readline()
         return line.strip() or None
 
+    def respond(self, status: int, headers: list, body: str) -> None:
+        """Answers the arrival the last `next` delivered with the engine's page
+        (its outcome, or why it was ignored). Nothing to answer for a paste."""
+        conn, self._pending = self._pending, None
+        if conn is not None:
+            _respond(conn, status, body, headers, wait=PAGE_WRITE_S)
+
     def next(self, timeout_s: float) -> tuple[str, str | None]:
         """Waits up to `timeout_s`: ("redirect", query), ("timed-out", None) or ("cancelled", None)."""
         if self._pending is not None:
-            # The previous arrival was not accepted by the engine.
+            # The engine waits on past the previous arrival without answering it.
             _respond(self._pending, 400, PAGE_REJECTED)
             self._pending = None
         deadline = time.monotonic() + timeout_s

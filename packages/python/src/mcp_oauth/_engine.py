@@ -205,11 +205,12 @@ IMPORTS = {
         ("unlock", "storage_unlock"),
     ],
     "browser": [("open", "browser_open")],
-    "prompts": [("consent", "prompts_consent"), ("notify", "prompts_notify")],
+    "prompts": [("consent", "prompts_consent"), ("pause", "prompts_pause"), ("notify", "prompts_notify")],
     "callback": [
         ("[static]listener.bind", "listener_bind"),
         ("[method]listener.redirect-uri", "listener_redirect_uri"),
         ("[method]listener.next", "listener_next"),
+        ("[method]listener.respond", "listener_respond"),
     ],
     "clock": [("now-ms", "clock_now_ms")],
     "random": [("get-random-bytes", "random_bytes")],

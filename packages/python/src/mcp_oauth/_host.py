@@ -44,15 +44,45 @@ class Progress:
     """Something the user or the log should know. Never carries a secret.
 
     kind: callback-rejected, browser-open-failed (see `url`), storage-warning,
-    pkce-check-overridden, legacy-issuer-differs (from the engine); http,
-    saved, listening, browser-opened, waiting, callback-arrived, callback-junk
-    (host steps). Server-supplied parts of `message` are escaped for a
+    pkce-check-overridden, legacy-issuer-differs, device-code (see `url`;
+    `on_device_code` shows it) (from the engine); http, saved, listening,
+    browser-opened, waiting, callback-arrived, callback-junk, polling (host
+    steps). Server-supplied parts of `message` are escaped for a
     terminal (control characters shown as \\u{..}); `url` is as given.
     """
 
     kind: str
     message: str
     url: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class DeviceCode:
+    """Sign in on another device (RFC 8628): where the user goes and what they
+    type there. The engine checked both URIs (https, or http on loopback) and
+    the code (letters, digits, `-` and spaces); they are still the server's
+    text: `printable()` them before a terminal shows them."""
+
+    verification_uri: str
+    verification_uri_complete: Optional[str]  # the same with the code in it: for a link or QR code
+    user_code: str
+    expires_in: int  # seconds
+
+
+def default_device_code(info: DeviceCode) -> None:
+    """Where to go, the code and how long it is good for, on stderr."""
+    mins, secs = divmod(int(info.expires_in), 60)
+    left = f"{mins} min" if mins and not secs else f"{mins} min {secs} s" if mins else f"{secs} s"
+    lines = [
+        "mcp-oauth: to sign in, open this page on any device:",
+        f"  {printable(info.verification_uri)}",
+        f"and enter the code  {printable(info.user_code)}",
+    ]
+    if info.verification_uri_complete:
+        lines.append(f"(or open {printable(info.verification_uri_complete)}, with the code in it)")
+    lines.append(f"The code expires in {left}. Waiting for the approval...")
+    if sys.stderr is not None:
+        print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 NOTICES = {"callback-rejected", "browser-open-failed", "storage-warning", "pkce-check-overridden", "legacy-issuer-differs"}
@@ -86,18 +116,26 @@ def describe_event(ev: wc.Variant) -> Progress:
     if tag == "legacy-issuer-differs":
         origin, issuer = _shown(field(v, "origin")), _shown(field(v, "issuer"))
         return Progress(tag, f"note: legacy server {origin} names its issuer {issuer}")
+    if tag == "device-code":
+        uri, code = field(v, "verification_uri"), field(v, "user_code")
+        return Progress(tag, f"device code {_shown(code)} for {_shown(uri)}: waiting for the approval", uri)
     return Progress(tag, _shown(tag))
 
 
-def error_from(err: Any) -> McpOAuthError:
-    """The typed exception for an engine `auth-error`."""
+def error_from(err: Any, waited_for: str = "browser") -> McpOAuthError:
+    """The typed exception for an engine `auth-error`; `waited_for`: what the
+    last interactive flow waited for ("browser" or "device"), for TimedOut."""
     tag = getattr(err, "tag", None)
     if tag == "authorization-required":
         return AuthorizationRequired(
             "authorization required: no usable token is stored; call McpOAuth.token() (or run `mcp-oauth login <url>`)"
         )
     if tag == "declined":
-        return Declined("authorization was declined; nothing more will be asked until you call McpOAuth.retry()")
+        return Declined(
+            "authorization was declined (or the sign-in was cancelled); nothing more will be asked until you call McpOAuth.retry()"
+        )
+    if tag == "timed-out" and waited_for == "device":
+        return TimedOut("timed out waiting for the device code's approval (or it expired); call again for a new code")
     if tag == "timed-out":
         return TimedOut(
             "timed out waiting for the browser to come back; call again (or pass paste=True and paste the redirect URL)"
@@ -127,6 +165,10 @@ class _Abort(Exception):
 # fails with it (a read reported as absent would fork the fleet's state).
 _FATAL = (StoreUnavailable, ConfigError)
 
+PAUSE_CAP_S = 600.0  # a device-grant pause never lasts longer, whatever is asked
+PAUSE_STEP_S = 0.1  # a cancel ends a pause within this
+_sleep = time.sleep  # tests replace it
+
 
 class HostImpl:
     """What one session's engine instance may touch."""
@@ -139,6 +181,7 @@ class HostImpl:
         progress: Optional[Callable[[Progress], Any]],
         signer: Optional[Callable[[bytes], bytes]],
         paste: bool,
+        on_device_code: Optional[Callable[[DeviceCode], Any]] = None,
     ) -> None:
         self.store: Store = store if isinstance(store, Store) else FileStore(store)
         self.dpop = DpopKeys(self.store)
@@ -148,20 +191,29 @@ class HostImpl:
         self.progress = progress or default_progress
         self.signer = signer
         self.paste = paste
+        self.on_device_code = on_device_code or default_device_code
         self.cancel = threading.Event()
+        self.waited_for = "browser"  # what the last interactive flow waited for: "browser" or "device"
         self.listeners: dict[int, Listener] = {}
         self._next_rep = 1
-        self._failure: Optional[Exception] = None  # what the running call fails with
+        self._failure: Optional[BaseException] = None  # what the running call fails with
 
-    def _fail(self, e: Exception) -> None:
+    def _fail(self, e: BaseException) -> None:
         if self._failure is None:
             self._failure = e
+
+    def _interrupted(self) -> None:
+        """Ctrl-C during a wait: the engine is told the user cancelled (it ends
+        the sign-in as declined), and the call then raises KeyboardInterrupt.
+        Caught here because wasmtime-py turns only an `Exception` in an import
+        into a trap: a KeyboardInterrupt would escape its callback."""
+        self._fail(KeyboardInterrupt())
 
     def _abort(self, e: Exception):
         self._fail(e)
         raise _Abort(str(e))
 
-    def take_failure(self) -> Optional[Exception]:
+    def take_failure(self) -> Optional[BaseException]:
         """The store error the call met, once (the engine call raises it)."""
         failed, self._failure = self._failure, None
         return failed
@@ -282,12 +334,44 @@ class HostImpl:
 
     def prompts_notify(self, _s: Any, ev: Any) -> None:
         self._emit(describe_event(ev))
+        if getattr(ev, "tag", None) == "device-code":
+            self.cancel.clear()  # the wait for the approval starts: an earlier cancel is spent
+            self.waited_for = "device"
+            v = ev.payload
+            info = DeviceCode(
+                field(v, "verification_uri"),
+                field(v, "verification_uri_complete"),
+                field(v, "user_code"),
+                int(field(v, "expires_in_s")),
+            )
+            try:
+                self.on_device_code(info)
+            except Exception:
+                pass  # a display hook cannot break the flow
+
+    def prompts_pause(self, _s: Any, ms: int) -> Any:
+        # result<_, prompt-error>: both sides may be None, so tagged; the
+        # error's payload is untagged (a str is `other`).
+        self._emit(Progress("polling", f"waiting {ms} ms before asking the authorization server again"))
+        deadline = time.monotonic() + min(ms / 1000.0, PAUSE_CAP_S)
+        try:
+            while True:  # bounded by the deadline: each step sleeps at most PAUSE_STEP_S
+                if self.cancel.is_set():
+                    return wc.Variant("err", "cancelled by the user")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return wc.Variant("ok", None)
+                _sleep(min(left, PAUSE_STEP_S))
+        except KeyboardInterrupt:
+            self._interrupted()
+            return wc.Variant("err", "cancelled by the user (Ctrl-C)")
 
     # -- callback listener -----------------------------------------------
     def listener_bind(self, _s: Any, port: Optional[int]) -> Any:
         # result<own<listener>, listener-error>; listener-error is untagged:
         # an int (port-in-use) or a string (other).
         self.cancel.clear()  # a new flow: an earlier cancel is spent
+        self.waited_for = "browser"
         try:
             l = Listener(port, paste=self.paste, cancel=self.cancel)
         except BindError as e:
@@ -312,10 +396,24 @@ class HostImpl:
         if l is None:
             return "the listener is gone"
         self._emit(Progress("waiting", "waiting for the browser to finish signing in"))
-        tag, query = l.next(timeout_ms / 1000.0)
+        try:
+            tag, query = l.next(timeout_ms / 1000.0)
+        except KeyboardInterrupt:
+            self._interrupted()
+            return wc.Variant("cancelled", None)
         if tag == "redirect":
             self._emit(Progress("callback-arrived", "the browser came back to the loopback listener"))
         return wc.Variant(tag, query)
+
+    def listener_respond(self, store: Any, this: Any, page: Any) -> None:
+        l = self._listener(store, this)
+        if l is None:
+            return
+        headers = [(field(h, "name"), field(h, "value")) for h in field(page, "headers")]
+        try:
+            l.respond(int(field(page, "status")), headers, field(page, "body"))
+        except Exception:
+            pass  # a tab that went away: nothing to tell the engine
 
     def listener_drop(self, rep: int) -> None:
         l = self.listeners.pop(rep, None)
