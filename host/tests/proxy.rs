@@ -189,6 +189,26 @@ fn cold_then_warm() {
     assert!(!record.exists(), "warm start opened the browser");
 }
 
+// `proxy --device`: the address and the code go to stderr, where a browser
+// sign-in's URL goes; the first request waits for the code to be entered.
+#[test]
+fn device_sign_in_through_the_proxy() {
+    let server = DemoServer::start(Faults::default()).unwrap();
+    let home = temp_home("proxy-device");
+    let (browser, record) = record_browser(&home, "opened");
+    let mut p = Proxy::start(&home, &browser, &[&server.mcp_url(), "--device"], &[]);
+    p.initialize();
+    let tools = p.request(2, "tools/list", json!({}));
+    assert_eq!(tools["result"]["tools"][0]["name"], "echo", "{tools}");
+    let (code, err) = p.finish();
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("  code  WDJB-MJHT"), "{err}");
+    assert!(err.contains(&format!("  open  {}/device", server.base())), "{err}");
+    assert!(!record.exists(), "no browser");
+    assert_eq!(server.count("/authorize"), 0);
+    assert_eq!(server.count("/device_authorization"), 1);
+}
+
 // Desktop clients start two processes for one server: one browser flow; the
 // other waits for its tokens.
 #[test]

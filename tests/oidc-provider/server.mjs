@@ -1,11 +1,11 @@
 // A real authorization server we did not write (node-oidc-provider, DPoP on)
 // and a tiny MCP resource server that checks DPoP-bound JWT access tokens
-// (RFC 9449) the way a resource server should. Used by ./run and
+// (RFC 9449) the way a resource server should. Used by ./run, ./device and
 // ./device-selftest. Also does the device authorization grant (RFC 8628) and
 // token revocation (RFC 7009).
 //
 //   node server.mjs [port] [--access-ttl SECS] [--rfc8414] [--stock-refresh-policy]
-//                   [--device-interval SECS] [--device-ttl SECS] [--bearer-ok]
+//                   [--device-interval SECS] [--device-ttl SECS] [--slow-down-first] [--bearer-ok]
 //
 // --access-ttl: access token lifetime (default 75 s: the engine treats a
 //   token as stale 60 s before it expires, so a shorter one is refreshed on
@@ -16,7 +16,9 @@
 // --device-interval: the `interval` added to device authorization responses
 //   (default 5; oidc-provider itself sends none and never answers slow_down,
 //   so both are done here, see devicePoll). --device-ttl: device code lifetime
-//   (default 600 s).
+//   (default 600 s). --slow-down-first: the first poll of each device code,
+//   while it is pending, is answered slow_down (and the interval owed grows
+//   by 5 s), however late it comes: a client must then wait 5 s more.
 // --bearer-ok: /mcp also accepts a Bearer access token that is not DPoP-bound
 //   (no cnf); a bound token sent as Bearer is still refused.
 //
@@ -47,8 +49,9 @@ let stockRefresh = false;
 let deviceInterval = 5;
 let deviceTtl = 600;
 let bearerOk = false;
+let slowDownFirst = false;
 const usage = 'usage: server.mjs [port] [--access-ttl SECS] [--rfc8414] [--stock-refresh-policy]'
-  + ' [--device-interval SECS] [--device-ttl SECS] [--bearer-ok]';
+  + ' [--device-interval SECS] [--device-ttl SECS] [--slow-down-first] [--bearer-ok]';
 const secs = (v, name) => {
   if (!/^\d+$/.test(v ?? '') || Number(v) < 1) { console.error(`${name} wants a whole number of seconds >= 1; ${usage}`); process.exit(2); }
   return Number(v);
@@ -59,6 +62,7 @@ for (let i = 0; i < args.length; i++) {
   else if (args[i] === '--stock-refresh-policy') stockRefresh = true;
   else if (args[i] === '--device-interval') deviceInterval = secs(args[++i], '--device-interval');
   else if (args[i] === '--device-ttl') deviceTtl = secs(args[++i], '--device-ttl');
+  else if (args[i] === '--slow-down-first') slowDownFirst = true;
   else if (args[i] === '--bearer-ok') bearerOk = true;
   else if (/^\d+$/.test(args[i])) port = Number(args[i]);
   else {
@@ -91,6 +95,7 @@ const stats = {
   device_authorizations: 0, // successful device authorization requests
   device_polls: 0, // token requests with the device_code grant (any answer)
   device_slow_down: 0, // of those, answered slow_down
+  device_poll_gaps: [], // per device poll: { gap_ms (null for a code's first), owed_ms (the interval owed then), answer }
   revocations: [], // per revocation request: { token_type_hint, known, kind?, status, error? }
 };
 const reject = (why) => { stats.rejected[why] = (stats.rejected[why] || 0) + 1; return why; };
@@ -196,7 +201,8 @@ provider.on('registration_create.success', (_ctx, client) => {
 // the interval the client owes. A request sooner than that after the previous
 // one, while the code is still pending, is answered slow_down instead of
 // authorization_pending, and the interval owed grows by 5 s, as the client's
-// must. The first poll is never too early.
+// must. The first poll is never too early (but with --slow-down-first it is
+// answered slow_down all the same).
 const polls = new Map(); // sha256(device_code) -> { last: ms, interval: s, expires: ms }
 function devicePoll(ctx, arrived) {
   stats.device_polls += 1;
@@ -205,12 +211,14 @@ function devicePoll(ctx, arrived) {
   for (const [k, p] of polls) if (p.expires < arrived) polls.delete(k);
   const key = crypto.createHash('sha256').update(code).digest('hex');
   const p = polls.get(key) || { interval: deviceInterval };
-  const early = p.last !== undefined && arrived - p.last < p.interval * 1000 - POLL_GRACE_MS;
-  const gap = p.last === undefined ? 'first poll' : `${arrived - p.last} ms after the last`;
+  const first = p.last === undefined;
+  const early = !first && arrived - p.last < p.interval * 1000 - POLL_GRACE_MS;
+  const gapEntry = { gap_ms: first ? null : arrived - p.last, owed_ms: first ? null : p.interval * 1000 };
+  const gap = first ? 'first poll' : `${arrived - p.last} ms after the last`;
   p.last = arrived;
   p.expires = arrived + (deviceTtl + 60) * 1000;
   polls.set(key, p);
-  if (early && ctx.status === 400 && ctx.body?.error === 'authorization_pending') {
+  if ((early || (first && slowDownFirst)) && ctx.status === 400 && ctx.body?.error === 'authorization_pending') {
     p.interval += SLOW_DOWN_STEP;
     stats.device_slow_down += 1;
     ctx.body = { error: 'slow_down', error_description: `polled ${gap}; wait at least ${p.interval} s between requests` };
@@ -219,6 +227,8 @@ function devicePoll(ctx, arrived) {
   } else {
     log('device poll:', gap, ctx.body?.error ? `-> ${ctx.body.error}` : '-> tokens');
   }
+  gapEntry.answer = ctx.body?.error || 'tokens';
+  stats.device_poll_gaps.push(gapEntry);
 }
 
 provider.use(async (ctx, next) => {
@@ -449,6 +459,6 @@ handler = async (req, res) => {
 
 process.stdout.write(`${JSON.stringify({
   origin, issuer, mcp: mcpUrl, prm: prmUrl, stats: `${origin}/_test/stats`, access_ttl: accessTtl,
-  device_interval: deviceInterval, device_ttl: deviceTtl, bearer_ok: bearerOk,
+  device_interval: deviceInterval, device_ttl: deviceTtl, slow_down_first: slowDownFirst, bearer_ok: bearerOk,
 })}\n`);
 for (const sig of ['SIGTERM', 'SIGINT']) process.on(sig, () => { server.close(); process.exit(0); });
