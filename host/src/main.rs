@@ -61,7 +61,9 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(cli::Failure::Interrupted) => {
-            eprintln!("mcp-oauth: stopped (Ctrl-C): the callback listener is closed and nothing half-done was saved.");
+            eprintln!(
+                "mcp-oauth: stopped (Ctrl-C): the sign-in was stopped (the callback listener closed, the device code abandoned) and nothing half-done was saved."
+            );
             ExitCode::from(cli::login::EXIT_INTERRUPTED)
         }
         Err(cli::Failure::Run(e)) => {

@@ -168,7 +168,10 @@ pub fn describe_event(event: &Event) -> String {
 /// `  code  <code>`); the link with the code in it when there is one.
 pub fn device_code_text(d: &DeviceCode) -> String {
     use crate::terminal::printable as p;
-    let minutes = d.expires_in_s.div_ceil(60);
+    let lifetime = match d.expires_in_s {
+        s if s < 120 => format!("{s} s"),
+        s => format!("{} min", s / 60),
+    };
     let mut out = format!(
         "to sign in, open this address on any device and enter the code:\n\n  open  {}\n  code  {}\n",
         p(&d.verification_uri),
@@ -177,7 +180,7 @@ pub fn device_code_text(d: &DeviceCode) -> String {
     if let Some(full) = &d.verification_uri_complete {
         out.push_str(&format!("\n  or open {} (the code is filled in)\n", p(full)));
     }
-    out.push_str(&format!("\nThe code expires in {minutes} min."));
+    out.push_str(&format!("\nThe code expires in {lifetime}."));
     out
 }
 

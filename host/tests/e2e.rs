@@ -308,10 +308,15 @@ fn taken_pinned_port_is_a_clear_error() {
     assert_eq!(server.count("/authorize"), 0);
 }
 
-// 7: paste: a bad paste is refused with its reason; a good one completes.
+// 7: paste (an AS without the device grant): a bad paste is refused with
+// its reason; a good one completes.
 #[test]
 fn paste_fallback_rejects_bad_input_then_completes() {
-    let server = DemoServer::start(Faults::default()).unwrap();
+    let server = DemoServer::start(Faults {
+        no_device: true,
+        ..Faults::default()
+    })
+    .unwrap();
     let home = temp_home("e2e-paste");
     let mut child = Cli::new(&home)
         .command(&["login", &server.mcp_url(), "--no-browser", "--timeout", "60"])

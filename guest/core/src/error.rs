@@ -247,7 +247,7 @@ impl fmt::Display for Error {
             InvalidResponse { what, detail } => write!(f, "invalid {what}: {detail}"),
             TimedOut => write!(
                 f,
-                "timed out waiting for the browser to come back to the loopback redirect"
+                "timed out waiting for the sign-in to be finished (the browser to come back to the loopback redirect, or the device code to be entered before it expired)"
             ),
             StepUpLimit { attempts, scope } => write!(
                 f,

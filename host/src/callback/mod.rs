@@ -213,10 +213,24 @@ mod tests {
         });
         let got = l.next(Duration::from_secs(5));
         assert_eq!(got, Arrival::Redirect("code=a&state=b".into()));
+        // The request waits for the engine's page; a header with a line
+        // break in it is dropped, never sent.
+        let headers = [
+            ("x-page".to_string(), "engine".to_string()),
+            ("x-evil".to_string(), "a\r\nset-cookie: x=1".to_string()),
+        ];
+        l.respond(200, &headers, "<p>the engine's page</p>");
         drop(l);
         let (fav, cb) = t.join().unwrap();
         assert!(fav.starts_with("HTTP/1.1 404"), "{fav}");
-        assert!(cb.contains("return to your terminal"), "{cb}");
+        assert!(
+            cb.starts_with("HTTP/1.1 200") && cb.contains("x-page: engine\r\n"),
+            "{cb}"
+        );
+        assert!(
+            cb.ends_with("<p>the engine's page</p>") && !cb.contains("set-cookie"),
+            "{cb}"
+        );
     }
 
     // Connects and writes, reports that on `sent`, then reads the answer: the
@@ -277,7 +291,8 @@ mod tests {
             assert!(seen <= 200 && started.elapsed() < Duration::from_secs(10));
         }
         drop(l);
-        assert!(real.join().unwrap().contains("return to your terminal"));
+        // Never answered by the engine: the neutral page when the listener closes.
+        assert!(real.join().unwrap().contains("This sign-in attempt has ended"));
         for f in floods {
             let answer = f.join().unwrap();
             assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 "), "{answer}");

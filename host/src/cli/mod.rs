@@ -231,9 +231,9 @@ pub(crate) fn exit_for(e: &Error) -> u8 {
 pub(crate) fn hint(e: &Error) -> Option<&'static str> {
     match e.auth()? {
         AuthError::AuthorizationRequired => Some("log in first: mcp-oauth login <url>"),
-        AuthError::TimedOut => {
-            Some("run the command again, or use --no-browser to paste the address the browser lands on")
-        }
+        AuthError::TimedOut => Some(
+            "run the command again (--timeout SECS allows longer); with no browser on this machine, --device signs in with a code",
+        ),
         AuthError::Failed(f) => match f.kind {
             FailureKind::CallbackListener => Some("free the port, or choose another with --callback-port"),
             FailureKind::NoClientIdentity => Some("pass --client-id (and --client-secret) or --client-metadata-url"),

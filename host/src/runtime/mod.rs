@@ -84,7 +84,7 @@ pub fn describe_auth_error(e: &AuthError) -> String {
             "authorization required: no usable token is stored; run `mcp-oauth login <url>`".into()
         }
         AuthError::Declined => "authorization was declined; nothing more will be asked until you retry".into(),
-        AuthError::TimedOut => "timed out waiting for the browser to come back; run the command again (or use --no-browser to paste the redirect URL)".into(),
+        AuthError::TimedOut => "timed out waiting for the sign-in to be finished (the browser to come back, or the device code to be entered before it expired); run the command again".into(),
         AuthError::Failed(f) => f.message.clone(),
     }
 }

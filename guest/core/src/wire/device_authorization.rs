@@ -110,12 +110,16 @@ fn invalid(detail: &str) -> Error {
     }
 }
 
-/// A user code goes onto a terminal and into a page: letters, digits,
-/// `-` and spaces only (RFC 8628 §6.1), short.
+/// A user code goes onto a terminal and into a page: ASCII letters,
+/// digits, `-` and spaces only (RFC 8628 §6.1 recommends a small ASCII
+/// set; Unicode tables would cost the engine more than the codes are worth),
+/// short.
 pub fn user_code_is_showable(code: &str) -> bool {
     !code.trim().is_empty()
-        && code.chars().count() <= MAX_USER_CODE_LEN
-        && code.chars().all(|c| c.is_alphanumeric() || c == '-' || c == ' ')
+        && code.len() <= MAX_USER_CODE_LEN
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b' ')
 }
 
 /// Parses and checks a device authorization response: an error answer is
@@ -140,7 +144,7 @@ pub fn parse_device_authorization(resp: &HttpResponse) -> Result<DeviceAuthoriza
     let user_code = raw.user_code.ok_or_else(|| invalid("no user_code"))?;
     if !user_code_is_showable(&user_code) {
         return Err(invalid(
-            "the user_code has characters that cannot be shown safely (only letters, digits, '-' and spaces, at most 64)",
+            "the user_code has characters that cannot be shown safely (only ASCII letters, digits, '-' and spaces, at most 64)",
         ));
     }
     let verification_uri = raw.verification_uri.ok_or_else(|| invalid("no verification_uri"))?;
