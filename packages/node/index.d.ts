@@ -376,6 +376,21 @@ export class McpOAuthError extends Error {
   readonly oauth?: { status: number; error?: string; description?: string };
 }
 
+/**
+ * The `AuthProvider` shape the MCP TypeScript SDK v2's HTTP transports take
+ * as `authProvider` (declared here so the package needs no SDK types).
+ */
+export interface McpOAuthAuthProvider {
+  /** Called before every request: the current token, or undefined (none without signing in). */
+  token(): Promise<string | undefined>;
+  /**
+   * Called on a 401 before the transport retries once: the engine refreshes
+   * or signs in, or rejects with an McpOAuthError (e.g. `declined`).
+   * `serverUrl`, when given, must be on this McpOAuth's server's origin.
+   */
+  onUnauthorized(ctx: { response: Response; serverUrl?: URL | string }): Promise<void>;
+}
+
 export class McpOAuth {
   /** Opens the authorization of one MCP server; nothing is requested yet. */
   static open(serverUrl: string | URL, options?: McpOAuthOptions): Promise<McpOAuth>;
@@ -391,6 +406,18 @@ export class McpOAuth {
    * `new StreamableHTTPClientTransport(url, { fetch: auth.fetch })`.
    */
   readonly fetch: typeof globalThis.fetch;
+  /**
+   * The auth option of the MCP TypeScript SDK v2 (`@modelcontextprotocol/client`):
+   * `new StreamableHTTPClientTransport(url, { authProvider: auth.authProvider })`.
+   * Its `token()` is the token the engine has without asking anyone
+   * (undefined when there is none: the request goes without); a 401 goes to
+   * `onUnauthorized`, where the engine refreshes or signs in (one flow for
+   * concurrent 401s; after a decline every call fails fast until `retry()`).
+   * Bearer tokens only: for a server that binds tokens with DPoP, or step-up
+   * on a 403 `insufficient_scope`, give the transport `fetch: auth.fetch`.
+   * Works unbound.
+   */
+  readonly authProvider: McpOAuthAuthProvider;
   /**
    * A usable access token: stored, refreshed, or (interactive) newly authorized.
    * A fresh Bearer token on a warm store is served before the engine loads
