@@ -16,6 +16,7 @@ import { nodeCrypto } from './builtins.js';
 import { enableCompileCache } from './compile-cache.js';
 import { McpOAuthError, fromAuthError } from './errors.js';
 import { defaultDeviceCode, defaultProgress, printable } from './terminal.js';
+import { authProvider } from './auth-provider.js';
 
 export { McpOAuthError } from './errors.js';
 export { defaultHome, FileStore } from './store/file.js';
@@ -38,9 +39,6 @@ export async function systemOpenBrowser(...args) {
 // A guard against a flow that never ends: a device grant polls up to 3600 times.
 const MAX_EFFECTS_PER_FLOW = 20_000;
 const MAX_WAIT_ROUNDS = 8;
-// authProvider: a 401 this soon after the token handed out changed is taken
-// for one to a request sent before the change (see #providerSentToken).
-const SUPERSEDED_WINDOW_MS = 10_000;
 const now = () => BigInt(Date.now());
 // Entropy for each engine call (64 bytes; the engine uses it only when a
 // flow needs a verifier or state). Drawn from a pool refilled 1024 calls at a
@@ -118,8 +116,6 @@ export class McpOAuth {
   #hostOptions;
   #mode;
   #fetchImpl;
-  // authProvider: the token it last handed out, the one before, and when it changed.
-  #handed = { current: undefined, previous: undefined, changedAt: -Infinity };
 
   /**
    * Opens the authorization of one MCP server. Nothing is requested yet.
@@ -220,9 +216,11 @@ export class McpOAuth {
      * its AuthProvider: `new StreamableHTTPClientTransport(url, { authProvider: auth.authProvider })`.
      * Works unbound.
      */
-    this.authProvider = Object.freeze({
-      token: () => this.#providerToken(),
-      onUnauthorized: (ctx) => this.#providerUnauthorized(ctx),
+    this.authProvider = authProvider({
+      serverUrl: this.#serverUrl,
+      origin: this.#origin,
+      silentToken: () => this.#authorize('silent'),
+      onResponse: (challenge) => this.#run((m) => m.onResponse(now(), challenge, this.#mode, entropy())),
     });
   }
 
@@ -424,80 +422,6 @@ export class McpOAuth {
       }
       await host?.closeListener(ctx);
     }
-  }
-
-  /**
-   * authProvider.token(), called by the SDK's transport before each request:
-   * the token the engine has without asking anyone (stored, refreshed), or
-   * undefined. With none the request goes without, and the server's 401
-   * starts the sign-in through onUnauthorized, as with auth.fetch.
-   */
-  async #providerToken() {
-    let t;
-    try {
-      t = await this.#authorize('silent');
-    } catch (e) {
-      if (e?.kind !== 'authorization-required') throw e; // declined: fails fast, no request
-      t = undefined;
-    }
-    if (t?.dpop) {
-      throw new McpOAuthError('invalid-config', `${printable(this.#serverUrl)} binds its tokens to a DPoP key, and the SDK's authProvider sends Bearer tokens only: give the transport fetch: auth.fetch instead`);
-    }
-    const h = this.#handed;
-    if (t?.token !== h.current) {
-      // Only a token replacing another opens the window: a first one (a
-      // stored token at start-up, a sign-in's) is what the 401s that follow are about.
-      h.changedAt = h.current === undefined ? -Infinity : Date.now();
-      h.previous = h.current;
-      h.current = t?.token;
-    }
-    return t?.token;
-  }
-
-  /**
-   * Which token the refused request carried, which the AuthProvider
-   * interface does not say: the one handed out last, unless it replaced
-   * another moments ago. Then the refused request was most likely sent
-   * before, with the one before (several in flight when a token is
-   * refreshed), and the engine answers that stale 401 with the current token
-   * instead of refreshing (or signing in) again. A new token the server
-   * refuses at once costs that one request (the transport's retry is refused
-   * too), which the engine would fail anyway; a 401 after the window is
-   * taken for the current token.
-   */
-  #providerSentToken() {
-    const h = this.#handed;
-    return Date.now() - h.changedAt < SUPERSEDED_WINDOW_MS ? h.previous : h.current;
-  }
-
-  /**
-   * authProvider.onUnauthorized(ctx), called by the SDK's transport on a 401
-   * before it retries once: the engine refreshes, signs in, or fails (a
-   * decline, a refused sign-in); concurrent 401s share one flow. The retry's
-   * token() gets the engine's new token.
-   */
-  async #providerUnauthorized(ctx) {
-    const response = ctx?.response;
-    if (!response || typeof response.status !== 'number' || !response.headers) {
-      throw new McpOAuthError('invalid-config', 'authProvider.onUnauthorized is called by the SDK\'s transport with { response }');
-    }
-    let origin;
-    try {
-      origin = ctx.serverUrl === undefined ? this.#origin : new URL(String(ctx.serverUrl)).origin;
-    } catch {
-      origin = null;
-    }
-    if (origin !== this.#origin) {
-      throw new McpOAuthError('invalid-config', `this authProvider is for ${printable(this.#serverUrl)}; give each server's transport its own McpOAuth`);
-    }
-    const www = response.headers.get('www-authenticate');
-    const challenge = {
-      status: response.status,
-      wwwAuthenticate: www ? [www] : [],
-      sentToken: this.#providerSentToken(),
-      dpopNonce: undefined,
-    };
-    await this.#run((m) => m.onResponse(now(), challenge, this.#mode, entropy()));
   }
 
   /** The `DPoP` header value for one request (a fresh, single-use proof), or undefined. */

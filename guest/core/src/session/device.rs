@@ -19,11 +19,12 @@
 use alloc::string::String;
 
 use super::Session;
+use super::interactive::may_register_again;
 use super::state::{Authorization, Channel, DeviceGrant, Flow, Next, Phase, Then};
 use crate::effect::{DeviceCode, Effect, Event, HttpResponse, TransportError};
 use crate::error::Error;
 use crate::primitives::scope;
-use crate::wire::client_auth::{ClientCredentials, ClientSource};
+use crate::wire::client_auth::ClientCredentials;
 use crate::wire::device_authorization::{self, PollAnswer};
 use crate::wire::token;
 
@@ -77,14 +78,8 @@ impl Session {
         let device = match device_authorization::parse_device_authorization(&resp) {
             Ok(d) => d,
             // A dynamic client the AS forgot: register again, once.
-            Err(Error::AuthorizationFailed { error, .. })
-                if error == "invalid_client" && client.source == ClientSource::Dynamic && !auth.reregistered =>
-            {
-                let auth = Authorization {
-                    reregistered: true,
-                    ..auth
-                };
-                return Next::Queue(self.forget_registration(), Then::ChooseClient(auth));
+            Err(Error::AuthorizationFailed { error, .. }) if may_register_again(&error, &client, &auth) => {
+                return self.register_again(auth);
             }
             Err(e) => return Next::fail(e),
         };

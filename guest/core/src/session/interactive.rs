@@ -323,16 +323,26 @@ impl Session {
                 self.refreshed_after_401 = false;
                 self.store_tokens(f, &auth.authority.binding, ts)
             }
-            Err(Error::TokenRequestFailed { error: Some(e), .. })
-                if e == "invalid_client" && client.source == ClientSource::Dynamic && !auth.reregistered =>
-            {
-                let auth = Authorization {
-                    reregistered: true,
-                    ..auth
-                };
-                Next::Queue(self.forget_registration(), Then::ChooseClient(auth))
+            Err(Error::TokenRequestFailed { error: Some(e), .. }) if may_register_again(&e, &client, &auth) => {
+                self.register_again(auth)
             }
             Err(e) => Next::fail(e),
         }
     }
+
+    /// The AS no longer knows our dynamic client: forget it and register
+    /// again (once per flow: `may_register_again`).
+    pub(super) fn register_again(&mut self, auth: Authorization) -> Next {
+        let auth = Authorization {
+            reregistered: true,
+            ..auth
+        };
+        Next::Queue(self.forget_registration(), Then::ChooseClient(auth))
+    }
+}
+
+/// An `invalid_client` to a dynamic client not registered again yet in
+/// this flow: the AS forgot it (a restart, a cleanup).
+pub(super) fn may_register_again(error: &str, client: &ClientCredentials, auth: &Authorization) -> bool {
+    error == "invalid_client" && client.source == ClientSource::Dynamic && !auth.reregistered
 }
