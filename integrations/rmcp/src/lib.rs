@@ -176,6 +176,9 @@ fn secret_header(value: &str) -> Option<HeaderValue> {
 /// private): no idle connection pool, only same-origin 307 and 308
 /// redirects.
 fn default_http_client() -> reqwest::Client {
+    // ring, as the host: a no-op when the application installed a provider.
+    #[cfg(feature = "rustls")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .redirect(reqwest::redirect::Policy::custom(|attempt| {
