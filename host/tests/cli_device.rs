@@ -16,6 +16,17 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// The CLI's stderr up to and including the first line holding `needle`.
+fn read_until(err: &mut BufReader<std::process::ChildStderr>, needle: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "ended early: {seen}");
+        seen.push_str(&line);
+    }
+    seen
+}
+
 fn demo(faults: Faults) -> DemoServer {
     DemoServer::start(faults).unwrap()
 }
@@ -111,12 +122,7 @@ fn ctrl_c_stops_the_device_wait_with_exit_130() {
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("  code  ") {
-        let mut line = String::new();
-        assert!(err.read_line(&mut line).unwrap() > 0, "ended early: {seen}");
-        seen.push_str(&line);
-    }
+    let seen = read_until(&mut err, "  code  ");
     std::thread::sleep(Duration::from_millis(300));
     // SAFETY: sending a signal to our own child process.
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
@@ -212,12 +218,7 @@ fn sign_in_page(faults: Faults) -> (bool, u16, Vec<(String, String)>, String, St
         .spawn()
         .unwrap();
     let mut err = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    while !seen.contains("/authorize?") {
-        let mut line = String::new();
-        assert!(err.read_line(&mut line).unwrap() > 0, "ended early: {seen}");
-        seen.push_str(&line);
-    }
+    let seen = read_until(&mut err, "/authorize?");
     let (status, headers, body) = browse(&seen);
     let ok = child.wait().unwrap().success();
     (ok, status, headers, body, server.mcp_url())
