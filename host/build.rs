@@ -11,6 +11,10 @@
 //!    runtime's own configuration, `src/runtime/engine_config.rs`), and the
 //!    host embeds the artifact too, so no run ever has to compile it while
 //!    the running wasmtime accepts it.
+//!
+//! From a packaged crate (`cargo package`, no repository around it) steps 1-3
+//! are done: the component ships in the package as `engine/engine.wasm`
+//! (scripts/package-crate puts it there), and only step 4 runs.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,7 +24,32 @@ mod engine_config;
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
-    let root = manifest.parent().expect("workspace root").to_path_buf();
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    println!("cargo::rustc-check-cfg=cfg(from_repository)");
+    let root = manifest.parent().expect("the crate's parent directory").to_path_buf();
+    let engine = if root.join("guest/component/Cargo.toml").is_file() {
+        from_sources(&root, &out)
+    } else {
+        let shipped = manifest.join("engine").join("engine.wasm");
+        println!("cargo:rerun-if-changed={}", shipped.display());
+        assert!(
+            shipped.is_file(),
+            "no engine component: neither the repository's guest/ sources nor {} (a packaged crate carries it)",
+            shipped.display()
+        );
+        shipped
+    };
+    println!("cargo:rustc-env=MCP_OAUTH_COMPONENT={}", engine.display());
+    let artifact = precompile(&engine, &out.join("engine.cwasm"));
+    println!("cargo:rustc-env=MCP_OAUTH_PRECOMPILED={}", artifact.display());
+}
+
+/// In the repository: builds both components from guest/ (the engine, and
+/// the sans-io face, world `sans-io`, for the tests that drive it with no
+/// imports at all) and lets the crate's doc tests include the repository's
+/// README (`cfg(from_repository)`).
+fn from_sources(root: &std::path::Path, out: &std::path::Path) -> PathBuf {
+    println!("cargo:rustc-cfg=from_repository");
     println!("cargo:rerun-if-env-changed=MCP_OAUTH_WASM_OPT");
     for watched in [
         "guest/core/src",
@@ -33,21 +62,15 @@ fn main() {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(watched).display());
     }
-
     ensure_wasm_target();
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    let engine = componentize(&root, &build_guest(&root, "guest-build", &[]), &out.join("engine.wasm"));
-    println!("cargo:rustc-env=MCP_OAUTH_COMPONENT={}", engine.display());
-    let artifact = precompile(&engine, &out.join("engine.cwasm"));
-    println!("cargo:rustc-env=MCP_OAUTH_PRECOMPILED={}", artifact.display());
-    // The sans-IO face (world `sans-io`), a second artifact, for the tests
-    // that drive it with no imports at all.
+    let engine = componentize(root, &build_guest(root, "guest-build", &[]), &out.join("engine.wasm"));
     let sans_io = componentize(
-        &root,
-        &build_guest(&root, "guest-build-sans-io", &["--features", "sans-io"]),
+        root,
+        &build_guest(root, "guest-build-sans-io", &["--features", "sans-io"]),
         &out.join("sans-io.wasm"),
     );
     println!("cargo:rustc-env=MCP_OAUTH_SANS_IO_COMPONENT={}", sans_io.display());
+    engine
 }
 
 /// The optimized engine, compiled for this machine with the runtime's

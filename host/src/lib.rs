@@ -18,20 +18,19 @@
 //! # Ok::<(), mcp_oauth_host::Error>(())
 //! ```
 
-/// The README's Rust example, compiled as a doc test.
-#[doc = include_str!("../../README.md")]
+/// The crate's README, its examples compiled as doc tests.
+#[doc = include_str!("../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// The repository's README: its Rust example too.
+#[doc = include_str!("../../README.md")]
+#[cfg(all(doctest, from_repository))]
+pub struct RepositoryReadmeDoctests;
 
 pub mod browser;
 pub mod callback;
 pub mod client;
-/// The demo's local servers (feature `demo`, on by default).
-#[cfg(feature = "demo")]
-pub mod demo_server;
-/// A redirect-following browser for tests and demos (feature `demo`).
-#[cfg(feature = "demo")]
-pub mod headless;
 pub mod http;
 pub mod imports;
 pub mod mcp;
@@ -46,7 +45,7 @@ pub mod terminal;
 pub mod bindings {
     wasmtime::component::bindgen!({
         world: "engine",
-        path: "../wit",
+        path: "wit",
         with: {
             "mcp:oauth/callback.listener": crate::callback::Listener,
         },

@@ -22,8 +22,8 @@ pub enum OAuthHttpError<E> {
     NoDpopProof,
     /// The access token or its DPoP proof is no valid HTTP header value.
     InvalidHeader,
-    /// The MCP server demands a DPoP nonce (RFC 9449 §9), which rmcp's
-    /// client errors do not pass on (see the crate docs' limits).
+    /// The MCP server demands a DPoP nonce (RFC 9449 §9), and the probe
+    /// for it brought none (see the crate docs' limits).
     DpopNonceUnseen,
 }
 
@@ -35,8 +35,8 @@ impl<E: fmt::Display> fmt::Display for OAuthHttpError<E> {
             Self::NoDpopProof => f.write_str("the engine made no DPoP proof for a DPoP-bound token"),
             Self::InvalidHeader => f.write_str("the access token or its DPoP proof is not a valid HTTP header value"),
             Self::DpopNonceUnseen => f.write_str(
-                "the MCP server demands a DPoP nonce (RFC 9449 §9), which rmcp's HTTP client does not pass on to \
-                 mcp-oauth; use the mcp-oauth proxy or AuthorizedClient with this server",
+                "the MCP server demands a DPoP nonce (RFC 9449 §9) but did not name one when asked again; \
+                 use the mcp-oauth proxy or AuthorizedClient with this server",
             ),
         }
     }

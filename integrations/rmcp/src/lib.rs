@@ -61,11 +61,14 @@
 //! # Limits
 //!
 //! - rmcp's client errors carry a 401/403's `WWW-Authenticate` header but no
-//!   other header, so the transport never sees a `DPoP-Nonce` from the MCP
-//!   server (RFC 9449 §9; the authorization server's nonces are the
-//!   engine's own business and work). A DPoP `use_dpop_nonce` challenge from
-//!   the MCP server fails the request with [`OAuthHttpError::DpopNonceUnseen`]
-//!   rather than spend a refresh on it.
+//!   other header, so a `DPoP-Nonce` the MCP server demands (RFC 9449 §9;
+//!   the authorization server's nonces are the engine's own business) is
+//!   learnt from a probe: a JSON-RPC `ping` POSTed with the same headers,
+//!   which the server rejects the same way, naming the nonce. The request is
+//!   then sent again with a proof carrying it. Nonces the server rotates on
+//!   successful responses are not seen (rmcp passes no response headers),
+//!   so each rotation costs a probe. When the probe brings no nonce the
+//!   request fails with [`OAuthHttpError::DpopNonceUnseen`].
 //! - The session alone decides what authorizes a request: the transport
 //!   configuration's `auth_header`, and `Authorization` or `DPoP` custom
 //!   headers, are ignored.
@@ -75,13 +78,17 @@
 mod error;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use error::{HttpError, Rejection, from_inner};
 pub use error::{OAuthHttpError, engine_error};
-use http::header::AUTHORIZATION;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::{HeaderName, HeaderValue};
 use mcp_oauth_host::{AccessToken, AuthError, ChallengeOutcome, Mode, ServerResponse, Session};
+/// The rmcp this transport is built for (pinned), so an embedder's rmcp
+/// types are the same ones.
+pub use rmcp;
 use rmcp::model::ClientJsonRpcMessage;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::common::client_side_sse::BoxedSseResponse;
@@ -92,6 +99,12 @@ use rmcp::transport::streamable_http_client::{
 
 /// The redirects the default inner client follows for one request, at most.
 const MAX_REDIRECTS: usize = 10;
+
+/// The DPoP nonce probe's deadline.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A longer `DPoP-Nonce` is not a nonce this client keeps.
+const MAX_NONCE_LEN: usize = 1024;
 
 /// rmcp's Streamable HTTP transport to `url`, every request authorized by
 /// `session` (see the crate docs), over rmcp's reqwest client. Call it
@@ -117,6 +130,8 @@ pub struct OAuthHttpClient<C = reqwest::Client> {
     inner: C,
     session: Arc<Session>,
     mode: Mode,
+    /// For the DPoP nonce probe, made when first needed.
+    probe: OnceLock<reqwest::Client>,
 }
 
 impl OAuthHttpClient {
@@ -139,6 +154,7 @@ impl<C> OAuthHttpClient<C> {
             inner,
             session,
             mode: Mode::Interactive,
+            probe: OnceLock::new(),
         }
     }
 
@@ -200,6 +216,17 @@ fn default_http_client() -> reqwest::Client {
                 attempt.follow()
             }
         }))
+        .build()
+        .expect("reqwest could not set up its HTTP client (no TLS crypto provider installed?)")
+}
+
+/// The DPoP nonce probe's client: no redirects, a deadline.
+fn probe_http_client() -> reqwest::Client {
+    #[cfg(feature = "rustls")]
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(PROBE_TIMEOUT)
         .build()
         .expect("reqwest could not set up its HTTP client (no TLS crypto provider installed?)")
 }
@@ -282,7 +309,7 @@ where
                 Err(e) => Err(e),
             })
             .await?;
-        let mut retried = false;
+        let (mut retried, mut probed) = (false, false);
         loop {
             let (auth_header, headers) = self.credentials(method, uri, token.as_ref(), custom_headers).await?;
             let rejection = match send(auth_header, headers).await {
@@ -291,27 +318,67 @@ where
                 Err(StreamableHttpError::InsufficientScope(e)) => Rejection::Forbidden(e),
                 Err(e) => return Err(from_inner(e)),
             };
-            if rejection.asks_for_dpop_nonce() {
-                return Err(StreamableHttpError::Client(OAuthHttpError::DpopNonceUnseen));
-            }
-            if retried {
+            // A DPoP nonce demand (RFC 9449 §9) gets its own try, once per
+            // request; every other challenge one retry.
+            let dpop_nonce = if rejection.asks_for_dpop_nonce() && !probed {
+                probed = true;
+                let nonce = self.probe_dpop_nonce(uri, token.as_ref(), custom_headers).await?;
+                Some(nonce.ok_or(StreamableHttpError::Client(OAuthHttpError::DpopNonceUnseen))?)
+            } else if retried || rejection.asks_for_dpop_nonce() {
                 return Err(rejection.into_error());
-            }
+            } else {
+                retried = true;
+                None
+            };
             let response = ServerResponse {
                 status: rejection.status(),
                 www_authenticate: vec![rejection.challenge().to_string()],
                 // The engine tells a stale 401 (another request has already
                 // replaced the token) from a rejection of the current token.
                 sent_token: token.as_ref().map(|t| t.token.clone()),
-                dpop_nonce: None,
+                dpop_nonce,
             };
             let mode = self.mode;
             match self.engine(move |s| s.on_response(&response, mode)).await? {
                 ChallengeOutcome::Token(t) => token = Some(t),
                 ChallengeOutcome::Unchanged => return Err(rejection.into_error()),
             }
-            retried = true;
         }
+    }
+
+    /// The `DPoP-Nonce` an MCP server demands. rmcp's errors carry a 401's
+    /// `WWW-Authenticate` and no other header, so the nonce comes from a
+    /// probe: a JSON-RPC `ping` POSTed to the same URL with the request's
+    /// headers, its token and a fresh proof. A server that demands a nonce
+    /// rejects the probe as it did the request, before reading it, and says
+    /// the nonce again; a ping it does read changes nothing. `None` when the
+    /// probe fails or brings no usable nonce.
+    async fn probe_dpop_nonce(
+        &self,
+        uri: &str,
+        token: Option<&AccessToken>,
+        custom_headers: &HashMap<HeaderName, HeaderValue>,
+    ) -> Result<Option<String>, HttpError<C::Error>> {
+        let (_, headers) = self.credentials("POST", uri, token, custom_headers).await?;
+        let client = self.probe.get_or_init(probe_http_client);
+        let mut request = client
+            .post(uri)
+            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, "application/json, text/event-stream")
+            .body(r#"{"jsonrpc":"2.0","id":"mcp-oauth-dpop-nonce","method":"ping"}"#);
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        // The body is never read: only the header is wanted.
+        let Ok(response) = request.send().await else {
+            return Ok(None);
+        };
+        Ok(response
+            .headers()
+            .get("dpop-nonce")
+            .and_then(|v| v.to_str().ok())
+            .filter(|n| !n.is_empty() && n.len() <= MAX_NONCE_LEN)
+            .map(String::from))
     }
 }
 

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use mcp_oauth_demo::headless::HeadlessBrowser;
+use mcp_oauth_demo::server::{DemoServer, Faults};
 use mcp_oauth_host::callback::CallbackOptions;
-use mcp_oauth_host::demo_server::{DemoServer, Faults};
-use mcp_oauth_host::headless::HeadlessBrowser;
 use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
 use mcp_oauth_host::storage::mode::SecretsChoice;
 use mcp_oauth_host::storage::select::StorePlace;
@@ -187,4 +187,51 @@ async fn dpop_bound_tokens_go_with_a_fresh_proof_on_every_request() {
     assert!(session.authorize(Mode::Silent).unwrap().dpop, "the grant is DPoP-bound");
     assert_eq!(server.count("/authorize"), 1, "{:?}", server.log());
     assert!(server.violations().is_empty(), "{:?}", server.violations());
+}
+
+/// Requests to the MCP server (any method) for three `tools/list` calls by a
+/// new client on a new store, against the demo with `faults`.
+async fn mcp_requests_for_three_listings(faults: Faults, tag: &str) -> usize {
+    let server = DemoServer::start(faults).unwrap();
+    let home = Home::new(tag);
+    let session = session(&home.0, &server);
+    let client = ().serve(transport(session.clone(), server.mcp_url())).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(client.list_all_tools().await.unwrap()[0].name, "echo");
+    }
+    client.cancel().await.unwrap();
+    assert!(session.authorize(Mode::Silent).unwrap().dpop, "the grant is DPoP-bound");
+    assert!(server.violations().is_empty(), "{:?}", server.violations());
+    server.count("/mcp")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dpop_nonce_the_mcp_server_demands_is_learnt_once_and_kept() {
+    let plain = mcp_requests_for_three_listings(
+        Faults {
+            dpop: true,
+            ..Faults::default()
+        },
+        "dpop-plain",
+    )
+    .await;
+    // The MCP server demands a nonce of its own; rmcp's errors do not carry
+    // it, so the transport probes for it once: the refused request and the
+    // probe are the only requests more than without a nonce, and later
+    // requests carry the nonce from the start.
+    let with_nonce = mcp_requests_for_three_listings(
+        Faults {
+            dpop: true,
+            dpop_nonce: Some("as-nonce-1".into()),
+            mcp_dpop_nonce: Some("rs-nonce-1".into()),
+            ..Faults::default()
+        },
+        "dpop-nonce",
+    )
+    .await;
+    assert_eq!(
+        with_nonce,
+        plain + 2,
+        "{plain} requests without a nonce, {with_nonce} with"
+    );
 }
