@@ -268,6 +268,29 @@ fn unauthorized_mid_session_reauthorizes_once() {
     assert_eq!(server.count("/authorize"), 2);
 }
 
+// 5b: a long-lived client meets a 401 again and again (access tokens
+// revoked, refresh tokens good): each is answered with a refresh, because
+// the 2xx after each retry re-arms the engine's once-per-rejection refresh.
+#[test]
+fn every_mid_session_401_is_answered_with_a_refresh() {
+    let server = DemoServer::start(Faults::default()).unwrap();
+    let home = temp_home("e2e-rearm");
+    let (session, _p, browser) = library_session(&home, &server);
+    let client = AuthorizedClient::new(session, Default::default());
+    assert_eq!(client.post_json(&server.mcp_url(), LIST).unwrap().status, 200);
+    for round in 1..=3 {
+        server.revoke_access_tokens();
+        let from = server.log().len();
+        assert_eq!(client.post_json(&server.mcp_url(), LIST).unwrap().status, 200);
+        assert_eq!(
+            server.log()[from..],
+            ["POST /mcp", "POST /token", "POST /mcp"],
+            "round {round}: refused, refreshed, sent again"
+        );
+    }
+    assert_eq!(browser.opens.load(Ordering::SeqCst), 1, "signed in once");
+}
+
 // 6a: a favicon request and a forged-state callback do not end the flow.
 #[test]
 fn stray_requests_do_not_end_the_flow() {

@@ -276,6 +276,25 @@ fn unauthorized_mid_session_is_retried() {
     assert_eq!(p.finish().0, 0);
 }
 
+// Every 401 of a long session (access tokens revoked, refresh tokens good)
+// is answered with a refresh: the 2xx after each retry re-arms the engine.
+#[test]
+fn every_mid_session_401_is_answered_with_a_refresh() {
+    let server = DemoServer::start(Faults::default()).unwrap();
+    let home = temp_home("proxy-rearm");
+    let mut p = Proxy::start(&home, BROWSER, &[&server.mcp_url()], &[]);
+    p.initialize();
+    for id in 2..=4 {
+        server.revoke_access_tokens();
+        let refreshes = server.count("/token");
+        let r = p.request(id, "tools/list", json!({}));
+        assert_eq!(r["result"]["tools"][0]["name"], "echo", "{r}");
+        assert_eq!(server.count("/token"), refreshes + 1, "request {id}: one refresh");
+    }
+    assert_eq!(server.count("/authorize"), 1);
+    assert_eq!(p.finish().0, 0);
+}
+
 // A DPoP server (nonces demanded by the AS and the MCP server): the proxy's
 // requests carry `Authorization: DPoP` and a fresh proof each; the server's
 // checks (claims, key binding, no Bearer) record no violation.

@@ -241,10 +241,11 @@ fn dpop_nonce_signals() {
         let nonce = case["expect"]["nonce"].as_str().map(String::from);
         let want = match case["expect"]["signal"].as_str().unwrap() {
             "challenge" => NonceSignal::Challenge(nonce),
-            "note" => NonceSignal::Note(nonce.unwrap()),
+            "note" => NonceSignal::Note(nonce),
             _ => NonceSignal::Ignore,
         };
-        assert_eq!(nonce_signal(status, &nonces), want, "{name}");
+        let retried = case["retried"].as_bool().unwrap_or(false);
+        assert_eq!(nonce_signal(status, &nonces, retried), want, "{name}");
     }
 }
 

@@ -85,11 +85,12 @@ impl AuthorizedClient {
             Err(e) => return Err(e),
         };
         let mut resp = self.send_with(req, token.as_ref())?;
+        let mut retried = false;
         for _ in 0..2 {
             if resp.status != 401 && resp.status != 403 {
                 break;
             }
-            let dpop_nonce = match nonce_signal(resp.status, &resp.header_values("dpop-nonce")) {
+            let dpop_nonce = match nonce_signal(resp.status, &resp.header_values("dpop-nonce"), retried) {
                 NonceSignal::Challenge(n) => n,
                 _ => None,
             };
@@ -103,36 +104,42 @@ impl AuthorizedClient {
                 ChallengeOutcome::Token(t) => {
                     resp = self.send_with(req, Some(&t))?;
                     token = Some(t);
+                    retried = true;
                 }
                 ChallengeOutcome::Unchanged => break,
             }
         }
-        if let NonceSignal::Note(n) = nonce_signal(resp.status, &resp.header_values("dpop-nonce")) {
-            self.session.note_dpop_nonce(resp.status, n);
+        if let NonceSignal::Note(n) = nonce_signal(resp.status, &resp.header_values("dpop-nonce"), retried) {
+            self.session.note_success(resp.status, token.map(|t| t.token), n);
         }
         Ok(resp)
     }
 }
 
-/// What a `DPoP-Nonce` from the MCP server is for (RFC 9449 §8, §9), the
-/// rule every host follows (`tests/vectors/dpop_nonce_signals.json`).
+/// What a response from the MCP server tells the engine: its `DPoP-Nonce`
+/// (RFC 9449 §8, §9), and whether a token handed out after a challenge
+/// works. The rule every host follows (`tests/vectors/dpop_nonce_signals.json`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NonceSignal {
     /// A 401 or 403: goes with the challenge (the nonce, if any).
     Challenge(Option<String>),
-    /// A 2xx that carries one: noted by the engine for the next proof.
-    Note(String),
+    /// A 2xx that carries a nonce (kept for the next proof), or that answers
+    /// a request sent again after a challenge (the new token works: the
+    /// engine re-arms its once-per-rejection refresh).
+    Note(Option<String>),
     /// Anything else: ignored.
     Ignore,
 }
 
 /// The signal of a response with `status` and these `DPoP-Nonce` values
-/// (in order): the first counts; an empty one is none.
-pub fn nonce_signal(status: u16, nonces: &[String]) -> NonceSignal {
+/// (in order: the first counts; an empty one is none); `retried`: the
+/// request was sent again after a challenge.
+pub fn nonce_signal(status: u16, nonces: &[String], retried: bool) -> NonceSignal {
     let nonce = nonces.first().filter(|n| !n.is_empty()).cloned();
     match (status, nonce) {
         (401 | 403, n) => NonceSignal::Challenge(n),
-        (200..=299, Some(n)) => NonceSignal::Note(n),
+        (200..=299, Some(n)) => NonceSignal::Note(Some(n)),
+        (200..=299, None) if retried => NonceSignal::Note(None),
         _ => NonceSignal::Ignore,
     }
 }

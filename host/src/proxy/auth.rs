@@ -163,9 +163,10 @@ impl Authorizer {
         self.session().dpop_proof(method, url).map_err(|e| self.failure(&e))
     }
 
-    /// A success's `DPoP-Nonce` is the one to use next (RFC 9449 §9).
-    pub fn nonce(&self, status: u16, nonce: String) {
-        self.session().note_dpop_nonce(status, nonce);
+    /// A 2xx the engine hears of ([`crate::client::nonce_signal`]): its
+    /// `DPoP-Nonce`, and that the token sent after a challenge works.
+    pub fn success(&self, status: u16, sent_token: Option<String>, nonce: Option<String>) {
+        self.session().note_success(status, sent_token, nonce);
     }
 
     fn interactive(

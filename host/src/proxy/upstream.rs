@@ -238,13 +238,14 @@ impl Upstream {
         };
         let mut token = auth.token().map_err(UpstreamError::Auth)?;
         let mut reply = self.once(method, url, headers, body, wait, token.as_ref())?;
+        let mut retried = false;
         // Once, or twice when a DPoP nonce demand follows a fresh authorization.
         for _ in 0..2 {
             if reply.status != 401 && reply.status != 403 {
                 break;
             }
             let www = reply.header_values("www-authenticate");
-            let nonce = match nonce_signal(reply.status, &reply.header_values("dpop-nonce")) {
+            let nonce = match nonce_signal(reply.status, &reply.header_values("dpop-nonce"), retried) {
                 NonceSignal::Challenge(n) => n,
                 _ => None,
             };
@@ -256,12 +257,13 @@ impl Upstream {
                 Some(t) => {
                     reply = self.once(method, url, headers, body, wait, Some(&t))?;
                     token = Some(t);
+                    retried = true;
                 }
                 None => break,
             }
         }
-        if let NonceSignal::Note(n) = nonce_signal(reply.status, &reply.header_values("dpop-nonce")) {
-            auth.nonce(reply.status, n);
+        if let NonceSignal::Note(n) = nonce_signal(reply.status, &reply.header_values("dpop-nonce"), retried) {
+            auth.success(reply.status, token.map(|t| t.token), n);
         }
         Ok(reply)
     }

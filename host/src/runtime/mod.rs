@@ -559,11 +559,21 @@ impl Session {
     /// Keeps a `DPoP-Nonce` a successful response carried: the one to use
     /// in the next proof (RFC 9449 §9).
     pub fn note_dpop_nonce(&self, status: u16, nonce: String) {
+        self.note_success(status, None, Some(nonce));
+    }
+
+    /// Tells the engine about a 2xx from the MCP server (see
+    /// [`crate::client::nonce_signal`]): its `DPoP-Nonce`, and, after a
+    /// request sent again with a token the engine handed out for a
+    /// challenge (`sent_token`), that the token works, which re-arms the
+    /// engine's once-per-rejection refresh. Without it a long-lived
+    /// client's next 401 would end in a new sign-in instead of a refresh.
+    pub fn note_success(&self, status: u16, sent_token: Option<String>, dpop_nonce: Option<String>) {
         let ok = ServerResponse {
             status,
             www_authenticate: Vec::new(),
-            sent_token: None,
-            dpop_nonce: Some(nonce),
+            sent_token,
+            dpop_nonce,
         };
         let _ = self.on_response(&ok, Mode::Silent);
     }

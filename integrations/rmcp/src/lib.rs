@@ -313,7 +313,20 @@ where
         loop {
             let (auth_header, headers) = self.credentials(method, uri, token.as_ref(), custom_headers).await?;
             let rejection = match send(auth_header, headers).await {
-                Ok(r) => return Ok(r),
+                Ok(r) => {
+                    // The token handed out for a challenge works: the engine
+                    // re-arms its once-per-rejection refresh (rmcp reports
+                    // no status or header of a success: 200, no nonce).
+                    if retried || probed {
+                        let sent = token.map(|t| t.token);
+                        self.engine(move |s| {
+                            s.note_success(200, sent, None);
+                            Ok(())
+                        })
+                        .await?;
+                    }
+                    return Ok(r);
+                }
                 Err(StreamableHttpError::AuthRequired(e)) => Rejection::Unauthorized(e),
                 Err(StreamableHttpError::InsufficientScope(e)) => Rejection::Forbidden(e),
                 Err(e) => return Err(from_inner(e)),

@@ -235,3 +235,24 @@ async fn a_dpop_nonce_the_mcp_server_demands_is_learnt_once_and_kept() {
         "{plain} requests without a nonce, {with_nonce} with"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_401_of_a_long_session_is_answered_with_a_refresh() {
+    let server = DemoServer::start(Faults::default()).unwrap();
+    let home = Home::new("rearm");
+    let session = session(&home.0, &server);
+    let client = ().serve(transport(session.clone(), server.mcp_url())).await.unwrap();
+    client.list_all_tools().await.unwrap();
+    // The access tokens revoked, the refresh tokens good: each 401 is
+    // answered with a refresh, as the success after each retry re-arms the
+    // engine's once-per-rejection refresh.
+    for round in 1..=3 {
+        server.revoke_access_tokens();
+        let (mcp, token) = (server.count("/mcp"), server.count("/token"));
+        assert_eq!(client.list_all_tools().await.unwrap()[0].name, "echo", "round {round}");
+        assert_eq!(server.count("/token"), token + 1, "round {round}: one refresh");
+        assert_eq!(server.count("/mcp"), mcp + 2, "round {round}: refused, sent again");
+    }
+    client.cancel().await.unwrap();
+    assert_eq!(server.count("/authorize"), 1, "{:?}", server.log());
+}

@@ -108,10 +108,13 @@ export async function sendEngineRequest(req, options = DEFAULT_HTTP, fetchImpl =
  * What a response from the MCP server means for DPoP (RFC 9449 §8, §9), pure:
  * `headers` is an iterable of [name, value] (a Headers object or pairs).
  * 401 and 403 are a 'challenge' (the nonce goes with it to the engine); a
- * 2xx with a nonce is a 'note' (the engine keeps it for the next proof);
- * anything else is 'none'. The first DPoP-Nonce counts; an empty one is none.
+ * 2xx with a nonce, or any 2xx when `retried` (the request was sent again
+ * after a challenge: the new token works, which re-arms the engine's
+ * once-per-rejection refresh), is a 'note'; anything else is 'none'. The
+ * first DPoP-Nonce counts; an empty one is none
+ * (tests/vectors/dpop_nonce_signals.json).
  */
-export function dpopNonceSignal(status, headers) {
+export function dpopNonceSignal(status, headers, retried = false) {
   let nonce = null;
   for (const [name, value] of headers) {
     if (String(name).toLowerCase() !== 'dpop-nonce') continue;
@@ -121,6 +124,6 @@ export function dpopNonceSignal(status, headers) {
     break;
   }
   if (status === 401 || status === 403) return { signal: 'challenge', nonce };
-  if (status >= 200 && status < 300 && nonce !== null) return { signal: 'note', nonce };
+  if (status >= 200 && status < 300 && (nonce !== null || retried)) return { signal: 'note', nonce };
   return { signal: 'none', nonce: null };
 }

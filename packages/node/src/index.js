@@ -470,6 +470,7 @@ export class McpOAuth {
       if (e?.kind !== 'authorization-required') throw e;
     }
     let resp = await send(auth);
+    let retried = false;
     // One retry with the token the engine gives; a second only after a
     // DPoP-bound token was sent (a nonce challenge can follow a fresh
     // authorization, RFC 9449 §9). Bearer requests are retried once, as ever.
@@ -487,22 +488,25 @@ export class McpOAuth {
       await drain(resp);
       auth = outcome.val;
       resp = await send(auth);
+      retried = true;
     }
-    const { signal, nonce } = dpopNonceSignal(resp.status, resp.headers);
-    if (signal === 'note') await this.#noteDpopNonce(resp.status, nonce);
+    const { signal, nonce } = dpopNonceSignal(resp.status, resp.headers, retried);
+    if (signal === 'note') await this.#noteSuccess(resp.status, retried ? auth?.token : undefined, nonce);
     return resp;
   }
 
   /**
-   * Hands a nonce from a 2xx of the MCP server to the engine (RFC 9449 §9):
-   * an on-response with that status and no challenge, which the engine
-   * answers Unchanged after keeping the nonce for the next proof, even while
-   * another caller's flow runs. Best effort: never fails the request.
+   * Tells the engine of a 2xx from the MCP server: its DPoP nonce (RFC 9449
+   * §9), kept for the next proof, and, after a retry, that the token sent
+   * works (`sentToken`), which re-arms the engine's once-per-rejection
+   * refresh. An on-response with that status and no challenge, which the
+   * engine answers Unchanged at once, even while another caller's flow
+   * runs. Best effort: never fails the request.
    */
-  async #noteDpopNonce(status, nonce) {
+  async #noteSuccess(status, sentToken, nonce) {
     try {
       const m = await this.#instance();
-      const ok = { status, wwwAuthenticate: [], sentToken: undefined, dpopNonce: nonce };
+      const ok = { status, wwwAuthenticate: [], sentToken, dpopNonce: nonce ?? undefined };
       // A 2xx starts no flow: the engine answers at once.
       this.#call(m, () => m.onResponse(now(), ok, 'silent', entropy()));
     } catch {

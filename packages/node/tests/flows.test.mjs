@@ -142,6 +142,20 @@ test('a mid-session 401 (tokens revoked) is handed to the engine and the request
   assert.equal(browser.opened, 2);
 });
 
+test('every mid-session 401 of a long-lived client is answered with a refresh, not only the first (the 2xx after a retry is reported)', async () => {
+  const browser = headlessBrowser();
+  const auth = await McpOAuth.open(demo.url, { home: await home(), openBrowser: browser.open });
+  assert.equal((await ping(auth, demo.url)).status, 200);
+  for (let round = 1; round <= 3; round++) {
+    await demo.revokeAccess();
+    const from = (await demo.log()).requests.length;
+    assert.equal((await ping(auth, demo.url, round + 1)).status, 200, `round ${round}`);
+    const seen = await demo.requestsSince(from);
+    assert.deepEqual(seen, ['POST /mcp', 'POST /token', 'POST /mcp'], `round ${round}: refused, refreshed, sent again`);
+  }
+  assert.equal(browser.opened, 1, 'signed in once');
+});
+
 test('paste fallback: a redirect URL pasted as a line completes the flow; a bad paste is refused', async () => {
   const pasted = new PassThrough();
   const progress = [];

@@ -120,6 +120,11 @@ export async function startDemo({ accessTtl, faults = [] } = {}) {
       const r = await fetch(`${base}/_demo/revoke`, { method: 'POST' });
       if (r.status !== 204) throw new Error(`revoke answered ${r.status}`);
     },
+    /** Revokes the access tokens only: refresh tokens still work. */
+    async revokeAccess() {
+      const r = await fetch(`${base}/_demo/revoke-access`, { method: 'POST' });
+      if (r.status !== 204) throw new Error(`revoke-access answered ${r.status}`);
+    },
     stop() {
       started.delete(proc.pid);
       process.kill(proc.pid, 'SIGTERM'); // by PID, the one we started

@@ -271,11 +271,12 @@ test('vectors: terminal text (server text is printable: every Cc escaped, the re
 
 test('vectors: DPoP-Nonce signals (pairs, and the Headers of a fetch Response)', () => {
   for (const c of vectors('dpop_nonce_signals.json').cases) {
-    assert.deepEqual(dpopNonceSignal(c.status, c.headers), c.expect, c.name);
+    const retried = c.retried ?? false;
+    assert.deepEqual(dpopNonceSignal(c.status, c.headers, retried), c.expect, c.name);
     // fetch joins repeated fields with ", ": the first must still count.
     const headers = new Headers();
     for (const [name, value] of c.headers) headers.append(name, value);
-    assert.deepEqual(dpopNonceSignal(c.status, headers), c.expect, `${c.name} (Headers)`);
+    assert.deepEqual(dpopNonceSignal(c.status, headers, retried), c.expect, `${c.name} (Headers)`);
   }
 });
 

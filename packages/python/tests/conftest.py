@@ -87,6 +87,11 @@ class Demo:
         req = urllib.request.Request(f"{self.base}/_demo/revoke", method="POST", data=b"")
         urllib.request.urlopen(req, timeout=10).close()
 
+    def revoke_access(self) -> None:
+        """Revokes the access tokens only: refresh tokens still work."""
+        req = urllib.request.Request(f"{self.base}/_demo/revoke-access", method="POST", data=b"")
+        urllib.request.urlopen(req, timeout=10).close()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -145,6 +145,34 @@ def test_mid_session_401_reauthorizes_and_retries_once(demo, browser, home):
     assert len(browser.opened) == 2
 
 
+def test_every_mid_session_401_is_answered_with_a_refresh(demo, browser, home):
+    # The 2xx after a retry tells the engine the new token works, which
+    # re-arms its once-per-rejection refresh: a long-lived client refreshes
+    # on every later 401 too, instead of signing in again.
+    auth = McpOAuth(demo.url, home=home, open_browser=browser)
+    for run in ("sync", "async"):
+        if run == "sync":
+            with httpx2.Client(auth=auth) as c:
+                assert c.post(demo.url, json=LIST).status_code == 200
+                for _ in range(3):
+                    demo.revoke_access()
+                    mark = len(demo.log())
+                    assert c.post(demo.url, json=LIST).status_code == 200
+                    assert demo.log()[mark:] == ["POST /mcp", "POST /token", "POST /mcp"], run
+        else:
+
+            async def rounds():
+                async with httpx2.AsyncClient(auth=auth) as c:
+                    for _ in range(3):
+                        demo.revoke_access()
+                        mark = len(demo.log())
+                        assert (await c.post(demo.url, json=LIST)).status_code == 200
+                        assert demo.log()[mark:] == ["POST /mcp", "POST /token", "POST /mcp"], run
+
+            anyio.run(rounds)
+    assert len(browser.opened) == 1
+
+
 def test_sessions_in_parallel_threads(demo, browser, home):
     # Separate sessions run their engine calls at the same time (wasmtime-py
     # shares conversion state between threads: see _engine._PerThreadSet).

@@ -394,12 +394,13 @@ def test_auth_failed_message_is_escaped_but_oauth_fields_are_not():
 def test_dpop_nonce_signal(case):
     headers = [tuple(h) for h in case["headers"]]
     want = (case["expect"]["signal"], case["expect"]["nonce"])
-    assert _http.dpop_nonce_signal(case["status"], headers) == want
+    retried = case.get("retried", False)
+    assert _http.dpop_nonce_signal(case["status"], headers, retried) == want
     # As the auth flow reads them from httpx2 / httpx responses.
     for mod in ("httpx2", "httpx"):
         if mod in sys.modules or _importable(mod):
             h = __import__(mod).Headers(headers)
-            assert _http.dpop_nonce_signal(case["status"], h.multi_items()) == want
+            assert _http.dpop_nonce_signal(case["status"], h.multi_items(), retried) == want
 
 
 def _importable(mod: str) -> bool:
@@ -442,31 +443,52 @@ def test_auth_flow_feeds_the_signal_to_the_engine(case):
     httpx = pytest.importorskip("httpx2")
     import anyio
 
+    from mcp_oauth._values import AccessToken
+
     headers = [tuple(h) for h in case["headers"]]
     signal, nonce = case["expect"]["signal"], case["expect"]["nonce"]
+    retried = case.get("retried", False)
     for run in ("sync", "async"):
         s = _StandIn()
+        # A retried case: a 401 first, for which the engine hands out a token;
+        # the case's response answers the request sent again with it.
+        fresh = AccessToken("t-2", None, [])
+        challenges = []
+        if retried:
+            s.auth._challenge = lambda *a: challenges.append(a) or fresh
         req = httpx.Request("POST", "https://mcp.example/mcp", content=b"{}")
+        first = httpx.Response(401, headers=[("www-authenticate", "Bearer")], request=req)
         resp = httpx.Response(case["status"], headers=headers, request=req)
+        responses = [first, resp] if retried else [resp]
         if run == "sync":
             flow = s.auth.sync_auth_flow(req)
             next(flow)
+            for r in responses[:-1]:
+                flow.send(r)
             with pytest.raises(StopIteration):
-                flow.send(resp)
+                flow.send(responses[-1])
         else:
 
             async def drive():
                 flow = s.auth.async_auth_flow(req)
                 await flow.__anext__()
+                for r in responses[:-1]:
+                    await flow.asend(r)
                 with pytest.raises(StopAsyncIteration):
-                    await flow.asend(resp)
+                    await flow.asend(responses[-1])
 
             anyio.run(drive)
         got = s.responses()
-        if signal == "challenge":
+        sent = "t-2" if retried else None
+        if signal == "challenge" and not retried:
             assert [(g[0], g[3], g[4]) for g in got] == [(case["status"], nonce, "interactive")], run
+        elif signal == "challenge":
+            # A Bearer request is sent again once, never twice: the second
+            # refusal goes back to the caller, and nothing is noted.
+            assert [c[0] for c in challenges] == [401] and got == [], run
         elif signal == "note":
-            # The Rust host's note_dpop_nonce: that status, no challenge, no token.
-            assert got == [(case["status"], [], None, nonce, "silent")], run
+            # The Rust host's note_success: that status, no challenge, the
+            # token sent after a retry.
+            assert got == [(case["status"], [], sent, nonce, "silent")], run
         else:
             assert got == [], run

@@ -8,7 +8,8 @@
 //! `GET /_demo/secrets` → every secret issued (for tests that search stores);
 //! `GET /_demo/log` → `{"requests": ["GET /path", ...],
 //! "refresh_token_reuse_detected": bool}`; `POST /_demo/revoke` revokes every
-//! token issued so far.
+//! token issued so far; `POST /_demo/revoke-access` only the access tokens
+//! (the MCP server refuses them, refresh tokens still work).
 
 use std::io::Read as _;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -177,6 +178,13 @@ fn hooks(s: &mut State, method: &str, path: &str) -> Option<Response> {
                 ..Response::default()
             })
         }
+        ("POST", "/_demo/revoke-access") => {
+            s.servers.revoke_access_tokens();
+            Some(Response {
+                status: 204,
+                ..Response::default()
+            })
+        }
         _ => None,
     }
 }
@@ -338,6 +346,12 @@ impl DemoServer {
     /// server had been reset; new authorizations work again.
     pub fn revoke_all(&self) {
         self.with(|s| s.servers.revoke_all());
+    }
+
+    /// Revokes every access token issued so far and no refresh token: the
+    /// MCP server answers 401 until the client refreshes.
+    pub fn revoke_access_tokens(&self) {
+        self.with(|s| s.servers.revoke_access_tokens());
     }
 
     /// The AS forgets every dynamically registered client (they get

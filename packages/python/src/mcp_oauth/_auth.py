@@ -244,12 +244,14 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             raise error_from(out, self._host.waited_for)
         return _token(out)
 
-    def _note_nonce(self, status: int, nonce: str) -> None:
-        """Hands the engine the DPoP-Nonce a 2xx carried, for the next proof
-        (RFC 9449 §8): an on-response with that status and no challenge, as
-        the Rust host's `note_dpop_nonce`. The response stands whatever the
-        engine answers, so nothing here fails the request."""
-        ok = record(status=status, www_authenticate=[], sent_token=None, dpop_nonce=nonce)
+    def _note_success(self, status: int, sent_token: Optional[str], nonce: Optional[str]) -> None:
+        """Tells the engine of a 2xx: the DPoP-Nonce it carried, for the next
+        proof (RFC 9449 §8), and, after a retry, that the token sent works
+        (`sent_token`), which re-arms the engine's once-per-rejection refresh.
+        An on-response with that status and no challenge, as the Rust host's
+        `note_success`. The response stands whatever the engine answers, so
+        nothing here fails the request."""
+        ok = record(status=status, www_authenticate=[], sent_token=sent_token, dpop_nonce=nonce)
         try:
             self._call("on-response", ok, "silent")
         except McpOAuthError:
@@ -380,6 +382,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         token = self._silent()
         proof = _attach(request, self._headers(request.method, str(request.url), token), False)
         response = yield request
+        retried = False
         for retry in range(self.MAX_RETRIES):
             signal, nonce = dpop_nonce_signal(response.status_code, response.headers.multi_items())
             if signal != "challenge" or (retry > 0 and not (token and token.dpop)):
@@ -396,9 +399,10 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             token = new
             proof = _attach(request, self._headers(request.method, str(request.url), token), proof)
             response = yield request
-        signal, nonce = dpop_nonce_signal(response.status_code, response.headers.multi_items())
+            retried = True
+        signal, nonce = dpop_nonce_signal(response.status_code, response.headers.multi_items(), retried)
         if signal == "note":
-            self._note_nonce(response.status_code, nonce)
+            self._note_success(response.status_code, token.token if retried and token else None, nonce)
 
     async def async_auth_flow(self, request: Any):  # type: ignore[override]
         if self.requires_request_body:
@@ -407,6 +411,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         token = await _in_thread(self._silent)
         proof = _attach(request, await _in_thread(lambda: self._headers(method, url, token)), False)
         response = yield request
+        retried = False
         for retry in range(self.MAX_RETRIES):
             signal, nonce = dpop_nonce_signal(response.status_code, response.headers.multi_items())
             if signal != "challenge" or (retry > 0 and not (token and token.dpop)):
@@ -420,10 +425,12 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             token = new
             proof = _attach(request, await _in_thread(lambda: self._headers(method, url, new)), proof)
             response = yield request
-        signal, nonce = dpop_nonce_signal(response.status_code, response.headers.multi_items())
+            retried = True
+        signal, nonce = dpop_nonce_signal(response.status_code, response.headers.multi_items(), retried)
         if signal == "note":
             status = response.status_code
-            await _in_thread(lambda: self._note_nonce(status, nonce))
+            sent = token.token if retried and token else None
+            await _in_thread(lambda: self._note_success(status, sent, nonce))
 
     def auth_flow(self, request: Any):  # type: ignore[override]
         return self.sync_auth_flow(request)
