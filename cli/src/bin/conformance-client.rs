@@ -16,14 +16,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use mcp_oauth_demo::headless::HeadlessBrowser;
-use mcp_oauth_host::bindings::mcp::oauth::engine_types::{Grant, IdentityAssertion};
 use mcp_oauth_host::callback::CallbackOptions;
 use mcp_oauth_host::mcp::McpClient;
 use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
-use mcp_oauth_host::signer::{Es256Signer, Signer};
-use mcp_oauth_host::{AuthorizedClient, Config, Runtime, RuntimeOptions, SessionIo};
-
-const CLIENT_METADATA_URL: &str = "https://conformance-test.local/client-metadata.json";
+use mcp_oauth_host::{AuthorizedClient, Runtime, RuntimeOptions, SessionIo};
 
 /// Arguments for a tool from its input schema: a plausible value per property.
 fn sample_arguments(schema: &serde_json::Value) -> serde_json::Value {
@@ -48,7 +44,6 @@ fn run(url: &str) -> Result<(), String> {
         .ok()
         .and_then(|c| serde_json::from_str(&c).ok())
         .unwrap_or_default();
-    let text = |k: &str| context[k].as_str().map(String::from);
     let mut n = [0u8; 8];
     getrandom::fill(&mut n).map_err(|e| e.to_string())?;
     let home = std::env::temp_dir().join(format!("mcp-oauth-conformance-{:016x}", u64::from_le_bytes(n)));
@@ -57,40 +52,9 @@ fn run(url: &str) -> Result<(), String> {
         ..RuntimeOptions::default()
     })
     .map_err(|e| e.to_string())?;
-    // The grant follows what the scenario hands this application: a signing
-    // key means private_key_jwt client credentials, an ID token means the
-    // enterprise flow, a workload JWT workload identity; the client-credentials
-    // scenarios otherwise carry the same context as pre-registration, so
-    // their name decides.
     let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
-    let signer: Option<Arc<dyn Signer>> = match text("private_key_pem") {
-        Some(pem) => Some(Arc::new(Es256Signer::from_pkcs8_pem(&pem)?)),
-        None => None,
-    };
-    let grant = if let Some(id_token) = text("idp_id_token") {
-        Some(Grant::IdentityAssertion(IdentityAssertion {
-            idp_token_endpoint: text("idp_token_endpoint").ok_or("the context has no idp_token_endpoint")?,
-            id_token,
-            idp_client_id: text("idp_client_id"),
-        }))
-    } else if let Some(jwt) = text("valid_jwt") {
-        // Workload identity (SEP-1933): the platform-issued JWT.
-        Some(Grant::WorkloadIdentity(jwt))
-    } else if signer.is_some() || scenario.contains("client-credentials") {
-        Some(Grant::ClientCredentials)
-    } else {
-        None
-    };
-    let config = Config {
-        client_id: text("client_id"),
-        client_secret: text("client_secret"),
-        grant,
-        private_key_jwt: signer.is_some(),
-        client_metadata_url: Some(CLIENT_METADATA_URL.into()),
-        client_name: Some("mcp-oauth conformance client".into()),
-        callback_timeout_ms: Some(20_000),
-        ..Config::default()
-    };
+    let (config, signer) =
+        mcp_oauth_demo::conformance::config_for(&context, &scenario, "mcp-oauth conformance client")?;
     let io = SessionIo {
         prompter: Arc::new(TerminalPrompter::new(ConsentPolicy::Allow, false)),
         browser: Arc::new(HeadlessBrowser),

@@ -20,17 +20,13 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use mcp_oauth_demo::headless::HeadlessBrowser;
-use mcp_oauth_host::bindings::mcp::oauth::engine_types::{Grant, IdentityAssertion};
 use mcp_oauth_host::callback::CallbackOptions;
 use mcp_oauth_host::prompts::{ConsentPolicy, TerminalPrompter};
-use mcp_oauth_host::signer::{Es256Signer, Signer};
 use mcp_oauth_host::storage::mode::SecretsChoice;
-use mcp_oauth_host::{Config, Runtime, RuntimeOptions, SessionIo};
+use mcp_oauth_host::{Runtime, RuntimeOptions, SessionIo};
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProtocolVersion};
 use rmcp::{ClientLifecycleMode, ClientServiceExt};
 use serde_json::{Map, Value, json};
-
-const CLIENT_METADATA_URL: &str = "https://conformance-test.local/client-metadata.json";
 
 /// At most this many tool calls per run, whatever the context lists.
 const MAX_CALLS: usize = 64;
@@ -51,43 +47,6 @@ fn sample_arguments(schema: &Map<String, Value>) -> Map<String, Value> {
         }
     }
     args
-}
-
-/// The engine's configuration and signer for what the scenario hands this
-/// application: a signing key means private_key_jwt client credentials, an
-/// ID token the enterprise flow, a workload JWT workload identity; the
-/// client-credentials scenarios otherwise carry their credentials as
-/// pre-registration, so their name decides.
-fn config_for(context: &Value, scenario: &str) -> Result<(Config, Option<Arc<dyn Signer>>), String> {
-    let text = |k: &str| context[k].as_str().map(String::from);
-    let signer: Option<Arc<dyn Signer>> = match text("private_key_pem") {
-        Some(pem) => Some(Arc::new(Es256Signer::from_pkcs8_pem(&pem)?)),
-        None => None,
-    };
-    let grant = if let Some(id_token) = text("idp_id_token") {
-        Some(Grant::IdentityAssertion(IdentityAssertion {
-            idp_token_endpoint: text("idp_token_endpoint").ok_or("the context has no idp_token_endpoint")?,
-            id_token,
-            idp_client_id: text("idp_client_id"),
-        }))
-    } else if let Some(jwt) = text("valid_jwt") {
-        Some(Grant::WorkloadIdentity(jwt))
-    } else if signer.is_some() || scenario.contains("client-credentials") {
-        Some(Grant::ClientCredentials)
-    } else {
-        None
-    };
-    let config = Config {
-        client_id: text("client_id"),
-        client_secret: text("client_secret"),
-        grant,
-        private_key_jwt: signer.is_some(),
-        client_metadata_url: Some(CLIENT_METADATA_URL.into()),
-        client_name: Some("mcp-oauth rmcp conformance client".into()),
-        callback_timeout_ms: Some(20_000),
-        ..Config::default()
-    };
-    Ok((config, signer))
 }
 
 /// The calls to make: `toolCalls` from the context, else every tool with
@@ -116,7 +75,8 @@ async fn run(url: &str, home: &std::path::Path) -> Result<(), String> {
         .and_then(|c| serde_json::from_str(&c).ok())
         .unwrap_or_default();
     let scenario = std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default();
-    let (config, signer) = config_for(&context, &scenario)?;
+    let (config, signer) =
+        mcp_oauth_demo::conformance::config_for(&context, &scenario, "mcp-oauth rmcp conformance client")?;
     let runtime = Runtime::new(RuntimeOptions {
         home: home.to_path_buf(),
         secrets: SecretsChoice::File,

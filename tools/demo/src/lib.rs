@@ -3,5 +3,6 @@
 //! part of the library an embedder builds on (`mcp-oauth`), whose tree has no
 //! server and no scripted browser.
 
+pub mod conformance;
 pub mod headless;
 pub mod server;
