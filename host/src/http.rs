@@ -20,7 +20,15 @@ pub struct HttpOptions {
     /// The CA certificates to trust instead of the built-in roots (a
     /// corporate TLS-inspecting proxy's bundle: `SSL_CERT_FILE`).
     pub root_certs: Option<ureq::tls::RootCerts>,
+    /// How long an idle pooled connection may wait and still be reused.
+    pub max_idle: Duration,
 }
+
+/// Idle connections are dropped before a common server would close them
+/// (Node and Apache close after 5 s): a request written as the server
+/// closes is reset, and a POST to a token endpoint cannot be resent.
+/// A device-flow poll every 5 s or more thus opens a new connection.
+pub const MAX_IDLE_REUSE: Duration = Duration::from_secs(4);
 
 impl Default for HttpOptions {
     fn default() -> Self {
@@ -29,6 +37,7 @@ impl Default for HttpOptions {
             total_timeout: Duration::from_secs(30),
             max_body: 1024 * 1024,
             root_certs: None,
+            max_idle: MAX_IDLE_REUSE,
         }
     }
 }
@@ -127,6 +136,7 @@ impl HttpClient {
             .timeout_connect(Some(options.connect_timeout))
             .timeout_global(Some(options.total_timeout))
             .max_redirects(0)
+            .max_idle_age(options.max_idle)
             .http_status_as_error(false)
             .user_agent(concat!("mcp-oauth/", env!("CARGO_PKG_VERSION")));
         if let Some(roots) = &options.root_certs {
@@ -228,5 +238,75 @@ mod tests {
             Err(HttpError::Refused(_))
         ));
         assert!(matches!(check_policy("file:///etc/passwd"), Err(HttpError::Refused(_))));
+    }
+
+    /// A keep-alive server that counts the connections it accepts.
+    fn counting_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(8) {
+                let Ok(stream) = stream else { return };
+                count.fetch_add(1, Ordering::SeqCst);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut out = stream;
+                    // Answers requests on this connection until the client closes it.
+                    for _ in 0..8 {
+                        let mut line = String::new();
+                        loop {
+                            line.clear();
+                            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let _ = out.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok");
+                    }
+                });
+            }
+        });
+        (url, accepted)
+    }
+
+    #[test]
+    fn a_connection_idle_past_max_idle_is_not_reused() {
+        use std::sync::atomic::Ordering;
+        let (url, accepted) = counting_server();
+        let client = HttpClient::new(HttpOptions {
+            max_idle: Duration::from_millis(200),
+            ..HttpOptions::default()
+        });
+        let get = Request {
+            method: "GET",
+            url,
+            headers: vec![],
+            body: vec![],
+        };
+        assert_eq!(client.send(&get).unwrap().body, b"ok");
+        assert_eq!(client.send(&get).unwrap().body, b"ok");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "back to back: one connection, reused"
+        );
+        std::thread::sleep(Duration::from_millis(400));
+        assert_eq!(client.send(&get).unwrap().body, b"ok");
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            2,
+            "after the idle limit: a new connection"
+        );
+    }
+
+    #[test]
+    fn idle_connections_go_before_a_node_server_closes_them() {
+        assert!(HttpOptions::default().max_idle < Duration::from_secs(5));
     }
 }

@@ -139,6 +139,7 @@ fn agent(limits: &Limits, idle: Duration, roots: Option<&ureq::tls::RootCerts>) 
         .timeout_recv_response(Some(idle))
         .timeout_per_read(Some(idle))
         .max_redirects(0)
+        .max_idle_age(crate::http::MAX_IDLE_REUSE)
         .http_status_as_error(false)
         .user_agent(concat!("mcp-oauth-proxy/", env!("CARGO_PKG_VERSION")));
     if let Some(r) = roots {
