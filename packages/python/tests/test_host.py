@@ -1,6 +1,6 @@
 """The host imports on their own: store, lock protocol 2, DPoP proofs and
-their keys, HTTP rules, browser, callback listener, the compiled-artifact
-cache, no secrets in reprs."""
+their keys, HTTP rules, browser, callback listener, no secrets in reprs
+(the compiled-artifact cache: test_engine_start.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from mcp_oauth import _browser, _callback, _engine, _host, _http, _signer, _store
+from mcp_oauth import _browser, _callback, _host, _http, _signer, _store
 from mcp_oauth import AccessToken, IdentityAssertion
 
 
@@ -471,27 +471,6 @@ def test_listener_bounds_each_request():
     ]
     assert l.junk == 3
     l.close()
-
-
-def test_compiled_artifact_cache(tmp_path):
-    import wasmtime
-
-    config = wasmtime.Config()
-    config.consume_fuel = True
-    engine = wasmtime.Engine(config)
-    wasm = _engine.component_bytes()
-    _engine.load_component(engine, wasm, tmp_path / "cache")
-    [art] = list((tmp_path / "cache").glob("engine-*-py*.cwasm"))
-    assert mode(tmp_path / "cache") == 0o700 and mode(art) == 0o600
-    assert _engine._read_cached(art) is not None
-    data = bytearray(art.read_bytes())
-    data[-100] ^= 0xFF  # a corrupt artifact is never deserialized
-    art.write_bytes(bytes(data))
-    assert _engine._read_cached(art) is None
-    _engine.load_component(engine, wasm, tmp_path / "cache")  # recompiles and replaces
-    assert _engine._read_cached(art) is not None
-    os.chmod(art, 0o644)  # not private: not trusted
-    assert _engine._read_cached(art) is None
 
 
 def test_secrets_stay_out_of_reprs():

@@ -1,6 +1,7 @@
 """The host rules every host shares, checked against tests/vectors/*.json (the
 Rust and Node hosts read the same files): lock verdicts and the break race,
-record and key files on disk, sealed records, terminal text, DPoP-Nonce signals."""
+record and key files on disk, sealed records, terminal text, DPoP-Nonce
+signals, the silent fast path (its behaviour in McpOAuth: test_engine_start.py)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from mcp_oauth import _host, _http, _sealed, _signer, _store
+from mcp_oauth import _fast, _host, _http, _sealed, _signer, _store
 from mcp_oauth._terminal import printable
 
 ROOT = Path(os.environ.get("MCP_OAUTH_ROOT", Path(__file__).resolve().parents[3]))
 VECTORS = ROOT / "tests" / "vectors"
 HANDLED = [
     "dpop_nonce_signals.json",
+    "fast_path.json",
     "key_files.json",
     "lock_verdicts.json",
     "record_files.json",
@@ -31,9 +33,7 @@ HANDLED = [
     "terminal_text.json",
 ]
 # Rules this host does not carry out yet, each with the issue that brings it.
-NOT_YET = {
-    "fast_path.json": "issue 19: the Python package has no silent fast path on main yet (branch wip-issue-19-python)",
-}
+NOT_YET: dict = {}
 DEAD_PID = 2147483000  # above any pid_max: never alive
 
 
@@ -344,6 +344,34 @@ def test_sealed_vector_reads_as_absent(tmp_path, capsys, case):
     assert "at-123" not in capsys.readouterr().err  # never the content
 
 
+# -- fast_path.json ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", cases("fast_path.json"))
+def test_fast_path(tmp_path, case):
+    skew, url = load("fast_path.json")["skew_ms"], case["server_url"]
+    # Every record is under the engine's own name for it.
+    b, t = _fast.key("binding", url), _fast.key("tokens", "https://mcp.example.com/mcp", "https://auth.example.com")
+    assert set(case["records"]) <= {b, t, _fast.key("metadata", "https://auth.example.com")}
+    records = {k: v.encode("utf-8") for k, v in case["records"].items()}
+    file = _store.FileStore(tmp_path / "plain")
+    stores = [records, file]  # the rule itself, then through the store seam
+    if _importable("cryptography"):
+        stores.append(_sealed.SealedStore(_store.FileStore(tmp_path / "sealed"), os.urandom(32)))
+    for store in stores[1:]:
+        for k, v in records.items():
+            store.set(k, v)
+    for store in stores:
+        got = _fast.from_store(store, url, skew, case["now"])
+        want = case["serve"]
+        if got is None or want is None:
+            assert got is want, type(store).__name__
+            continue
+        assert (got.token, got.expires_at, got.refresh_at, got.scopes) == (
+            want["access_token"], want["expires_at"], want["refresh_at"], want["scopes"]), type(store).__name__
+        assert got.refresh_at > case["now"] and "at-1" not in repr(got)
+
+
 # -- terminal_text.json -------------------------------------------------------------
 
 
@@ -419,7 +447,7 @@ class _StandIn:
 
         self.auth = McpOAuth.__new__(McpOAuth)
         self.calls: list = []
-        self.auth._silent = lambda: None  # no token: no headers, no proof
+        self.auth._silent = self.auth._fresh = lambda: None  # no token: no headers, no proof
         self.auth._mode = "interactive"
 
         def call(name, *args):
@@ -443,7 +471,7 @@ def test_auth_flow_feeds_the_signal_to_the_engine(case):
     httpx = pytest.importorskip("httpx2")
     import anyio
 
-    from mcp_oauth._values import AccessToken
+    from mcp_oauth._token import AccessToken
 
     headers = [tuple(h) for h in case["headers"]]
     signal, nonce = case["expect"]["signal"], case["expect"]["nonce"]

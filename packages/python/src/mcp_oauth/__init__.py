@@ -4,11 +4,12 @@
     auth = McpOAuth("https://mcp.example.com/mcp")
     # mcp 2.x: streamable_http_client(url, http_client=httpx2.AsyncClient(auth=auth))
     # mcp 1.x: streamablehttp_client(url, auth=auth)
+
+Importing this loads no engine: wasmtime is imported when a call first needs it.
 """
 
 from ._version import __version__
 from ._auth import McpOAuth
-from ._values import AccessToken, IdentityAssertion, LogoutReport, Status, WorkloadIdentity
 from ._errors import (
     AuthFailed,
     AuthorizationRequired,
@@ -20,7 +21,7 @@ from ._errors import (
     SecretsError,
     TimedOut,
 )
-from ._host import ConsentRequest, DeviceCode, Progress
+from ._token import AccessToken
 from ._sealed import SealedStore
 from ._seam import Lock, Secrets, Store, StoreError, StoreUnavailable
 from ._select import open_store
@@ -33,13 +34,11 @@ __all__ = [
     "ConfigError",
     "ConsentRequest",
     "Declined",
-    "DeviceCode",
     "EngineError",
     "FileStore",
     "IdentityAssertion",
     "KeychainUnavailable",
     "Lock",
-    "LogoutReport",
     "McpOAuth",
     "McpOAuthError",
     "Progress",
@@ -59,10 +58,25 @@ __all__ = [
 ]
 
 
+_LATER = {
+    "ConsentRequest": "_hooks",
+    "DeviceCode": "_hooks",
+    "Progress": "_hooks",
+    "IdentityAssertion": "_types",
+    "LogoutReport": "_types",
+    "Status": "_types",
+    "WorkloadIdentity": "_types",
+}
+
+
 def __getattr__(name: str):
     # RedisStore needs the optional `redis` package: imported when asked for.
     if name == "RedisStore":
         from ._redis import RedisStore
 
         return RedisStore
+    if name in _LATER:  # dataclasses, defined when first asked for
+        from importlib import import_module
+
+        return getattr(import_module(f"{__name__}.{_LATER[name]}"), name)
     raise AttributeError(f"module 'mcp_oauth' has no attribute {name!r}")

@@ -17,18 +17,19 @@ import hashlib
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from ._engine import EngineSession, EngineTrap, OpenRefused, Runtime, field, record
-from ._errors import AuthorizationRequired, ConfigError, EngineError, McpOAuthError
-from ._host import ConsentRequest, DeviceCode, HostImpl, Progress, error_from
-from ._http import dpop_nonce_signal
+from . import _session
+from ._errors import AuthorizationRequired, ConfigError, McpOAuthError
 from ._seam import Secrets, Store, StoreError
 from ._select import open_store
-from ._signer import es256_signer, forget
+from ._signals import dpop_nonce_signal
 from ._store import default_home
-from ._terminal import printable
-from ._values import AccessToken, IdentityAssertion, LogoutReport, Status, WorkloadIdentity
+from ._token import AccessToken
+
+if TYPE_CHECKING:
+    from ._hooks import ConsentRequest, DeviceCode, Progress
+    from ._types import IdentityAssertion, LogoutReport, Status, WorkloadIdentity
 
 _bases: list = []
 for _mod in ("httpx2", "httpx"):  # whichever HTTP clients are installed
@@ -37,21 +38,7 @@ for _mod in ("httpx2", "httpx"):  # whichever HTTP clients are installed
     except ImportError:
         pass
 _AuthBase: type = type("_AuthBase", tuple(_bases) or (object,), {})
-
-_runtimes: dict = {}
-_runtimes_lock = threading.Lock()
-
-
-def _runtime(cache_dir: Optional[Path]) -> Runtime:
-    """One loaded engine per cache directory, shared by every McpOAuth in the process."""
-    with _runtimes_lock:
-        rt = _runtimes.get(cache_dir)
-        if rt is None:
-            try:
-                rt = _runtimes[cache_dir] = Runtime(cache_dir)
-            except EngineTrap as e:
-                raise EngineError(str(e)) from None
-        return rt
+MACHINE_GRANTS = ("client-credentials",)  # plus IdentityAssertion and WorkloadIdentity
 
 
 async def _in_thread(fn: Callable[[], Any]) -> Any:
@@ -128,6 +115,11 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         user: Optional[str] = None,
     ) -> None:
         self.server_url = server_url
+        machine = _is_machine(grant)
+        if not machine and grant not in (None, "authorization-code"):
+            raise ValueError(
+                "grant must be 'authorization-code', 'client-credentials', an IdentityAssertion or a WorkloadIdentity"
+            )
         if isinstance(store, Store):
             if secrets is not None:
                 raise ValueError("pass secrets= or store=, not both: a store object keeps its secrets its own way")
@@ -146,25 +138,13 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         else:
             self.store = open_store(self.home, secrets, store=store, user=user)
         if signing_key is not None and signer is None:
+            from ._signer import es256_signer
+
             signer = es256_signer(signing_key)
-        if isinstance(grant, IdentityAssertion):
-            wit_grant: Any = _variant(
-                "identity-assertion",
-                record(
-                    idp_token_endpoint=grant.idp_token_endpoint,
-                    id_token=grant.id_token,
-                    idp_client_id=grant.idp_client_id,
-                ),
-            )
-        elif isinstance(grant, WorkloadIdentity):
-            wit_grant = _variant("workload-identity", grant.assertion)
-        elif grant in (None, "authorization-code", "client-credentials"):
-            wit_grant = _variant(grant) if grant else None
-        else:
-            raise ValueError(
-                "grant must be 'authorization-code', 'client-credentials', an IdentityAssertion or a WorkloadIdentity"
-            )
-        config = record(
+        skew_ms = 60_000 if expiry_skew is None else int(expiry_skew * 1000)
+        # The engine's configuration, built when the engine is opened: until
+        # then nothing of wasmtime is imported.
+        config = dict(
             client_id=client_id,
             client_secret=client_secret,
             client_issuer=client_issuer,
@@ -175,27 +155,38 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             callback_timeout_ms=int(callback_timeout * 1000),
             device_grant=bool(device),
             allow_missing_s256=list(allow_missing_s256),
-            grant=wit_grant,
+            grant=grant,
             private_key_jwt=signer is not None,
-            expiry_skew_ms=None if expiry_skew is None else int(expiry_skew * 1000),
+            expiry_skew_ms=None if expiry_skew is None else skew_ms,
             max_step_ups=max_step_ups,
             request_offline_access=request_offline_access,
-            authorize_params=[record(name=k, value=str(v)) for k, v in (authorize_params or {}).items()],
+            authorize_params=[(k, str(v)) for k, v in (authorize_params or {}).items()],
         )
         if paste is None:  # as the CLI: paste when someone can type
             paste = bool(sys.stdin is not None and not sys.stdin.closed and sys.stdin.isatty())
         self._mode = "interactive" if interactive else "silent"
         cache = None if cache_dir is False else Path(cache_dir) if cache_dir not in (None, True) else self.home / "cache"
-        self._host = HostImpl(self.store, open_browser, consent, progress, signer, paste, on_device_code)
-        try:
-            self._session = EngineSession(_runtime(cache), self._host, server_url, config)
-        except BaseException as e:
-            self.close()
-            if isinstance(e, EngineTrap):
-                raise EngineError(str(e)) from None
-            if isinstance(e, OpenRefused):
-                raise error_from(e.error) from None
-            raise
+        self._cancel = threading.Event()
+        self._host: Any = None  # the engine's imports, made when the engine is opened
+
+        def make_host() -> Any:
+            from ._host import HostImpl
+
+            self._host = HostImpl(self.store, open_browser, consent, progress, signer, paste, on_device_code, self._cancel)
+            return self._host
+
+        self._s = _session.Session(
+            server_url,
+            self.store,
+            cache,
+            # The store fast path: never for a machine grant (its tokens are
+            # the engine's to judge), nor a margin the engine would refuse.
+            None if machine or skew_ms < 0 else skew_ms,
+            make_host,
+            lambda: _engine_config(config),
+        )
+        if self._s.engine_needed():
+            _session.prewarm(cache)  # loads while the application goes on
 
     def __repr__(self) -> str:
         return f"McpOAuth({self.server_url!r}, store={self.store.display!r})"
@@ -214,16 +205,25 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
 
     # -- engine calls (blocking) -------------------------------------------
     def _call(self, name: str, *args: Any) -> Any:
-        try:
-            return self._session.call(name, *args)
-        except EngineTrap as e:
-            raise EngineError(str(e)) from None
+        """One engine call. Those that may change the engine's tokens forget
+        the fast path's token before and after."""
+        keeps = name in ("status", "dpop-proof") or (name == "on-response" and _field(args[0], "status") not in (401, 403))
+        if keeps:
+            return self._s.call(name, *args)
+        self._s.forget()
+        return self._s.call(name, *args, then=self._s.forget)
 
     def _authorize(self, mode: str) -> AccessToken:
-        out = self._call("authorize", mode)
+        out = self._s.silent() if mode == "silent" else self._call("authorize", mode)
+        if isinstance(out, AccessToken):
+            return out
         if getattr(out, "tag", None) is not None:  # Variant: an auth-error
-            raise error_from(out, self._host.waited_for)
-        return _token(out)
+            raise self._error(out)
+        return _session.token_of(out)
+
+    def _fresh(self) -> Optional[AccessToken]:
+        """The token served without the engine now, if any (never blocks)."""
+        return self._s.fresh()
 
     def _silent(self) -> Optional[AccessToken]:
         """The current token without involving anyone; None when there is none."""
@@ -236,13 +236,20 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         self, status: int, www_authenticate: list, sent: Optional[str], dpop_nonce: Optional[str] = None
     ) -> Optional[AccessToken]:
         """The engine's answer to a 401/403: a token to retry with, or None."""
-        response = record(status=status, www_authenticate=list(www_authenticate), sent_token=sent, dpop_nonce=dpop_nonce)
+        response = _record(status=status, www_authenticate=list(www_authenticate), sent_token=sent, dpop_nonce=dpop_nonce)
         out = self._call("on-response", response, self._mode)
         if out is None:
             return None  # unchanged: not an authorization problem
         if getattr(out, "tag", None) is not None:
-            raise error_from(out, self._host.waited_for)
-        return _token(out)
+            raise self._error(out)
+        return _session.token_of(out)
+
+    def _error(self, out: Any) -> McpOAuthError:
+        """The typed exception for an engine auth-error (a timeout names what
+        the last interactive flow waited for: the browser or a device code)."""
+        from ._host import error_from
+
+        return error_from(out, getattr(self._host, "waited_for", "browser"))
 
     def _note_success(self, status: int, sent_token: Optional[str], nonce: Optional[str]) -> None:
         """Tells the engine of a 2xx: the DPoP-Nonce it carried, for the next
@@ -251,8 +258,8 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         An on-response with that status and no challenge, as the Rust host's
         `note_success`. The response stands whatever the engine answers, so
         nothing here fails the request."""
-        ok = record(status=status, www_authenticate=[], sent_token=sent_token, dpop_nonce=nonce)
         try:
+            ok = _record(status=status, www_authenticate=[], sent_token=sent_token, dpop_nonce=nonce)
             self._call("on-response", ok, "silent")
         except McpOAuthError:
             pass
@@ -290,7 +297,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         DPoP-bound. The auth flow calls it for every request."""
         out = self._call("dpop-proof", method.upper(), url)
         if getattr(out, "tag", None) is not None:  # Variant: an auth-error
-            raise error_from(out)
+            raise self._error(out)
         return out
 
     def _headers(self, method: str, url: str, token: Optional[AccessToken]) -> dict:
@@ -304,14 +311,21 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             raise McpOAuthError("the engine gave no DPoP proof for a DPoP-bound token; try again")
         return {"Authorization": f"DPoP {token.token}", "DPoP": proof}
 
+    async def _aheaders(self, method: str, url: str, token: Optional[AccessToken]) -> dict:
+        if token is None or not token.dpop:
+            return self._headers(method, url, token)  # no engine call: no thread
+        return await _in_thread(lambda: self._headers(method, url, token))
+
     def token(self) -> str:
         """A usable access token: stored, refreshed, or newly authorized (may open
         the browser and block until the user is done). Thread-safe."""
         return self.access_token().token
 
     async def atoken(self) -> str:
-        """`token()` for asyncio/trio code: runs in a worker thread."""
-        return await _in_thread(self.token)
+        """`token()` for asyncio/trio code: runs in a worker thread (unless a
+        fresh token is at hand)."""
+        t = self._fresh()
+        return t.token if t is not None else await _in_thread(self.token)
 
     def retry(self) -> None:
         """Clears the decline latch: the next call may ask the user again."""
@@ -321,7 +335,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         """Stops a wait for the user in progress, for the browser or for the
         device code's approval (it ends as declined). Ctrl-C does the same,
         then raises KeyboardInterrupt."""
-        self._host.cancel.set()
+        self._cancel.set()
 
     def logout(self, revoke: bool = True) -> LogoutReport:
         """Removes the stored tokens for this server, and its DPoP key file.
@@ -329,13 +343,17 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         first when it offers that (RFC 7009: the refresh token, then the
         access token); the report says what was revoked, what failed, what
         was skipped. The tokens are forgotten locally either way."""
+        from ._terminal import printable
+        from ._types import LogoutReport
+
+        self._s.forget()
         before = self._call("status")
         out = self._call("logout", bool(revoke))
         if getattr(out, "tag", None) is not None:  # Variant: an auth-error
-            raise error_from(out)
-        failed, skipped = field(out, "failed"), field(out, "skipped")
+            raise self._error(out)
+        failed, skipped = _field(out, "failed"), _field(out, "skipped")
         report = LogoutReport(
-            [str(r) for r in field(out, "revoked")],
+            [str(r) for r in _field(out, "revoked")],
             printable(failed) if failed is not None else None,
             printable(skipped) if skipped is not None else None,
         )
@@ -348,25 +366,29 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         return await _in_thread(lambda: self.logout(revoke))
 
     def _forget_dpop_key(self, before: Any) -> None:
-        issuer, resource = field(before, "issuer"), field(before, "resource")
+        issuer, resource = _field(before, "issuer"), _field(before, "resource")
         if issuer and resource:
             key_id = dpop_key_id(issuer, resource)
             try:
                 self.store.delete_key(key_id)
             except StoreError as e:
                 raise McpOAuthError(f"signed out, but the DPoP key was not removed: {e}") from None
+            from ._signer import forget
+
             forget(self.store, key_id)
 
     def status(self) -> Status:
         """What is stored for this server, and where the store keeps its secrets."""
+        from ._types import Status
+
         out = self._call("status")
         if getattr(out, "tag", None) is not None:
-            raise error_from(out)
+            raise self._error(out)
         try:
             secrets: Optional[Secrets] = self.store.secrets()
         except StoreError:
             secrets = None
-        engine = {k: field(out, k) for k in Status.__dataclass_fields__ if k not in ("secrets", "store")}
+        engine = {k: _field(out, k) for k in Status.__dataclass_fields__ if k not in ("secrets", "store")}
         return Status(**engine, secrets=secrets, store=self.store.display)
 
     # -- the httpx / httpx2 auth flow ---------------------------------------
@@ -408,8 +430,8 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         if self.requires_request_body:
             await request.aread()
         method, url = request.method, str(request.url)
-        token = await _in_thread(self._silent)
-        proof = _attach(request, await _in_thread(lambda: self._headers(method, url, token)), False)
+        token = self._fresh() or await _in_thread(self._silent)  # no thread hop for a fresh token
+        proof = _attach(request, await self._aheaders(method, url, token), False)
         response = yield request
         retried = False
         for retry in range(self.MAX_RETRIES):
@@ -423,7 +445,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             if new is None:
                 return
             token = new
-            proof = _attach(request, await _in_thread(lambda: self._headers(method, url, new)), proof)
+            proof = _attach(request, await self._aheaders(method, url, new), proof)
             response = yield request
             retried = True
         signal, nonce = dpop_nonce_signal(response.status_code, response.headers.multi_items(), retried)
@@ -442,16 +464,42 @@ def dpop_key_id(issuer: str, resource: str) -> str:
     return "dpop-" + hashlib.sha256(f"{issuer}\n{resource}".encode("utf-8")).hexdigest()[:40]
 
 
-def _variant(tag: str, payload: Any = None) -> Any:
+def _record(**fields: Any) -> Any:
+    from ._engine import record
+
+    return record(**fields)
+
+
+def _field(r: Any, name: str) -> Any:
+    return getattr(r, name.replace("_", "-"))
+
+
+def _is_machine(grant: Any) -> bool:
+    """A grant without a user (client credentials, an identity assertion, workload identity)."""
+    if grant is None or isinstance(grant, str):
+        return grant in MACHINE_GRANTS
+    from ._types import IdentityAssertion, WorkloadIdentity
+
+    return isinstance(grant, (IdentityAssertion, WorkloadIdentity))
+
+
+def _engine_config(c: dict) -> Any:
+    """The engine's `config` record (wasmtime imported by now)."""
     from wasmtime.component import Variant
 
-    return Variant(tag, payload)
+    from ._engine import record
+    from ._types import IdentityAssertion, WorkloadIdentity
 
-
-def _token(r: Any) -> AccessToken:
-    return AccessToken(
-        field(r, "token"), field(r, "expires_at"), list(field(r, "scopes")), bool(getattr(r, "dpop", False))
-    )
+    grant = c["grant"]
+    if isinstance(grant, IdentityAssertion):
+        a = record(idp_token_endpoint=grant.idp_token_endpoint, id_token=grant.id_token, idp_client_id=grant.idp_client_id)
+        wit_grant: Any = Variant("identity-assertion", a)
+    elif isinstance(grant, WorkloadIdentity):
+        wit_grant = Variant("workload-identity", grant.assertion)
+    else:
+        wit_grant = Variant(grant, None) if grant else None
+    params = [record(name=k, value=v) for k, v in c["authorize_params"]]
+    return record(**dict(c, grant=wit_grant, authorize_params=params))
 
 
 def _attach(request: Any, headers: dict, had_proof: bool) -> bool:

@@ -1,10 +1,8 @@
 """Loading the engine component and running sessions (cf. host/src/runtime.rs).
 
 - One wasmtime `Engine`, compiled `Component` and `Linker` per `Runtime`; the
-  compiled artifact is cached in `<home>/cache`, keyed by the component's
-  sha256 and the wasmtime build, written privately (0700 dir, 0600 file, O_EXCL
-  temp file then rename) and verified (owner, mode, embedded sha256) before it
-  is deserialized, so a start does not recompile.
+  compiled artifact comes from `<home>/cache` or the wheel, else from Winch
+  while the optimized one is cached (_cache.py).
 - One `Store` per `EngineSession`, behind a lock: concurrent callers take
   turns, so one flow serves them all. Fuel bounds guest work per call and a
   memory limit bounds its growth; a trap drops the instance and the next call
@@ -16,8 +14,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import os
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -25,12 +21,11 @@ from typing import Any, Callable
 import wasmtime
 from wasmtime import component as wc
 
-from ._store import make_private_dir
+from . import _cache
 
 FUEL_PER_CALL = 20_000_000_000
 MEMORY_LIMIT = 64 << 20
 LISTENER_TYPE = 1  # our host resource type id
-_MAGIC = b"MCPOAPY1"
 _PKG = "mcp:oauth/{}@0.1.0"
 
 _current = threading.local()  # .host: the HostImpl of the call running on this thread
@@ -109,79 +104,6 @@ def component_bytes() -> bytes:
         ) from None
 
 
-def _wasmtime_tag() -> str:
-    """What identifies the wasmtime build: its native library's name, size and mtime."""
-    lib = getattr(wasmtime._ffi, "filename", None) or wasmtime.__file__
-    try:
-        st = os.stat(lib)
-        ident = f"{lib}:{st.st_size}:{st.st_mtime_ns}:fuel"
-    except OSError:
-        ident = f"{lib}:fuel"
-    return hashlib.sha256(ident.encode()).hexdigest()[:16]
-
-
-def _private(path: Path, st: os.stat_result) -> bool:
-    if os.name == "nt":
-        return True
-    return st.st_uid == os.getuid() and (st.st_mode & 0o077) == 0
-
-
-def _read_cached(path: Path) -> bytes | None:
-    """The artifact when it is ours, private and intact; None otherwise."""
-    try:
-        if not _private(path.parent, path.parent.stat()):
-            return None
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0))
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        if not _private(path, os.fstat(fd)):
-            return None
-        data = f.read()
-    head = len(_MAGIC) + 32
-    if data[: len(_MAGIC)] != _MAGIC or hashlib.sha256(data[head:]).digest() != data[len(_MAGIC) : head]:
-        return None
-    return data[head:]
-
-
-def _write_cached(path: Path, payload: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(8).hex()}.tmp")
-    try:
-        make_private_dir(path.parent)
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY | getattr(os, "O_BINARY", 0), 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass  # the cache is an optimisation: a failure only costs a compile
-
-
-def load_component(engine: wasmtime.Engine, wasm: bytes, cache_dir: Path | None) -> wc.Component:
-    """From the artifact cache when it holds a usable copy, else compiled (and cached)."""
-    path = None
-    if cache_dir is not None:
-        digest = hashlib.sha256(wasm).hexdigest()[:24]
-        path = cache_dir / f"engine-{digest}-py{_wasmtime_tag()}.cwasm"
-        payload = _read_cached(path)
-        if payload is not None:
-            try:
-                return wc.Component.deserialize(engine, payload)
-            except wasmtime.WasmtimeError:
-                pass  # another wasmtime build: recompile and replace
-    try:
-        comp = wc.Component(engine, wasm)
-    except wasmtime.WasmtimeError as e:
-        raise EngineTrap(f"compiling the engine component: {e}") from None
-    if path is not None:
-        _write_cached(path, bytes(comp.serialize()))
-    return comp
-
-
 def _dispatch(method: str) -> Callable[..., Any]:
     """A host function that forwards to the running session's HostImpl."""
 
@@ -228,10 +150,10 @@ class Runtime:
     """The loaded engine component; share it between sessions (thread-safe)."""
 
     def __init__(self, cache_dir: Path | None) -> None:
-        config = wasmtime.Config()
-        config.consume_fuel = True
-        self.engine = wasmtime.Engine(config)
-        self.component = load_component(self.engine, component_bytes(), cache_dir)
+        try:
+            self.engine, self.component, self.baseline = _cache.load(component_bytes(), cache_dir)
+        except wasmtime.WasmtimeError as e:
+            raise EngineTrap(f"compiling the engine component: {e}") from None
         self.linker = wc.Linker(self.engine)
         with self.linker.root() as root:
             for iface in ("types", "engine-types"):  # types only
@@ -287,8 +209,10 @@ class EngineSession:
             raise OpenRefused(opened)
         self._inst = (store, funcs, opened)
 
-    def call(self, name: str, *args: Any) -> Any:
-        """Runs `session.<name>(handle, *args)` and returns the raw component value."""
+    def call(self, name: str, *args: Any, then: Callable[[Any], None] | None = None) -> Any:
+        """Runs `session.<name>(handle, *args)` and returns the raw component value;
+        `then(value)` runs before the lock is let go (what it records stays in
+        the order of the calls)."""
         with self._lock:
             if self._inst is None:
                 self._instantiate()
@@ -310,6 +234,8 @@ class EngineSession:
                 _current.host = None
                 self._host.after_call()  # locks never outlive a call
             self._raise_host_failure()
+            if then is not None:
+                then(out)
             return out
 
     def _raise_host_failure(self) -> None:

@@ -14,7 +14,6 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field as dc_field
 from typing import Any, Callable, Optional
 
 from wasmtime import component as wc
@@ -27,46 +26,7 @@ from ._signer import DpopError, DpopKeys
 from ._seam import Lock, Store, StoreError, StoreUnavailable
 from ._store import FileStore
 from ._terminal import printable, printable_lines
-
-
-@dataclass(frozen=True)
-class ConsentRequest:
-    """What the consent hook is asked, before any registration or browser."""
-
-    server_url: str
-    issuer: str
-    scopes: list = dc_field(default_factory=list)
-    reason: str = "first-login"  # first-login | reauthorize | step-up
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Something the user or the log should know. Never carries a secret.
-
-    kind: callback-rejected, browser-open-failed (see `url`), storage-warning,
-    pkce-check-overridden, legacy-issuer-differs, device-code (see `url`;
-    `on_device_code` shows it) (from the engine); http, saved, listening,
-    browser-opened, waiting, callback-arrived, callback-junk, polling (host
-    steps). Server-supplied parts of `message` are escaped for a
-    terminal (control characters shown as \\u{..}); `url` is as given.
-    """
-
-    kind: str
-    message: str
-    url: Optional[str] = None
-
-
-@dataclass(frozen=True)
-class DeviceCode:
-    """Sign in on another device (RFC 8628): where the user goes and what they
-    type there. The engine checked both URIs (https, or http on loopback) and
-    the code (letters, digits, `-` and spaces); they are still the server's
-    text: `printable()` them before a terminal shows them."""
-
-    verification_uri: str
-    verification_uri_complete: Optional[str]  # the same with the code in it: for a link or QR code
-    user_code: str
-    expires_in: int  # seconds
+from ._hooks import ConsentRequest, DeviceCode, Progress
 
 
 def default_device_code(info: DeviceCode) -> None:
@@ -182,6 +142,7 @@ class HostImpl:
         signer: Optional[Callable[[bytes], bytes]],
         paste: bool,
         on_device_code: Optional[Callable[[DeviceCode], Any]] = None,
+        cancel: Optional[threading.Event] = None,
     ) -> None:
         self.store: Store = store if isinstance(store, Store) else FileStore(store)
         self.dpop = DpopKeys(self.store)
@@ -192,7 +153,7 @@ class HostImpl:
         self.signer = signer
         self.paste = paste
         self.on_device_code = on_device_code or default_device_code
-        self.cancel = threading.Event()
+        self.cancel = cancel if cancel is not None else threading.Event()
         self.waited_for = "browser"  # what the last interactive flow waited for: "browser" or "device"
         self.listeners: dict[int, Listener] = {}
         self._next_rep = 1

@@ -13,9 +13,9 @@ import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
 from urllib.parse import urlsplit
 
+from ._signals import dpop_nonce_signal  # noqa: F401  (its home before; tests use it here)
 from ._version import __version__
 
 CONNECT_TIMEOUT_S = 10.0
@@ -41,24 +41,6 @@ class Response:
 
     def header_values(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k.lower() == name.lower()]
-
-
-def dpop_nonce_signal(
-    status: int, headers: Iterable[tuple[str, str]], retried: bool = False
-) -> tuple[str, Optional[str]]:
-    """What a response from the MCP server tells the engine (RFC 9449 §8, §9;
-    tests/vectors/dpop_nonce_signals.json): ("challenge", nonce or None) on
-    401 and 403 (the nonce goes with the challenge); ("note", nonce or None)
-    on a 2xx carrying a nonce, or on any 2xx when `retried` (the request was
-    sent again after a challenge: the new token works, which re-arms the
-    engine's once-per-rejection refresh); else ("none", None). Header names
-    are case-insensitive; the first DPoP-Nonce counts; an empty one is none."""
-    nonce = next((v for k, v in headers if k.lower() == "dpop-nonce"), None) or None
-    if status in (401, 403):
-        return ("challenge", nonce)
-    if 200 <= status < 300 and (nonce is not None or retried):
-        return ("note", nonce)
-    return ("none", None)
 
 
 def is_loopback_host(host: str) -> bool:

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Optional, Union
 
 from ._errors import ConfigError
-from ._redis_url import check_user, parse_store_url
 from ._seam import Store, StoreError
 from ._secrets import choice, open_store as open_file_store
 from ._store import default_home, make_private_dir
@@ -30,10 +29,12 @@ def store_url(store: Optional[str] = None) -> "tuple[str, str]":
 
 def store_user(user: Optional[str] = None) -> Optional[str]:
     """The user (None: one principal), checked."""
-    if user is not None:
-        return check_user(user, "user=") if user != "" else None
-    env = os.environ.get("MCP_OAUTH_USER", "")
-    return check_user(env) if env else None
+    env = os.environ.get("MCP_OAUTH_USER", "") if user is None else ""
+    if not user and not env:
+        return None
+    from ._redis_url import check_user  # only when a user is named: a light start otherwise
+
+    return check_user(user, "user=") if user else check_user(env)
 
 
 def open_store(
@@ -52,6 +53,8 @@ def open_store(
     who = store_user(user)
     mode = choice(secrets)
     if url:
+        from ._redis_url import parse_store_url
+
         target = parse_store_url(url, os.environ.get(PASSWORD_ENV) or None, source)
         from ._redis_open import open_redis
 

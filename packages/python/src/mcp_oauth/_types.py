@@ -1,5 +1,6 @@
-"""The values the public API hands over: credentials for the grants, tokens,
-what is stored, what a logout did. Secrets stay out of every repr."""
+"""Values McpOAuth takes and returns (AccessToken: _token.py; what the
+hooks get: _hooks.py). Loaded when first used (`mcp_oauth.__getattr__`):
+each dataclass costs most of a millisecond to define."""
 
 from __future__ import annotations
 
@@ -31,20 +32,6 @@ class IdentityAssertion:
 
     def __repr__(self) -> str:
         return f"IdentityAssertion(idp_token_endpoint={self.idp_token_endpoint!r}, id_token=<redacted>)"
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    """An access token (a secret: its repr hides it). `dpop`: bound to a DPoP key
-    (RFC 9449): sent as `Authorization: DPoP` with a `DPoP` proof, never as Bearer."""
-
-    token: str
-    expires_at: Optional[int]  # Unix ms
-    scopes: list
-    dpop: bool = False
-
-    def __repr__(self) -> str:
-        return f"AccessToken(<redacted>, expires_at={self.expires_at}, scopes={self.scopes}, dpop={self.dpop})"
 
 
 @dataclass(frozen=True)
