@@ -1,13 +1,17 @@
 // Node built-ins loaded on first use rather than at import: node:crypto and
 // node:child_process take a few ms each to load, and an ESM import of
 // node:fs builds its facade (loading every stream class); the silent fast
-// path needs none of them. This hands back the built-in itself.
+// path needs none of them. process.getBuiltinModule (Node 22.3+) hands back
+// the built-in itself, without the static import of node:module that
+// createRequire would need (half a millisecond at every start).
 
-import { createRequire } from 'node:module';
-
-let require;
-/** The built-in `id` (process.getBuiltinModule from Node 22.3, require before). */
-const builtin = (id) => process.getBuiltinModule?.(id) ?? (require ??= createRequire(import.meta.url))(id);
+/** The built-in `id`. */
+const builtin = (id) => {
+  if (typeof process.getBuiltinModule !== 'function') {
+    throw new Error(`mcp-oauth needs Node 22.3 or later (process.getBuiltinModule); this is Node ${process.version}`);
+  }
+  return process.getBuiltinModule(id);
+};
 const once = (id) => {
   let m;
   return () => (m ??= builtin(id));
