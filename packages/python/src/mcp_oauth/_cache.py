@@ -26,7 +26,7 @@ import stat
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import wasmtime
 from wasmtime import component as wc
@@ -111,9 +111,10 @@ def _trusted(st: os.stat_result) -> bool:
     return os.name == "nt" or (st.st_uid == os.getuid() and (st.st_mode & 0o077) == 0)
 
 
-def read_cached(path: Path) -> Optional[bytes]:
-    """The artifact when it is ours, private and intact; None otherwise
-    (the directory is checked by `usable_dir`)."""
+def _read_artifact(path: Path, trusted: Callable[[os.stat_result], bool]) -> Optional[bytes]:
+    """A whole artifact file, when `trusted` accepts what fstat says of it:
+    opened without following a symlink, non-blocking (a FIFO cannot block),
+    at most MAX_ARTIFACT_BYTES; None otherwise."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
     try:
@@ -122,11 +123,18 @@ def read_cached(path: Path) -> Optional[bytes]:
         return None
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
-        if not _trusted(st) or st.st_size > MAX_ARTIFACT_BYTES:
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ARTIFACT_BYTES or not trusted(st):
             return None
         data = f.read(MAX_ARTIFACT_BYTES + 1)
+    return data if len(data) <= MAX_ARTIFACT_BYTES else None
+
+
+def read_cached(path: Path) -> Optional[bytes]:
+    """The artifact when it is ours, private and intact; None otherwise
+    (the directory is checked by `usable_dir`)."""
+    data = _read_artifact(path, _trusted)
     head = len(_MAGIC) + 32
-    if len(data) > MAX_ARTIFACT_BYTES or data[: len(_MAGIC)] != _MAGIC:
+    if data is None or data[: len(_MAGIC)] != _MAGIC:
         return None
     if hashlib.sha256(data[head:]).digest() != data[len(_MAGIC) : head]:
         return None
@@ -163,23 +171,15 @@ def read_shipped(wasm: bytes, path: Path = SHIPPED) -> Optional[bytes]:
     """The carried artifact's payload when it is for this very component, a
     regular file nobody but its owner (us or root, as for the package's
     code) can write, and intact; None otherwise."""
-    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-    flags |= getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError:
+    data = _read_artifact(
+        path, lambda st: os.name == "nt" or (st.st_uid in (0, os.getuid()) and not st.st_mode & 0o022)
+    )
+    if data is None:
         return None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_ARTIFACT_BYTES:
-            return None
-        if os.name != "nt" and (st.st_uid not in (0, os.getuid()) or st.st_mode & 0o022):
-            return None
-        data = f.read(MAX_ARTIFACT_BYTES + 1)
     m, head = len(_SHIPPED_MAGIC), len(_SHIPPED_MAGIC) + 64
     if data[:m] != _SHIPPED_MAGIC or data[m : m + 32] != hashlib.sha256(wasm).digest():
         return None
-    if len(data) > MAX_ARTIFACT_BYTES or hashlib.sha256(data[head:]).digest() != data[m + 32 : head]:
+    if hashlib.sha256(data[head:]).digest() != data[m + 32 : head]:
         return None
     return data[head:]
 
