@@ -11,7 +11,7 @@
 //! token issued so far; `POST /_demo/revoke-access` only the access tokens
 //! (the MCP server refuses them, refresh tokens still work).
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -193,6 +193,37 @@ fn log_lines(s: &Servers) -> Vec<String> {
     s.log.iter().map(|(m, u)| format!("{m} {}", path_of(u))).collect()
 }
 
+/// Writes `resp` with `connection: close`, one request per connection.
+/// tiny_http drops a `Connection` header set on its own responses and keeps
+/// every connection open; each open connection holds one of its pooled
+/// threads, and its pool can leave a new connection queued behind idle
+/// keep-alive ones until one of them closes (a client timed out after 30 s
+/// in CI). So the response is written here: the client closes after reading
+/// it, which ends the connection's thread.
+fn respond_and_close(req: tiny_http::Request, resp: Response) {
+    let head_only = *req.method() == tiny_http::Method::Head;
+    let reason = tiny_http::StatusCode(resp.status).default_reason_phrase();
+    let mut head = format!("HTTP/1.1 {} {reason}\r\n", resp.status);
+    for (k, v) in &resp.headers {
+        let framing = ["connection", "content-length", "transfer-encoding"]
+            .iter()
+            .any(|f| k.eq_ignore_ascii_case(f));
+        if !framing && !k.is_empty() && !format!("{k}{v}").contains(['\r', '\n']) {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+    }
+    head.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        resp.body.len()
+    ));
+    let mut w = req.into_writer();
+    let body: &[u8] = if head_only { &[] } else { &resp.body };
+    let _ = w
+        .write_all(head.as_bytes())
+        .and_then(|()| w.write_all(body))
+        .and_then(|()| w.flush());
+}
+
 impl DemoServer {
     /// Starts on 127.0.0.1 with a free port.
     pub fn start(faults: Faults) -> std::io::Result<Self> {
@@ -240,17 +271,7 @@ impl DemoServer {
                         None => s.servers.handle(now_ms(), &request),
                     }
                 };
-                // One request per connection: tiny_http serves few connections
-                // at once, and idle keep-alive clients would starve the rest.
-                let mut out = tiny_http::Response::from_data(resp.body)
-                    .with_status_code(resp.status)
-                    .with_header(tiny_http::Header::from_bytes("connection", "close").expect("a valid header"));
-                for (k, v) in resp.headers {
-                    if let Ok(h) = tiny_http::Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-                        out.add_header(h);
-                    }
-                }
-                let _ = req.respond(out);
+                respond_and_close(req, resp);
             }
         });
         Ok(Self {
@@ -377,5 +398,84 @@ impl Drop for DemoServer {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead as _, BufReader};
+    use std::net::TcpStream;
+
+    use super::*;
+
+    /// Sends `GET path` on `stream`; the status line and the headers, lower-cased.
+    fn get(stream: &mut TcpStream, path: &str) -> (String, Vec<String>, Vec<u8>) {
+        write!(stream, "GET {path} HTTP/1.1\r\nhost: x\r\n\r\n").unwrap();
+        let mut r = BufReader::new(stream.try_clone().unwrap());
+        let mut status = String::new();
+        r.read_line(&mut status).unwrap();
+        let mut headers = Vec::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            headers.push(line.trim().to_ascii_lowercase());
+        }
+        let len: usize = headers
+            .iter()
+            .find_map(|h| h.strip_prefix("content-length: "))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        let mut body = vec![0; len];
+        r.read_exact(&mut body).unwrap();
+        (status.trim().to_string(), headers, body)
+    }
+
+    /// Every response tells the client to close, framed by its length, with
+    /// the fake server's own headers kept: a pooling client (ureq, a
+    /// browser) then opens a new connection per request instead of leaving
+    /// idle ones that hold the server's threads.
+    #[test]
+    fn each_response_closes_its_connection() {
+        let server = DemoServer::start(Faults::default()).unwrap();
+        let addr = server.base().trim_start_matches("http://").to_string();
+        let mut s = TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (status, headers, body) = get(&mut s, "/.well-known/oauth-protected-resource/mcp");
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(headers.contains(&"connection: close".to_string()), "{headers:?}");
+        assert!(
+            headers.iter().any(|h| h.starts_with("content-type: application/json")),
+            "{headers:?}"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["resource"], server.mcp_url());
+        assert_eq!(headers.iter().filter(|h| h.starts_with("connection:")).count(), 1);
+
+        // A pooling client: sequential requests that each get an answer,
+        // none left waiting behind an idle connection.
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (agent, url) = (agent.clone(), server.mcp_url());
+                std::thread::spawn(move || {
+                    (0..5)
+                        .map(|_| agent.post(&url).send(&b"{}"[..]).map(|r| r.status().as_u16()))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        for t in threads {
+            for r in t.join().unwrap() {
+                assert_eq!(r.unwrap(), 401);
+            }
+        }
+        assert_eq!(server.count("/mcp"), 40);
     }
 }
