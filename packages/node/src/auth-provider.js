@@ -15,7 +15,7 @@ const SUPERSEDED_WINDOW_MS = 10_000;
  *           silentToken: () => Promise<{ token: string, dpop: boolean } | undefined>,
  *           onResponse: (challenge: object) => Promise<unknown> }} session
  */
-export function authProvider({ serverUrl, origin, silentToken, onResponse }) {
+export const authProvider = (function authProvider({ serverUrl, origin, silentToken, onResponse }) {
   // The token last handed out, the one before, and when it changed.
   const handed = { current: undefined, previous: undefined, changedAt: -Infinity };
 
@@ -88,4 +88,4 @@ export function authProvider({ serverUrl, origin, silentToken, onResponse }) {
   }
 
   return Object.freeze({ token, onUnauthorized });
-}
+});

@@ -6,16 +6,19 @@
 // createRequire would need (half a millisecond at every start).
 
 /** The built-in `id`. */
-const builtin = (id) => {
+// Parenthesized functions are compiled with the module (see fast.js).
+const builtin = (function (id) {
   if (typeof process.getBuiltinModule !== 'function') {
     throw new Error(`mcp-oauth needs Node 22.3 or later (process.getBuiltinModule); this is Node ${process.version}`);
   }
   return process.getBuiltinModule(id);
-};
-const once = (id) => {
+});
+const once = (function (id) {
   let m;
-  return () => (m ??= builtin(id));
-};
+  return (function () {
+    return (m ??= builtin(id));
+  });
+});
 
 /** node:crypto */
 export const nodeCrypto = once('node:crypto');

@@ -6,7 +6,7 @@ import { McpOAuthError } from './errors.js';
 import { nodeCrypto } from './builtins.js';
 
 /** The WIT `config` record from the options. */
-export function engineConfig(o, signingKey) {
+export const engineConfig = (function engineConfig(o, signingKey) {
   let grant;
   if (o.grant === 'client-credentials') grant = { tag: 'client-credentials' };
   else if (o.grant && typeof o.grant === 'object' && 'workloadToken' in o.grant) {
@@ -39,10 +39,10 @@ export function engineConfig(o, signingKey) {
     requestOfflineAccess: o.requestOfflineAccess,
     authorizeParams: Object.entries(o.authorizeParams ?? {}).map(([name, value]) => ({ name, value: String(value) })),
   };
-}
+});
 
 /** The privateKey option as a P-256 KeyObject (node:crypto loads only for it). */
-export function loadSigningKey(pk) {
+export const loadSigningKey = (function loadSigningKey(pk) {
   if (pk === undefined) return undefined;
   let key;
   try {
@@ -54,11 +54,15 @@ export function loadSigningKey(pk) {
     throw new McpOAuthError('invalid-config', 'privateKey must be a P-256 (ES256) private key');
   }
   return key;
-}
+});
 
 const DEFAULT_SKEW_MS = 60_000;
-const isInt = (v, max) => Number.isSafeInteger(v) && v >= 0 && v <= max;
-const optional = (v, ok) => v === undefined || ok(v);
+const isInt = (function (v, max) {
+  return Number.isSafeInteger(v) && v >= 0 && v <= max;
+});
+const optional = (function (v, ok) {
+  return v === undefined || ok(v);
+});
 
 /**
  * The skew (ms) the silent fast path uses for these options, or null when
@@ -71,7 +75,7 @@ const optional = (v, ok) => v === undefined || ok(v);
  * URL, extra authorization parameters) starts the engine in open(), which
  * reports what it refuses there, as it always has.
  */
-export function fastPathSkew(serverUrl, o) {
+export const fastPathSkew = (function fastPathSkew(serverUrl, o) {
   if (o.grant !== undefined && o.grant !== 'authorization-code') return null;
   if (o.clientSecret !== undefined || o.clientMetadataUrl !== undefined) return null;
   if (o.authorizeParams !== undefined && !(o.authorizeParams && typeof o.authorizeParams === 'object' && Object.keys(o.authorizeParams).length === 0)) return null;
@@ -88,4 +92,4 @@ export function fastPathSkew(serverUrl, o) {
     optional(o.allowMissingS256, (v) => Array.isArray(v) && v.every(str));
   if (!plain || serverUrl.includes('#') || checkPolicy(serverUrl).refused) return null;
   return o.expirySkewMs ?? DEFAULT_SKEW_MS;
-}
+});

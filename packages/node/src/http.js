@@ -6,15 +6,15 @@
 export const DEFAULT_HTTP = { timeoutMs: 30_000, maxBody: 1024 * 1024 };
 
 /** True for localhost, 127.0.0.0/8 and ::1 (hostname as WHATWG URL gives it). */
-export function isLoopbackHost(hostname) {
+export const isLoopbackHost = (function isLoopbackHost(hostname) {
   const h = hostname.toLowerCase();
   if (h === 'localhost' || h === '[::1]') return true;
   // The URL parser has already normalized IPv4 forms such as 127.1.
   return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
-}
+});
 
 /** https anywhere, http only on loopback; returns the parsed URL or a refusal reason. */
-export function checkPolicy(raw) {
+export const checkPolicy = (function checkPolicy(raw) {
   let url;
   try {
     url = new URL(raw);
@@ -27,7 +27,7 @@ export function checkPolicy(raw) {
     return { refused: `plain http to ${url.hostname} (only loopback may use http)` };
   }
   return { refused: `scheme ${JSON.stringify(url.protocol.replace(/:$/, ''))} is not allowed` };
-}
+});
 
 /** Reads at most `max` bytes of a body; null when it is larger. */
 async function readCapped(body, max) {

@@ -34,17 +34,17 @@ export function noticeOnce(kind, text) {
 }
 
 /** The secrets choice: the `secrets` option, else MCP_OAUTH_SECRETS, else auto. */
-export function secretsChoice(option, env = process.env) {
+export const secretsChoice = (function secretsChoice(option, env = process.env) {
   const from = option !== undefined ? 'the secrets option' : 'MCP_OAUTH_SECRETS';
   const v = option !== undefined ? option : env.MCP_OAUTH_SECRETS || 'auto';
   if (!CHOICES.includes(v)) {
     throw new McpOAuthError('invalid-config', `${from} is ${JSON.stringify(String(v).slice(0, 32))}: use auto, keychain or file`);
   }
   return v;
-}
+});
 
 /** What store.json says: { mode: null } (absent), { mode: 'plain' } or { mode: 'sealed', keyId }. */
-export async function readManifest(file) {
+export const readManifest = (async function readManifest(file) {
   const where = path.join(file.dir, MANIFEST);
   let bytes;
   try {
@@ -65,7 +65,7 @@ export async function readManifest(file) {
     return { mode: 'sealed', keyId: v.key_id.toLowerCase() };
   }
   throw new McpOAuthError('storage', `${where} is not a store description this version understands; upgrade mcp-oauth, or remove it only if you know the store's mode`);
-}
+});
 
 /**
  * The store key in MCP_OAUTH_STORE_KEY_FILE: a regular file (a symlink to
@@ -130,7 +130,7 @@ const noKeychain = (why) =>
  * MCP_OAUTH_SECRETS, else 'auto'). Resolves a FileStore (plain) or a
  * SealedStore over one. `warn(message)` gets storage warnings.
  */
-export async function openStore({ home, secrets, env = process.env, warn = () => {} }) {
+export const openStore = (async function openStore({ home, secrets, env = process.env, warn = () => {} }) {
   const choice = secretsChoice(secrets, env);
   const file = new FileStore(home, warn);
   // store.json changes under us only when another process settles it first.
@@ -157,7 +157,7 @@ export async function openStore({ home, secrets, env = process.env, warn = () =>
     if (s) return s;
   }
   throw new McpOAuthError('storage', `${path.join(home, MANIFEST)} kept changing while this process read it; try again`);
-}
+});
 
 /** Pins plain files (under the store lock); null: read store.json again. */
 async function settlePlain(file) {

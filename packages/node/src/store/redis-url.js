@@ -119,22 +119,22 @@ export function parseStoreUrl(raw, passwordEnv) {
 }
 
 /** The user namespace for `user` (undefined or '' means none): '' or `<user>/`; a bad user is a usage error. */
-export function userNamespace(user) {
+export const userNamespace = (function userNamespace(user) {
   if (user === undefined || user === null || user === '') return '';
   // '.' and '..' would name the users/ directory itself or the store above it.
   if (typeof user !== 'string' || !USER.test(user) || user === '.' || user === '..') {
     throw usage(`the user ${short(user)} is not 1 to 128 letters, digits, '.', '_', '@', '+' or '-'`);
   }
   return `${user}/`;
-}
+});
 
 /** Refuses a name the engine would never choose (the same words as the file store). */
-export function checkName(name) {
+export const checkName = (function checkName(name) {
   if (typeof name !== 'string' || !NAME.test(name)) {
     throw new Error(`refused storage key ${JSON.stringify(String(name).slice(0, 64))}: keys are letters, digits, '-' and '_' only`);
   }
   return name;
-}
+});
 
 /**
  * The Redis keys of a store with prefix `prefix` and namespace `ns`: the

@@ -19,24 +19,24 @@ export function missingMethods(store) {
 }
 
 /** The store URL in effect (the option, else MCP_OAUTH_STORE), or '' for the file store. */
-export function storeSpec(options, env = process.env) {
+export const storeSpec = (function storeSpec(options, env = process.env) {
   const v = typeof options.store === 'string' ? options.store : (env.MCP_OAUTH_STORE ?? '');
   return v.trim();
-}
+});
 
 /** The user in effect: the option, else MCP_OAUTH_USER ('' or undefined: none). Checked. */
-export function userOf(options, env = process.env) {
+export const userOf = (function userOf(options, env = process.env) {
   const user = options.user !== undefined ? options.user : env.MCP_OAUTH_USER;
   userNamespace(user);
   return user || undefined;
-}
+});
 
 /**
  * Opens the store the options and environment name. Resolves
  * { store, owned, home }: `owned` when McpOAuth opened it (and so closes
  * it), `home` the directory of a file store.
  */
-export async function selectStore(options, { env = process.env, warn = () => {} } = {}) {
+export const selectStore = (async function selectStore(options, { env = process.env, warn = () => {} } = {}) {
   if (options.store !== undefined && typeof options.store !== 'string') {
     if (options.user !== undefined && options.user !== '') {
       throw new McpOAuthError('invalid-config', 'give user with a store URL or the file store: a store object of your own keeps its users apart itself');
@@ -53,4 +53,4 @@ export async function selectStore(options, { env = process.env, warn = () => {} 
   const url = parseStoreUrl(spec, env.MCP_OAUTH_STORE_PASSWORD);
   const { openRedisStore } = await import('../lazy.js'); // a Redis store's modules load with it
   return { store: await openRedisStore({ url, user, secrets: options.secrets, env }), owned: true, home: undefined };
-}
+});
