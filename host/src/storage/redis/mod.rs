@@ -13,6 +13,7 @@
 //! fall back to local files.
 
 pub mod lease;
+mod tls;
 pub mod url;
 
 use std::collections::HashMap;
@@ -129,6 +130,9 @@ impl RedisStore {
 
 fn client(u: &StoreUrl, ca_pem: Option<&[u8]>) -> Result<redis::Client, StoreError> {
     use redis::IntoConnectionInfo;
+    if u.tls {
+        tls::choose_provider();
+    }
     let scheme = if u.tls { "rediss" } else { "redis" };
     let base = format!("{scheme}://{}:{}", u.host, u.port);
     let mut settings = redis::RedisConnectionInfo::default().set_db(i64::from(u.db));
