@@ -6,6 +6,10 @@
 import { McpOAuthError } from './errors.js';
 import { printable } from './terminal.js';
 
+// The functions a silent token() calls are parenthesized, `(function ...)`:
+// V8 then compiles them with the module and Node's compile cache keeps them
+// (fast.js says why).
+
 // A 401 this soon after the token handed out changed is taken for one to a
 // request sent before the change (see sentToken).
 const SUPERSEDED_WINDOW_MS = 10_000;

@@ -5,6 +5,10 @@ import { checkPolicy } from './http.js';
 import { McpOAuthError } from './errors.js';
 import { nodeCrypto } from './builtins.js';
 
+// The functions a silent token() calls are parenthesized, `(function ...)`:
+// V8 then compiles them with the module and Node's compile cache keeps them
+// (fast.js says why).
+
 /** The WIT `config` record from the options. */
 export const engineConfig = (function engineConfig(o, signingKey) {
   let grant;

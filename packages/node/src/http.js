@@ -3,6 +3,10 @@
 // http is allowed only to loopback hosts, everything else must be https:
 // the same rules as the Rust host (host/src/http.rs).
 
+// The functions a silent token() calls are parenthesized, `(function ...)`:
+// V8 then compiles them with the module and Node's compile cache keeps them
+// (fast.js says why).
+
 export const DEFAULT_HTTP = { timeoutMs: 30_000, maxBody: 1024 * 1024 };
 
 /** True for localhost, 127.0.0.0/8 and ::1 (hostname as WHATWG URL gives it). */

@@ -13,6 +13,10 @@ import { SealedStore, isSealed, keyFromBase64, keyId, seal } from './sealed.js';
 import { McpOAuthError } from '../errors.js';
 import { printable } from '../terminal.js';
 
+// The functions a silent token() calls are parenthesized, `(function ...)`:
+// V8 then compiles them with the module and Node's compile cache keeps them
+// (fast.js says why).
+
 const fs = () => nodeFs().promises; // loaded only off the plain store's path
 const C = nodeFs().constants;
 // The keychain's module (and the child process it may start) loads only for a sealed store or a first use.

@@ -9,6 +9,10 @@
 import path from 'node:path';
 import { nodeCrypto, nodeFs, nodeOs } from '../builtins.js';
 
+// The functions a silent token() calls are parenthesized, `(function ...)`:
+// V8 then compiles them with the module and Node's compile cache keeps them
+// (fast.js says why).
+
 // node:fs/promises is loaded on first write (it loads readline with it);
 // reads use the synchronous API of node:fs, which Node has loaded already
 // (see readSmall).

@@ -9,6 +9,10 @@ import { defaultHome } from './file.js';
 import { openStore } from './choose.js';
 import { parseStoreUrl, userNamespace } from './redis-url.js';
 
+// The functions a silent token() calls are parenthesized, `(function ...)`:
+// V8 then compiles them with the module and Node's compile cache keeps them
+// (fast.js says why).
+
 const REQUIRED = ['get', 'set', 'delete', 'list', 'lock', 'getKey', 'putKeyOnce', 'deleteKey', 'describe'];
 
 /** The names of the seam's methods `store` lacks (for a clear error on a store given by the program). */
