@@ -1,7 +1,9 @@
 //! `tests/vectors/fast_path.json` against the engine itself: the hosts'
 //! silent fast path (a token served from the store before the engine is
 //! instantiated) serves only what a new session of the engine would serve
-//! over the same store, and each case's `engine` says what the engine does.
+//! over the same store, each case's `engine` says what the engine does, and
+//! a host answers `nothing_stored` itself only where the engine would say
+//! authorization-required.
 //! The Node and Python packages run the same file against their fast path.
 
 use std::collections::BTreeMap;
@@ -43,6 +45,7 @@ fn the_fast_path_serves_only_what_the_engine_serves() {
     );
     let cases = v["cases"].as_array().unwrap();
     assert!(cases.len() >= 20);
+    assert!(cases.iter().filter(|c| c["nothing_stored"] == true).count() >= 2);
     for c in cases {
         let name = c["name"].as_str().unwrap();
         let url = c["server_url"].as_str().unwrap();
@@ -58,6 +61,20 @@ fn the_fast_path_serves_only_what_the_engine_serves() {
             ("token", Ok(_)) => {}
             (want, Err(e)) if want == *e => {}
             (want, _) => panic!("{name}: the engine did {got:?}, the vectors say {want}"),
+        }
+        // A host answers "nothing stored" itself only where the engine says
+        // authorization-required, and never for a case it serves.
+        if c["nothing_stored"].as_bool().unwrap() {
+            assert_eq!(got.as_ref().err(), Some(&"authorization-required"), "{name}");
+            assert!(c["serve"].is_null(), "{name}: served and nothing stored");
+            let (binding, tokens) = (
+                key("binding", &[url]),
+                key("tokens", &["https://mcp.example.com/mcp", "https://auth.example.com"]),
+            );
+            assert!(
+                !records.contains_key(&binding) || !records.contains_key(&tokens),
+                "{name}: nothing stored, yet both records are there"
+            );
         }
         if c["serve"].is_null() {
             continue;

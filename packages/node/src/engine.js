@@ -23,12 +23,13 @@ function getCoreModule(name) {
 /** Starts compiling the core module in the background (a flow will need it). */
 export function compileEngine() {
   getCoreModule('sans-io.core.wasm');
+  glue ??= import('../engine/sans-io.js');
+  glue.catch(() => {}); // loadMachine reports it, and tries again
 }
 
 /** A fresh instance's `machine` interface (SessionMachine class). */
 export async function loadMachine() {
   compileEngine();
-  glue ??= import('../engine/sans-io.js');
   let instantiate;
   try {
     ({ instantiate } = await glue);

@@ -2,10 +2,12 @@
 // McpOAuth instance has started the engine, a token() is answered from the
 // store when the engine would answer it the same way: the binding record for
 // the server URL, then the tokens record it names, a Bearer token served
-// while now < refresh_at. Anything else, or anything unexpected, is left to
-// the engine. The decoders are at least as strict as the engine's (the exact
-// envelope, then the fields' types as its records declare them): refusing
-// more only sends more calls to the engine.
+// while now < refresh_at. When either record is absent (no token stored), a
+// silent call is answered authorization-required, as the engine would.
+// Anything else, or anything unexpected, is left to the engine. The
+// decoders are at least as strict as the engine's (the exact envelope, then
+// the fields' types as its records declare them): refusing more only sends
+// more calls to the engine.
 //
 // SHA-256 is done here in JS: node:crypto costs a few ms to load, most of
 // the fast path's budget, and the keys hash a few hundred bytes.
@@ -177,16 +179,28 @@ export const fromTokens = (function fromTokens(r, binding, nowMs, skewMs) {
 });
 
 /**
+ * What the rule answers when no token is stored for the server (the vectors'
+ * `nothing_stored`): the binding record is absent, or its tokens record is.
+ * A silent call then gets authorization-required without the engine.
+ */
+export const NOTHING_STORED = Object.freeze({ nothingStored: true });
+
+/**
  * The rule over `store.get(key)` (the store seam: record bytes, unsealed by
- * a sealed store): the access token to serve, or null. Never throws: a
- * store that cannot answer is the engine's to report.
+ * a sealed store): the access token to serve, NOTHING_STORED, or null (ask
+ * the engine). Never throws: a store that cannot answer is the engine's to
+ * report. Only an absent record (null or undefined: what the engine is
+ * handed too) counts as nothing stored.
  */
 export const fastToken = (async function fastToken(store, serverUrl, nowMs, skewMs) {
   try {
-    const binding = fromBinding(envelope(await store.get(recordKey('binding', [serverUrl]))), serverUrl);
+    const bindingBytes = await store.get(recordKey('binding', [serverUrl]));
+    if (bindingBytes == null) return NOTHING_STORED;
+    const binding = fromBinding(envelope(bindingBytes), serverUrl);
     if (!binding) return null;
-    const tokens = envelope(await store.get(recordKey('tokens', [binding.resource, binding.issuer])));
-    return fromTokens(tokens, binding, nowMs, skewMs);
+    const tokenBytes = await store.get(recordKey('tokens', [binding.resource, binding.issuer]));
+    if (tokenBytes == null) return NOTHING_STORED;
+    return fromTokens(envelope(tokenBytes), binding, nowMs, skewMs);
   } catch {
     return null;
   }

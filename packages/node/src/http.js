@@ -131,3 +131,23 @@ export function dpopNonceSignal(status, headers, retried = false) {
   if (status >= 200 && status < 300 && (nonce !== null || retried)) return { signal: 'note', nonce };
   return { signal: 'none', nonce: null };
 }
+
+/**
+ * Reads a small rejected body to its end so the connection is reused;
+ * cancelling instead closes it mid-response, which some servers answer by
+ * stalling the next requests. Bounded: past 64 KiB it is cancelled.
+ */
+export async function drain(resp) {
+  if (!resp.body) return;
+  const reader = resp.body.getReader();
+  try {
+    for (let size = 0; size <= 65_536; ) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      size += value.byteLength;
+    }
+    await reader.cancel();
+  } catch {
+    // the retry goes on regardless
+  }
+}

@@ -9,10 +9,11 @@
 // calls fail fast until retry().
 
 import { missingMethods, selectStore } from './store/select.js';
-import { DEFAULT_HTTP, dpopNonceSignal } from './http.js';
-import { fastToken } from './fast.js';
+import { DEFAULT_HTTP, dpopNonceSignal, drain } from './http.js';
+import { fastToken, NOTHING_STORED } from './fast.js';
 import { engineConfig, fastPathSkew, loadSigningKey } from './config.js';
-import { nodeCrypto } from './builtins.js';
+import { entropy } from './entropy.js';
+import { publicLogoutReport, publicStatus } from './reports.js';
 import { enableCompileCache } from './compile-cache.js';
 import { McpOAuthError, fromAuthError } from './errors.js';
 import { defaultDeviceCode, defaultProgress, printable } from './terminal.js';
@@ -40,65 +41,6 @@ export async function systemOpenBrowser(...args) {
 const MAX_EFFECTS_PER_FLOW = 20_000;
 const MAX_WAIT_ROUNDS = 8;
 const now = () => BigInt(Date.now());
-// Entropy for each engine call (64 bytes; the engine uses it only when a
-// flow needs a verifier or state). Drawn from a pool refilled 1024 calls at a
-// time: one fill costs about as much as the warm engine call. randomFillSync,
-// not getRandomValues: the same CSPRNG without loading Web Crypto (~1 ms).
-const pool = new Uint8Array(65_536);
-let poolAt = pool.length;
-function entropy() {
-  if (poolAt === pool.length) {
-    nodeCrypto().randomFillSync(pool);
-    poolAt = 0;
-  }
-  poolAt += 64;
-  return pool.subarray(poolAt - 64, poolAt); // each slice is handed out once
-}
-
-/**
- * Reads a small rejected body to its end so the connection is reused;
- * cancelling instead closes it mid-response, which some servers answer by
- * stalling the next requests. Bounded: past 64 KiB it is cancelled.
- */
-async function drain(resp) {
-  if (!resp.body) return;
-  const reader = resp.body.getReader();
-  try {
-    for (let size = 0; size <= 65_536; ) {
-      const { done, value } = await reader.read();
-      if (done) return;
-      size += value.byteLength;
-    }
-    await reader.cancel();
-  } catch {
-    // the retry goes on regardless
-  }
-}
-
-/** The WIT logout-report as returned by logout() (reasons escaped: they may quote a server). */
-function publicLogoutReport(r) {
-  return {
-    revoked: [...(r?.revoked ?? [])],
-    failed: r?.failed === undefined ? undefined : printable(r.failed),
-    skipped: r?.skipped === undefined ? undefined : printable(r.skipped),
-  };
-}
-
-function publicStatus(s) {
-  return {
-    serverUrl: s.serverUrl,
-    resource: s.resource,
-    issuer: s.issuer,
-    clientId: s.clientId,
-    scopes: s.scopes,
-    expiresAt: s.expiresAt === undefined ? undefined : Number(s.expiresAt),
-    hasToken: s.hasToken,
-    canRefresh: s.canRefresh,
-    declined: s.declined,
-    legacy: s.legacy,
-  };
-}
-
 export class McpOAuth {
   #serverUrl;
   #origin;
@@ -132,6 +74,10 @@ export class McpOAuth {
     // Side by side: a keychain read (a child process on Linux) overlaps the engine's compilation.
     if (eager) compileEngine();
     await auth.#openStore(options);
+    // A store in files is read now (a few small files): when it holds no
+    // fresh token, the engine compiles while the application sets up its
+    // client. A shared store is read at the first call, as ever.
+    if (!eager && auth.home !== undefined) auth.#readStore();
     if (eager) {
       try {
         await auth.#instance();
@@ -302,17 +248,18 @@ export class McpOAuth {
   }
 
   async #authorize(mode) {
-    return (await this.#fastPath()) ?? (await this.#run((m) => m.authorize(now(), mode, entropy()))).val;
+    const fast = await this.#fastPath(mode);
+    if (fast === NOTHING_STORED) throw fromAuthError({ tag: 'authorization-required' }, printable(this.#serverUrl));
+    return fast ?? (await this.#run((m) => m.authorize(now(), mode, entropy()))).val;
   }
 
   /**
-   * The silent fast path (./fast.js): until the engine has had a call, the
-   * store is read once (concurrent callers share the read) and a fresh
-   * Bearer token is served while now < its refresh_at, as the engine would
-   * serve it from memory. Null: ask the engine.
+   * The fast path's read of the store (./fast.js), shared by concurrent
+   * callers: a token, NOTHING_STORED or null. Anything but a token starts
+   * compiling the engine: a flow (a refresh, or the sign-in the server's
+   * 401 asks for) will need it.
    */
-  async #fastPath() {
-    if (this.#fastSkew === null || this.#engineStarted) return null;
+  #readStore() {
     this.#fastRead ??= (async () => {
       this.#quiet = true;
       try {
@@ -321,18 +268,40 @@ export class McpOAuth {
         this.#quiet = false;
       }
     })().then((t) => {
-      if (!t) compileEngine(); // the engine answers this one: its compilation starts now
+      if (t === null || t === NOTHING_STORED) compileEngine();
       return t;
     });
-    const t = await this.#fastRead;
+    return this.#fastRead;
+  }
+
+  /**
+   * The silent fast path: until the engine has had a call, a fresh Bearer
+   * token in the store is served while now < its refresh_at, as the engine
+   * would serve it from memory, and a silent call finds that no token is
+   * stored (NOTHING_STORED: the engine would answer authorization-required).
+   * That answer is not kept: the next call reads again (another process may
+   * have signed in). Null: ask the engine.
+   */
+  async #fastPath(mode) {
+    if (this.#fastSkew === null || this.#engineStarted) return null;
+    const t = await this.#readStore();
     // A call that reached the engine meanwhile (a 401) ends the fast path.
-    return t && !this.#engineStarted && Date.now() < Number(t.refreshAt) ? t : null;
+    if (this.#engineStarted) return null;
+    if (t === NOTHING_STORED) {
+      if (this.#fastRead) this.#fastRead = null;
+      return mode === 'silent' ? t : null;
+    }
+    return t && Date.now() < Number(t.refreshAt) ? t : null;
   }
 
   async #instance() {
     this.#engineStarted = true;
+    const reading = this.#fastRead;
     this.#fastRead = null;
     if (this.#machine) return this.#machine;
+    // A fast-path read in flight (open() starts one) ends first: while it
+    // runs, the store's warnings are muted, and the engine's reads must be heard.
+    await reading;
     this.#getHost().catch(() => {}); // its modules load beside the engine's; a flow reports a failure
     try {
       const api = await (await lazy()).loadMachine();

@@ -20,4 +20,4 @@ export { printable, escapeTerminal, deviceCodeLines } from './terminal.js';
 export { McpOAuthError } from './errors.js';
 export { checkPolicy, dpopNonceSignal } from './http.js';
 export { Listener, MAX_QUEUE } from './callback.js';
-export { sha256Hex, recordKey, envelope, fromBinding, fromTokens, fastToken } from './fast.js';
+export { sha256Hex, recordKey, envelope, fromBinding, fromTokens, fastToken, NOTHING_STORED } from './fast.js';

@@ -212,10 +212,24 @@ def test_fast_and_engine_tokens_have_the_same_shape_and_a_401_reaches_the_engine
 
 
 def test_silent_instance_on_an_empty_store(demo, home):
+    # Nothing stored: a silent call gets the engine's answer without the engine.
     auth = McpOAuth(demo.url, home=home, open_browser=no_browser, interactive=False)
-    with pytest.raises(AuthorizationRequired):
+    with pytest.raises(AuthorizationRequired) as fast:
         auth.token()
-    assert auth._s.opened
+    assert not auth._s.opened
+    # The engine's own answer is the same error.
+    other = McpOAuth(demo.url, home=home, open_browser=no_browser, interactive=False)
+    other.status()
+    with pytest.raises(AuthorizationRequired) as slow:
+        other.token()
+    assert other._s.opened and str(slow.value) == str(fast.value)
+    # The answer is not kept: once another instance signs in, the next call serves its token.
+    browser = Browser()
+    try:
+        signed_in = McpOAuth(demo.url, home=home, open_browser=browser).token()
+    finally:
+        browser.close()
+    assert auth.token() == signed_in and not auth._s.opened
 
 
 # -- the compiled-artifact cache ---------------------------------------------------------

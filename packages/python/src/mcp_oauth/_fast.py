@@ -1,8 +1,10 @@
 """The silent fast path (tests/vectors/fast_path.json): before the engine is
 instantiated, a silent token() may be answered from the store: the binding
 record for the server URL, then the tokens record it names; a Bearer token
-is served while now < refresh_at (the engine's margin rule). Anything else,
-or anything unexpected, is left to the engine. The records are read through
+is served while now < refresh_at (the engine's margin rule). When either
+record is absent (no token stored), a silent call is answered
+authorization-required, as the engine would. Anything else, or anything
+unexpected, is left to the engine. The records are read through
 the same Store the engine's host uses, so a sealed store hands them over
 already opened. Never raises, never logs a record.
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Union
 
 _HEAD = b'{"v":1,"record":'
 _U64 = (1 << 64) - 1
@@ -99,13 +101,35 @@ def _tokens(r: Optional[dict], resource: str, issuer: str) -> Optional[dict]:
     return t
 
 
-def serve(records: Any, server_url: str, skew_ms: int, now_ms: int) -> Optional[Served]:
+class _NothingStored:
+    """The rule's answer when no token is stored (the vectors'
+    `nothing_stored`): a silent call is answered authorization-required
+    without the engine, as the engine would answer it. Shaped as the
+    engine's auth-error, so it takes the same way out."""
+
+    tag = "authorization-required"
+
+    def __repr__(self) -> str:
+        return "NOTHING_STORED"
+
+
+NOTHING_STORED = _NothingStored()
+
+
+def serve(records: Any, server_url: str, skew_ms: int, now_ms: int) -> Union[Served, _NothingStored, None]:
     """The rule itself over `records.get(key)` (a Store, or a dict in tests):
-    the token to serve, or None to ask the engine."""
-    b = _binding(_record(records.get(key("binding", server_url))), server_url)
+    the token to serve, NOTHING_STORED, or None to ask the engine. Only an
+    absent record (None: what the engine is handed too) is nothing stored."""
+    data = records.get(key("binding", server_url))
+    if data is None:
+        return NOTHING_STORED
+    b = _binding(_record(data), server_url)
     if b is None:
         return None
-    t = _tokens(_record(records.get(key("tokens", *b))), *b)
+    data = records.get(key("tokens", *b))
+    if data is None:
+        return NOTHING_STORED
+    t = _tokens(_record(data), *b)
     if t is None or t.get("dpop_key") is not None or not t["access_token"]:
         return None
     expires_at, lifetime = t.get("expires_at"), t.get("lifetime_ms")
@@ -122,7 +146,7 @@ def serve(records: Any, server_url: str, skew_ms: int, now_ms: int) -> Optional[
     return Served(t["access_token"], expires_at, refresh_at, scopes)
 
 
-def from_store(store: Any, server_url: str, skew_ms: int, now_ms: int) -> Optional[Served]:
+def from_store(store: Any, server_url: str, skew_ms: int, now_ms: int) -> Union[Served, _NothingStored, None]:
     """`serve` over a Store; any failure to read is "ask the engine"."""
     try:
         return serve(store, server_url, skew_ms, now_ms)

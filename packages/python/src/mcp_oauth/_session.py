@@ -2,7 +2,9 @@
 
 - A silent token is answered without the engine while one is fresh: first
   from the store (_fast.py, the first call of an instance, before the
-  engine was ever instantiated for it), then with the last token the engine
+  engine was ever instantiated for it; while no token is stored at all,
+  each silent call reads again and is answered authorization-required),
+  then with the last token the engine
   answered a silent call with, until its refresh_at (the engine's own margin
   rule, as the Rust host's Session). Every call that may change the
   engine's tokens forgets it first and after.
@@ -143,7 +145,7 @@ class Session:
         """Whether the first call will surely need the engine (no fresh Bearer token stored)."""
         if self.skew_ms is None:
             return True
-        return _fast.from_store(self.store, self.server_url, self.skew_ms, now_ms()) is None
+        return not isinstance(_fast.from_store(self.store, self.server_url, self.skew_ms, now_ms()), _fast.Served)
 
     def fresh(self) -> Optional[AccessToken]:
         """The token a silent call is answered with now without the engine, if
@@ -169,7 +171,8 @@ class Session:
             self._fast = (token_of(out), at)
 
     def silent(self) -> Any:
-        """An AccessToken, or the engine's raw auth-error (a Variant)."""
+        """An AccessToken, or the engine's raw auth-error (a Variant, or
+        _fast.NOTHING_STORED, which has its shape)."""
         t = self.fresh()
         if t is not None:
             return t
@@ -179,8 +182,12 @@ class Session:
                 if t is not None:
                     return t
                 if self._read_store:
-                    self._read_store = False
                     served = _fast.from_store(self.store, self.server_url, self.skew_ms, now_ms())
+                    if served is _fast.NOTHING_STORED:
+                        # The engine's answer, without it; not kept: the
+                        # next call reads again (another process may sign in).
+                        return served
+                    self._read_store = False
                     if served is not None:
                         t = AccessToken(served.token, served.expires_at, list(served.scopes), False)
                         self._fast = (t, served.refresh_at)
