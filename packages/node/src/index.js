@@ -260,7 +260,8 @@ export class McpOAuth {
    * 401 asks for) will need it.
    */
   #readStore() {
-    this.#fastRead ??= (async () => {
+    if (this.#fastRead) return this.#fastRead;
+    const read = (async () => {
       this.#quiet = true;
       try {
         return await fastToken(this.#store, this.#serverUrl, Date.now(), this.#fastSkew);
@@ -269,9 +270,13 @@ export class McpOAuth {
       }
     })().then((t) => {
       if (t === null || t === NOTHING_STORED) compileEngine();
+      // Nothing stored is never kept (another process may sign in): only
+      // the calls that were waiting for this read get it.
+      if (t === NOTHING_STORED && this.#fastRead === read) this.#fastRead = null;
       return t;
     });
-    return this.#fastRead;
+    this.#fastRead = read;
+    return read;
   }
 
   /**
@@ -279,18 +284,14 @@ export class McpOAuth {
    * token in the store is served while now < its refresh_at, as the engine
    * would serve it from memory, and a silent call finds that no token is
    * stored (NOTHING_STORED: the engine would answer authorization-required).
-   * That answer is not kept: the next call reads again (another process may
-   * have signed in). Null: ask the engine.
+   * Null: ask the engine.
    */
   async #fastPath(mode) {
     if (this.#fastSkew === null || this.#engineStarted) return null;
     const t = await this.#readStore();
     // A call that reached the engine meanwhile (a 401) ends the fast path.
     if (this.#engineStarted) return null;
-    if (t === NOTHING_STORED) {
-      if (this.#fastRead) this.#fastRead = null;
-      return mode === 'silent' ? t : null;
-    }
+    if (t === NOTHING_STORED) return mode === 'silent' ? t : null;
     return t && Date.now() < Number(t.refreshAt) ? t : null;
   }
 
