@@ -266,7 +266,21 @@ impl Session {
             dpop_proofs: 0,
             browser_waiting: false,
         };
-        let next = if self.loaded {
+        // A caller asking for a token while none is in memory gets the store
+        // read again first: a sign-in made meanwhile by another process
+        // (`mcp-oauth login`, a replica) is found, not answered
+        // "authorization required" for the rest of the session. A declined
+        // session answers Declined whatever is stored.
+        let ask_again = self.tokens.is_none()
+            && !self.latch.is_declined()
+            && matches!(
+                f.op,
+                Op::Authorize {
+                    trigger: Trigger::Ask,
+                    ..
+                }
+            );
+        let next = if self.loaded && !ask_again {
             self.dispatch(&mut f, now)
         } else {
             stored::load_binding(&self.server_url)

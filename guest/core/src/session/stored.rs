@@ -1,5 +1,7 @@
 //! Stored records: read once per session (binding → AS metadata →
-//! registration → tokens), then kept in memory; saved as they change. A new
+//! registration → tokens), then kept in memory, and read again by a call
+//! for a token while none is in memory (another process may have signed
+//! in); saved as they change. A new
 //! grant is saved before it is handed out, so a rotated refresh token is on
 //! disk before anyone uses it. Credentials never cross issuers: when the
 //! binding names another issuer, everything tied to the old one is dropped

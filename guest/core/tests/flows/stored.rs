@@ -32,6 +32,26 @@ fn fresh_token_needs_no_http() {
     assert!(sim.requests.is_empty());
 }
 
+// A session that found nothing stored reads the store again on its next
+// call for a token: a sign-in made meanwhile by another process (`mcp-oauth
+// login`, a replica) is found, with no request, instead of "authorization
+// required" for the rest of the session.
+#[test]
+fn a_session_that_found_nothing_finds_a_later_sign_in() {
+    let mut sim = Sim::new();
+    let mut waiting = session();
+    assert!(matches!(
+        sim.authorize(&mut waiting, Mode::Silent),
+        Err(Error::AuthorizationRequired)
+    ));
+    sim.call_tool(&mut session(), Mode::Interactive).unwrap(); // another process signs in
+    sim.requests.clear();
+    let out = sim.authorize(&mut waiting, Mode::Silent).unwrap();
+    assert!(matches!(out, Outcome::Token(_)));
+    assert!(sim.requests.is_empty(), "from the store, no request");
+    assert_eq!(sim.opens.len(), 1, "no second browser");
+}
+
 /// The MCP server now trusts another AS; the old one refuses everything and
 /// its access tokens are revoked.
 fn move_to_new_as(sim: &mut Sim) {
