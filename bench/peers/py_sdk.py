@@ -6,6 +6,11 @@ the provider as the httpx2 client's auth.
   python py_sdk.py workload <server-url> <store-dir>   connect, initialize, tools/list, tools/call echo
   python py_sdk.py token    <server-url> <store-dir>   the Authorization header the provider would attach
 
+--import-wasmtime first imports wasmtime-py (`wasmtime`, `wasmtime.component`)
+and uses nothing of it: what any package that runs a wasmtime-py component
+in-process pays before its first call, on top of this program's own OAuth
+(the bench's floor row for the wheel).
+
 --no-refresh-grant registers with grant_types ["authorization_code"] instead
 of the SDK's default ["authorization_code", "refresh_token"]. With the
 default, the SDK appends offline_access to the scope when the AS lists it
@@ -106,10 +111,14 @@ class Callback:
             self.server.close()
 
 
-async def run(mode: str, url: str, d: Path, refresh_grant: bool) -> None:
+async def run(mode: str, url: str, d: Path, refresh_grant: bool, import_wasmtime: bool) -> None:
     import httpx2
     from mcp.client.auth import OAuthClientProvider
     from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
+
+    if import_wasmtime:  # where McpOAuth(url) imports it: after the SDK, before the first request
+        import wasmtime  # noqa: F401
+        import wasmtime.component  # noqa: F401
 
     cb = Callback(d)
     await cb.start()
@@ -171,14 +180,15 @@ async def run(mode: str, url: str, d: Path, refresh_grant: bool) -> None:
 def main() -> int:
     args = sys.argv[1:]
     refresh_grant = "--no-refresh-grant" not in args
-    args = [a for a in args if a != "--no-refresh-grant"]
+    import_wasmtime = "--import-wasmtime" in args
+    args = [a for a in args if a not in ("--no-refresh-grant", "--import-wasmtime")]
     mode, url, store = args if len(args) == 3 else ("", "", "")
     if mode not in ("workload", "token"):
-        print("usage: py_sdk.py workload|token <server-url> <store-dir> [--no-refresh-grant]", file=sys.stderr)
+        print("usage: py_sdk.py workload|token <server-url> <store-dir> [--no-refresh-grant] [--import-wasmtime]", file=sys.stderr)
         return 2
     d = Path(store)
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    anyio.run(run, mode, url, d, refresh_grant)
+    anyio.run(run, mode, url, d, refresh_grant, import_wasmtime)
     return 0
 
 

@@ -295,8 +295,12 @@ class ClientKind:
             return [str(e.python), str(e.root / "bench/peers/mcp_oauth_py.py"), mode, url, str(store)], env, None
         if self.key == "ts-sdk":
             return [n, str(e.node_dir / "ts-sdk.mjs"), mode, url, str(store)], env, None
+        if self.key == "ts-sdk-engine":
+            return [n, str(e.node_dir / "ts-sdk.mjs"), mode, url, str(store), "--load-engine"], env, None
         if self.key == "py-sdk":
             return [str(e.python), str(e.root / "bench/peers/py_sdk.py"), mode, url, str(store)], env, None
+        if self.key == "py-sdk-wasmtime":
+            return [str(e.python), str(e.root / "bench/peers/py_sdk.py"), mode, url, str(store), "--import-wasmtime"], env, None
         if self.key == "mcp-oauth-proxy":
             env["MCP_OAUTH_HOME"] = str(store)
             return [str(e.cli), "proxy", url], env, mcp_remote_session
@@ -329,6 +333,19 @@ def clients() -> list[ClientKind]:
         ClientKind("py-sdk", "Python SDK OAuthClientProvider",
                    "mcp's own OAuth: OAuthClientProvider with a file-backed TokenStorage as the httpx2 client's auth",
                    {s: "workload" for s in SITUATIONS[:3]} | {"token": "the provider's httpx2 auth flow up to the request it would send (the SDK has no token call; nothing is checked or sent)"}),
+        ClientKind("ts-sdk-engine", "TS SDK OAuthClientProvider + load the npm engine (floor)",
+                   "the ts-sdk row, also loading the npm package's engine (the jco glue imported, the core module "
+                   "compiled and instantiated, beside the SDK's own start) and using nothing of it: what any package "
+                   "running a jco-transpiled component pays on top of the SDK's own OAuth (the floor of the npm rows "
+                   "that need the engine: cold and expired)",
+                   {s: "workload" for s in SITUATIONS[:3]},
+                   na={"token": "a floor for the workload rows only"}),
+        ClientKind("py-sdk-wasmtime", "Python SDK OAuthClientProvider + import wasmtime-py (floor)",
+                   "the py-sdk row, first importing wasmtime and wasmtime.component and using nothing of them: what any "
+                   "package running a wasmtime-py component in-process pays on top of the SDK's own OAuth, before its "
+                   "engine does anything (the floor of the wheel's cold and expired rows; its warm row loads no engine)",
+                   {s: "workload" for s in SITUATIONS[:3]},
+                   na={"token": "a floor for the workload rows only"}),
         ClientKind("mcp-oauth-proxy", "mcp-oauth proxy (stdio proxy)",
                    "target/release/mcp-oauth proxy <url>, JSON-RPC on its stdin, then stdin closed; MCP_OAUTH_HOME per store",
                    {s: "workload" for s in SITUATIONS[:3]},
@@ -568,6 +585,31 @@ def req_text(counts: list[int]) -> str:
     return f"{med:g}" if lo == hi else f"{med:g} ({lo}–{hi})"
 
 
+RATIO_PAIRS = [("mcp-oauth-node", "ts-sdk"), ("ts-sdk-engine", "ts-sdk"), ("mcp-oauth-node", "ts-sdk-engine"),
+               ("mcp-oauth-python", "py-sdk"), ("py-sdk-wasmtime", "py-sdk"), ("mcp-oauth-python", "py-sdk-wasmtime")]
+
+
+def ratio_lines(bench: Bench, kinds: list[ClientKind]) -> list[str]:
+    """One line per pair of rows both run: the ratio per workload situation."""
+    label = {k.key: k.label for k in kinds}
+    out = []
+    for ours, theirs in RATIO_PAIRS:
+        if ours not in label or theirs not in label:
+            continue
+        cells = []
+        for s in SITUATIONS[:3]:
+            a, b = bench.cells[(ours, s)], bench.cells[(theirs, s)]
+            if not a.ok() or not b.ok():
+                continue
+            text = f"{s} {statistics.median(r.ms for r in a.ok()) / statistics.median(r.ms for r in b.ok()):.2f}"
+            if len(a.runs) == len(b.runs) and not a.failures() and not b.failures():
+                text += f" ({statistics.median(x.ms / y.ms for x, y in zip(a.runs, b.runs)):.2f})"
+            cells.append(text)
+        if cells:
+            out.append(f"- {label[ours]} / {label[theirs]}: " + " · ".join(cells))
+    return out
+
+
 def report(bench: Bench, kinds: list[ClientKind], args, meta: dict, compat: dict[str, str], first: list[Outcome],
            floors: list[tuple[str, list[Outcome]]]) -> str:
     notes: list[str] = []
@@ -618,6 +660,16 @@ def report(bench: Bench, kinds: list[ClientKind], args, meta: dict, compat: dict
     if notes:
         for i, n in enumerate(notes, 1):
             lines.append(f"[{i}] {n}  ")
+        lines.append("")
+
+    ratios = ratio_lines(bench, kinds)
+    if ratios:
+        lines.append("## Against the SDK's own OAuth")
+        lines.append("")
+        lines.append("Each row's median over the SDK row's median (below 1: faster), and in brackets the median of the "
+                     "per-round ratios (the runs of one round are neighbours in time, so the machine's drift cancels):")
+        lines.append("")
+        lines.extend(ratios)
         lines.append("")
 
     lines.append("## What each row runs")
@@ -706,7 +758,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--versions", default="")
     ap.add_argument("--command", default="scripts/bench-peers")
-    ap.add_argument("--only", default="", help="comma-separated client keys (cli, mcp-oauth-node, mcp-oauth-python, mcp-oauth-proxy, ts-sdk, py-sdk, mcp-remote)")
+    ap.add_argument("--only", default="", help="comma-separated client keys (cli, mcp-oauth-node, mcp-oauth-python, mcp-oauth-proxy, ts-sdk, ts-sdk-engine, py-sdk, py-sdk-wasmtime, mcp-remote)")
     ap.add_argument("-q", "--quiet", action="store_true")
     args = ap.parse_args()
     if args.runs < 1 or args.warmup < 0:

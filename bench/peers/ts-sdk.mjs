@@ -8,6 +8,13 @@
 //   node ts-sdk.mjs token    <server-url> <store-dir>   the SDK's auth() (never a browser), prints the token
 //
 // The "browser" is $BENCH_BROWSER run with the authorization URL (no shell).
+//
+// --load-engine also loads the npm package's engine and uses nothing of it:
+// the jco glue imported, the core module compiled and instantiated, started
+// at the beginning and awaited before the end, as the package overlaps it
+// with the application's own start. What any package running a
+// jco-transpiled component pays on top of this program's own OAuth (the
+// bench's floor row for the npm package).
 
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -18,9 +25,11 @@ import { auth, UnauthorizedError } from '@modelcontextprotocol/sdk/client/auth.j
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 
-const [mode, url, dir] = process.argv.slice(2);
+const args = process.argv.slice(2);
+const loadEngine = args.includes('--load-engine');
+const [mode, url, dir] = args.filter((a) => a !== '--load-engine');
 if (!['workload', 'token'].includes(mode) || !url || !dir) {
-  console.error('usage: ts-sdk.mjs workload|token <server-url> <store-dir>');
+  console.error('usage: ts-sdk.mjs workload|token <server-url> <store-dir> [--load-engine]');
   process.exit(2);
 }
 mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -122,7 +131,16 @@ function listen(port) {
   });
 }
 
+/** The npm package's engine, loaded and instantiated (its internal module, beside the entry). */
+async function engineOnly() {
+  const { loadMachine } = await import(new URL('./lazy.js', import.meta.resolve('mcp-oauth')).href);
+  const machine = await loadMachine();
+  if (typeof machine?.SessionMachine?.open !== 'function') throw new Error('the engine has no SessionMachine');
+}
+
 async function main() {
+  const engine = loadEngine ? engineOnly() : null;
+  engine?.catch(() => {}); // awaited below
   const stored = read('port.json');
   let cb;
   try {
@@ -168,6 +186,7 @@ async function main() {
   const out = await client.callTool({ name: 'echo', arguments: { text: 'bench' } });
   if (out.content?.[0]?.text !== 'bench') throw new Error(`echo answered ${JSON.stringify(out)}`);
   await client.close();
+  await engine;
 }
 
 main().then(
