@@ -153,11 +153,14 @@ def test_what_the_fast_path_leaves_to_the_engine(tmp_path, why):
 def test_threads_share_one_read_and_no_engine(tmp_path):
     store = FileStore(tmp_path / "s")
     seed(store)
-    auth = McpOAuth(URL, store=store, open_browser=no_browser)
-    fake = with_fake(auth)
     reads = []
     get = store.get
     store.get = lambda key: reads.append(key) or get(key)
+    # McpOAuth(...) reads the store once (binding, tokens) to decide on the
+    # engine; the token it finds answers the first calls: no second read.
+    auth = McpOAuth(URL, store=store, open_browser=no_browser)
+    fake = with_fake(auth)
+    assert len(reads) == 2
     n, got = 16, []
     start = threading.Barrier(n)
 

@@ -1,9 +1,10 @@
 """McpOAuth's engine, opened only when a call needs it.
 
 - A silent token is answered without the engine while one is fresh: first
-  from the store (_fast.py, the first call of an instance, before the
-  engine was ever instantiated for it; while no token is stored at all,
-  each silent call reads again and is answered authorization-required),
+  from the store (_fast.py, read once by McpOAuth(...) itself, else by the
+  first call of an instance, before the engine was ever instantiated for
+  it; while no token is stored at all, each silent call reads again and is
+  answered authorization-required),
   then with the last token the engine
   answered a silent call with, until its refresh_at (the engine's own margin
   rule, as the Rust host's Session). Every call that may change the
@@ -142,10 +143,26 @@ class Session:
         self._fast: Optional[tuple] = None  # (AccessToken, serve until, Unix ms)
 
     def engine_needed(self) -> bool:
-        """Whether the first call will surely need the engine (no fresh Bearer token stored)."""
+        """Whether the first call will surely need the engine (no fresh Bearer
+        token stored). A token this read finds is the first silent call's
+        answer: kept, the store is not read again for it."""
         if self.skew_ms is None:
             return True
-        return not isinstance(_fast.from_store(self.store, self.server_url, self.skew_ms, now_ms()), _fast.Served)
+        served = _fast.from_store(self.store, self.server_url, self.skew_ms, now_ms())
+        if not isinstance(served, _fast.Served):
+            return True
+        with self._lock:
+            if self._read_store and self._engine is None:
+                self._serve(served)
+        return False
+
+    def _serve(self, served: Any) -> AccessToken:
+        """Keeps the store's fresh token (under the lock): served from memory
+        until its refresh_at; the engine answers from then on."""
+        self._read_store = False
+        t = AccessToken(served.token, served.expires_at, list(served.scopes), False)
+        self._fast = (t, served.refresh_at)
+        return t
 
     def fresh(self) -> Optional[AccessToken]:
         """The token a silent call is answered with now without the engine, if
@@ -187,11 +204,10 @@ class Session:
                         # The engine's answer, without it; not kept: the
                         # next call reads again (another process may sign in).
                         return served
-                    self._read_store = False
-                    if served is not None:
-                        t = AccessToken(served.token, served.expires_at, list(served.scopes), False)
-                        self._fast = (t, served.refresh_at)
-                        return t
+                    if served is None:
+                        self._read_store = False
+                    else:
+                        return self._serve(served)
         out = self.call("authorize", "silent", then=self._keep)
         return out if getattr(out, "tag", None) is not None else token_of(out)
 
