@@ -8,19 +8,22 @@
 //!
 //! One connection per store object, connected lazily with a 3 s deadline,
 //! every command with a 5 s deadline; a command that meets a broken connection
-//! is retried once on a new one (the server restarted with its data). Errors
-//! name the store as displayed (never its password) and are never a reason to
-//! fall back to local files.
+//! is retried once on a new one (the server restarted with its data)
+//! (`conn.rs`). The manifest record settles sealed or plain (`manifest.rs`).
+//! Errors name the store as displayed (never its password) and are never a
+//! reason to fall back to local files.
 
+mod conn;
 pub mod lease;
+mod manifest;
 mod tls;
 pub mod url;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use redis::{Connection, RedisError, Script};
+use redis::{Connection, Script};
 
 use self::lease::Fenced;
 use self::url::{Keys, StoreUrl};
@@ -29,8 +32,6 @@ use super::mode::SecretsChoice;
 use super::sealed::{self, Kind};
 use super::{LockGuard, Secrets, Store, StoreError, check_key};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const SCAN_ROUNDS: usize = 10_000;
 /// The largest record or key file read back (as the file store's cap).
 const MAX_VALUE: usize = 1 << 20;
@@ -88,9 +89,6 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
-/// Plain records on a shared store: said once per process.
-static PLAIN_NOTICE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 impl RedisStore {
     /// Connects, settles where secrets live (the manifest `Pstore.json`),
     /// and returns the store. Fails with [`StoreError::Config`] for what the
@@ -100,7 +98,7 @@ impl RedisStore {
         if let Some(u) = &o.user {
             super::select::check_user(u)?;
         }
-        let client = client(&o.url, o.ca_pem.as_deref())?;
+        let client = conn::client(&o.url, o.ca_pem.as_deref())?;
         let ns = o.user.as_ref().map(|u| format!("{u}/")).unwrap_or_default();
         let mut inner = Inner {
             url: o.url,
@@ -128,175 +126,12 @@ impl RedisStore {
     }
 }
 
-fn client(u: &StoreUrl, ca_pem: Option<&[u8]>) -> Result<redis::Client, StoreError> {
-    use redis::IntoConnectionInfo;
-    if u.tls {
-        tls::choose_provider();
-    }
-    let scheme = if u.tls { "rediss" } else { "redis" };
-    let base = format!("{scheme}://{}:{}", u.host, u.port);
-    let mut settings = redis::RedisConnectionInfo::default().set_db(i64::from(u.db));
-    if let Some(name) = &u.username {
-        settings = settings.set_username(name);
-    }
-    if let Some(p) = u.password() {
-        settings = settings.set_password(p);
-    }
-    let info = base
-        .as_str()
-        .into_connection_info()
-        .map_err(|e| {
-            StoreError::Config(format!(
-                "the store {}: {}",
-                u.display(),
-                e.detail().unwrap_or("bad address")
-            ))
-        })?
-        .set_redis_settings(settings);
-    let made = match ca_pem {
-        Some(pem) if u.tls => redis::Client::build_with_tls(
-            info,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.to_vec()),
-            },
-        ),
-        _ => redis::Client::open(info),
-    };
-    made.map_err(|e| StoreError::Config(format!("the store {}: {}", u.display(), short(&e))))
-}
-
-/// A Redis error in a line, without the server's text past 200 characters.
-fn short(e: &RedisError) -> String {
-    let s = e.to_string();
-    s.chars().take(200).collect()
-}
-
 impl Inner {
     fn keys(&self) -> Keys<'_> {
         Keys {
             prefix: &self.url.prefix,
             ns: &self.ns,
         }
-    }
-
-    fn connect(&self) -> Result<Connection, RedisError> {
-        let c = self.client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-        c.set_read_timeout(Some(COMMAND_TIMEOUT))?;
-        c.set_write_timeout(Some(COMMAND_TIMEOUT))?;
-        Ok(c)
-    }
-
-    /// Runs `f` on the connection; a broken connection is replaced and `f`
-    /// tried once more.
-    fn run<T>(&self, f: impl Fn(&mut Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
-        let mut slot = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        for attempt in 0..2 {
-            if slot.is_none() {
-                *slot = Some(self.connect().map_err(|e| self.fail(&e))?);
-            }
-            let Some(c) = slot.as_mut() else { continue };
-            match f(c) {
-                Ok(v) => return Ok(v),
-                Err(e) if attempt == 0 && broken(&e) => *slot = None,
-                Err(e) => {
-                    if broken(&e) {
-                        *slot = None;
-                    }
-                    return Err(self.fail(&e));
-                }
-            }
-        }
-        Err(StoreError::Remote(format!(
-            "the store {} cannot be reached",
-            self.url.display()
-        )))
-    }
-
-    fn fail(&self, e: &RedisError) -> StoreError {
-        let shown = self.url.display();
-        let code = e.code().unwrap_or("");
-        if e.kind() == redis::ErrorKind::AuthenticationFailed || matches!(code, "WRONGPASS" | "NOAUTH") {
-            return StoreError::Config(format!(
-                "the store {shown} refused the credentials ({}): check the user name and the password (the URL or MCP_OAUTH_STORE_PASSWORD)",
-                if code.is_empty() { "authentication failed" } else { code }
-            ));
-        }
-        let text = short(e);
-        let lower = text.to_ascii_lowercase();
-        if self.url.tls && (lower.contains("tls") || lower.contains("certificate") || lower.contains("handshake")) {
-            return StoreError::Config(format!(
-                "TLS with the store {shown} failed ({text}): check rediss:// against the server, and --ca-file or SSL_CERT_FILE"
-            ));
-        }
-        if broken(e) || e.is_timeout() {
-            return StoreError::Remote(format!("the store {shown} cannot be reached: {text}"));
-        }
-        StoreError::Remote(format!("the store {shown} failed: {text}"))
-    }
-
-    /// Reads the manifest and the key; writes the manifest on first use.
-    fn settle_secrets(
-        &self,
-        choice: SecretsChoice,
-        key_file: Option<&std::path::Path>,
-    ) -> Result<Option<(StoreKey, String)>, StoreError> {
-        let shown = self.url.display();
-        let manifest_key = self.keys().manifest();
-        let key = match (choice, key_file) {
-            (SecretsChoice::File, _) => None,
-            (_, Some(path)) => Some((
-                super::key::read_key_file(path).map_err(StoreError::Config)?,
-                format!("the key file {}", path.display()),
-            )),
-            (_, None) => {
-                return Err(StoreError::Config(format!(
-                    "the shared store {shown} seals its records with a key from MCP_OAUTH_STORE_KEY_FILE, which is not set: give every replica the same key file (32 random bytes in base64, mode 0600), or set MCP_OAUTH_SECRETS=file to keep plain records"
-                )));
-            }
-        };
-        let wanted = match &key {
-            Some((k, _)) => super::mode::Manifest::Sealed { key_id: k.id() },
-            None => super::mode::Manifest::Plain,
-        };
-        let bytes = super::mode::manifest_bytes(&wanted);
-        let mk = manifest_key.clone();
-        let mut now: Option<Vec<u8>> = self.run(|c| redis::cmd("GET").arg(&mk).query(c))?;
-        if now.is_none() {
-            // The first user of the store writes it; of two, one wins.
-            let _: Option<String> =
-                self.run(|c| redis::cmd("SET").arg(&mk).arg(bytes.as_slice()).arg("NX").query(c))?;
-            now = self.run(|c| redis::cmd("GET").arg(&mk).query(c))?;
-        }
-        let found = super::mode::parse_manifest(now.as_deref().unwrap_or_default()).map_err(|why| {
-            StoreError::Secrets(format!(
-                "the store {shown} has a manifest {manifest_key} that cannot be used: {why}"
-            ))
-        })?;
-        match (&found, &wanted) {
-            (a, b) if a == b => {}
-            (super::mode::Manifest::Sealed { key_id }, super::mode::Manifest::Sealed { key_id: mine }) => {
-                return Err(StoreError::Config(format!(
-                    "the shared store {shown} is sealed with the key {key_id}, and MCP_OAUTH_STORE_KEY_FILE holds the key {mine}: give this replica the fleet's key file"
-                )));
-            }
-            (super::mode::Manifest::Sealed { .. }, _) => {
-                return Err(StoreError::Secrets(format!(
-                    "the shared store {shown} keeps its records sealed: set MCP_OAUTH_STORE_KEY_FILE to the fleet's key file (not MCP_OAUTH_SECRETS=file)"
-                )));
-            }
-            _ => {
-                return Err(StoreError::Secrets(format!(
-                    "the shared store {shown} keeps its records plain: set MCP_OAUTH_SECRETS=file on every replica, or empty the store's prefix to start it sealed"
-                )));
-            }
-        }
-        if key.is_none() && !PLAIN_NOTICE.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            eprintln!(
-                "mcp-oauth: the shared store {shown} keeps tokens unsealed (MCP_OAUTH_SECRETS=file); set MCP_OAUTH_STORE_KEY_FILE to seal them"
-            );
-        }
-        Ok(key)
     }
 
     fn seal(&self, kind: Kind, name: &str, value: &[u8]) -> Result<Vec<u8>, StoreError> {
@@ -371,11 +206,6 @@ impl Inner {
         out.dedup();
         Ok(out)
     }
-}
-
-/// The connection is gone (or never came): worth one more try on a new one.
-fn broken(e: &RedisError) -> bool {
-    e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_unrecoverable_error()
 }
 
 impl Store for RedisStore {

@@ -26,13 +26,13 @@ mod tests {
     fn a_tls_store_chooses_ring_before_it_connects() {
         assert!(CryptoProvider::get_default().is_none(), "installed before");
         let plain = StoreUrl::parse("redis://127.0.0.1:1", None).unwrap();
-        super::super::client(&plain, None).unwrap();
+        super::super::conn::client(&plain, None).unwrap();
         assert!(
             CryptoProvider::get_default().is_none(),
             "a plain store leaves the choice alone"
         );
         let tls = StoreUrl::parse("rediss://127.0.0.1:1", None).unwrap();
-        super::super::client(&tls, None).unwrap();
+        super::super::conn::client(&tls, None).unwrap();
         let chosen = CryptoProvider::get_default().expect("a provider is chosen");
         let ring = rustls::crypto::ring::default_provider();
         let suites = |p: &CryptoProvider| p.cipher_suites.iter().map(|s| s.suite()).collect::<Vec<_>>();
