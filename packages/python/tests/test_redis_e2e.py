@@ -107,11 +107,9 @@ def test_an_outage_fails_calls_in_time_and_the_store_coming_back_heals_them(
 ):
     url = redis_server.url()
     shown = parse_store_url(url).display
-    # Made before the sign-in: its own read found nothing, so it holds no
-    # token and its first call needs the store.
-    cold = McpOAuth(demo.url, home=tmp_path / "c", store=url, open_browser=no_browser)
     warm = McpOAuth(demo.url, home=tmp_path / "w", store=url, open_browser=browser)
     token = warm.token()
+    cold = McpOAuth(demo.url, home=tmp_path / "c", store=url, open_browser=no_browser)  # nothing read yet
     mark = len(demo.log())
     redis_server.stop()
     try:

@@ -185,7 +185,11 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
             make_host,
             lambda: _engine_config(config),
         )
-        if self._s.engine_needed():
+        # A store in files (sealed or plain, opened here or given) keeps what
+        # this read finds, as the npm package's open(); a shared store (or
+        # another kind given) is read again at the first call.
+        in_files = getattr(getattr(self.store, "inner", self.store), "dir", None) is not None
+        if self._s.engine_needed(keep=in_files):
             _session.prewarm(cache)  # loads while the application goes on
 
     def __repr__(self) -> str:

@@ -1,9 +1,9 @@
 """McpOAuth's engine, opened only when a call needs it.
 
 - A silent token is answered without the engine while one is fresh: first
-  from the store (_fast.py, read once by McpOAuth(...) itself, else by the
-  first call of an instance, before the engine was ever instantiated for
-  it; while no token is stored at all, each silent call reads again and is
+  from the store (_fast.py, read once by McpOAuth(...) itself for a store
+  in files, else by the first call of an instance, before the engine was
+  ever instantiated for it; while no token is stored at all, each silent call reads again and is
   answered authorization-required),
   then with the last token the engine
   answered a silent call with, until its refresh_at (the engine's own margin
@@ -142,18 +142,21 @@ class Session:
         self._read_store = skew_ms is not None  # the first silent call may read the store
         self._fast: Optional[tuple] = None  # (AccessToken, serve until, Unix ms)
 
-    def engine_needed(self) -> bool:
+    def engine_needed(self, keep: bool) -> bool:
         """Whether the first call will surely need the engine (no fresh Bearer
-        token stored). A token this read finds is the first silent call's
-        answer: kept, the store is not read again for it."""
+        token stored). With `keep` (a store in files, as the npm package's
+        open()), a token this read finds is the first silent call's answer:
+        the store is not read again for it. A shared store is read again at
+        the first call, which then fails while the store is down."""
         if self.skew_ms is None:
             return True
         served = _fast.from_store(self.store, self.server_url, self.skew_ms, now_ms())
         if not isinstance(served, _fast.Served):
             return True
-        with self._lock:
-            if self._read_store and self._engine is None:
-                self._serve(served)
+        if keep:
+            with self._lock:
+                if self._read_store and self._engine is None:
+                    self._serve(served)
         return False
 
     def _serve(self, served: Any) -> AccessToken:
