@@ -125,9 +125,8 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
                 raise ValueError("pass secrets= or store=, not both: a store object keeps its secrets its own way")
             if user is not None:
                 raise ConfigError("pass user= with a store URL or the file store, not with a Store object")
-        inner = getattr(store, "inner", store)
-        if home is None and getattr(inner, "dir", None) is not None:
-            home = inner.dir  # the compiled engine is cached beside the records
+        if home is None:
+            home = _store_dir(store)  # a store in files: the compiled engine is cached beside its records
         self.home = Path(home) if home is not None else default_home()
         # Settled before anything else: a refusal (KeychainUnavailable, a
         # sealed store asked for as plain files, a shared store that cannot
@@ -188,8 +187,7 @@ class McpOAuth(_AuthBase):  # type: ignore[misc, valid-type]
         # A store in files (sealed or plain, opened here or given) keeps what
         # this read finds, as the npm package's open(); a shared store (or
         # another kind given) is read again at the first call.
-        in_files = getattr(getattr(self.store, "inner", self.store), "dir", None) is not None
-        if self._s.engine_needed(keep=in_files):
+        if self._s.engine_needed(keep=_store_dir(self.store) is not None):
             _session.prewarm(cache)  # loads while the application goes on
 
     def __repr__(self) -> str:
@@ -476,6 +474,12 @@ def _record(**fields: Any) -> Any:
 
 def _field(r: Any, name: str) -> Any:
     return getattr(r, name.replace("_", "-"))
+
+
+def _store_dir(store: Any) -> Optional[Path]:
+    """The directory of a store in files (plain, or sealed over one); None
+    for a shared store or another kind."""
+    return getattr(getattr(store, "inner", store), "dir", None)
 
 
 def _is_machine(grant: Any) -> bool:

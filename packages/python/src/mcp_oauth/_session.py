@@ -3,12 +3,11 @@
 - A silent token is answered without the engine while one is fresh: first
   from the store (_fast.py, read once by McpOAuth(...) itself for a store
   in files, else by the first call of an instance, before the engine was
-  ever instantiated for it; while no token is stored at all, each silent call reads again and is
-  answered authorization-required),
-  then with the last token the engine
-  answered a silent call with, until its refresh_at (the engine's own margin
-  rule, as the Rust host's Session). Every call that may change the
-  engine's tokens forgets it first and after.
+  ever instantiated for it; while no token is stored at all, each silent
+  call reads again and is answered authorization-required), then with the
+  last token the engine answered a silent call with, until its refresh_at
+  (the engine's own margin rule, as the Rust host's Session). Every call
+  that may change the engine's tokens forgets it first and after.
 - The engine (wasmtime, the compiled component, its linker) is loaded once
   per cache directory and process: when a call needs it, or, when
   McpOAuth(...) sees no fresh token stored (the engine will surely be
